@@ -1,0 +1,138 @@
+"""The public entry points, one per step: comb a model, prune it.
+
+``mmcpd.comb(model, inputs)`` traces the model, resolves its coupled groups
+and (by default) verifies each prunable group by removing it for real;
+``mmcpd.prune(model, inputs, ratio)`` removes a fraction of the units of
+every prunable group by a named importance and returns the pruned
+architecture's spec.
+"""
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .comb.api import comb as _trace_and_resolve
+from .comb.result import CombResult
+from .comb.trace import default_forward
+from .prune.physical import prune_units
+from .prune.spec import PrunedSpec
+from .prune.verify import verify_groups
+from .registry import IMPORTANCES
+
+
+def comb(model: nn.Module,
+         example_inputs: Any,
+         *,
+         forward_fn: Optional[Callable] = None,
+         ignore: Sequence[str] = (),
+         verify: bool = True) -> CombResult:
+    """Coupled channel groups of ``model``, found by tracing it once.
+
+    Args:
+        model (nn.Module): Any model (OpenMMLab classifiers and segmentors
+            run in tensor mode, segmentors with their auxiliary heads).
+        example_inputs: Input of ``forward_fn``, e.g.
+            ``torch.randn(1, 3, 224, 224)``.
+        forward_fn (callable, optional): ``forward_fn(model, inputs)``
+            returns the outputs whose shapes never change. Defaults to
+            :func:`mmcpd.comb.default_forward`.
+        ignore (list[str]): Module name patterns never to prune.
+        verify (bool): Remove one unit of each group for real and freeze the
+            groups whose pruned model differs from the masked one. Defaults
+            to True.
+
+    Returns:
+        CombResult: groups (``.prunable``, ``.frozen``), printable and
+        JSON-able.
+
+    Examples:
+        >>> import mmcpd
+        >>> result = mmcpd.comb(model, torch.randn(1, 3, 224, 224))
+        >>> print(result)
+    """
+    forward_fn = forward_fn or default_forward
+    result = _trace_and_resolve(
+        model, example_inputs, forward_fn=forward_fn, ignore=ignore)
+    if verify:
+        result = verify_groups(model, result, example_inputs, forward_fn)
+    return result
+
+
+def _check_ratio(ratio: float) -> None:
+    if not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+        raise ValueError(f'`ratio` should be in (0, 1), but got {ratio!r}')
+
+
+def select_lowest(result: CombResult, scores: dict, ratio: float,
+                  round_to: int = 1) -> dict:
+    """The ``ratio`` lowest-scoring units of every prunable group.
+
+    At least one unit stays; with ``round_to`` > 1 the number of kept units
+    is a multiple of it where the group is large enough.
+    """
+    removed = {}
+    for group in result.prunable:
+        n = group.num_units
+        keep = max(1, n - int(ratio * n))
+        if round_to > 1 and n >= round_to:
+            keep = max(round_to, int(round(keep / round_to)) * round_to)
+            keep = min(keep, n - (n % round_to) if n % round_to else n)
+        drop = n - keep
+        if drop <= 0:
+            continue
+        order = torch.argsort(torch.as_tensor(scores[group.id]),
+                              stable=True)
+        removed[group.id] = sorted(order[:drop].tolist())
+    return removed
+
+
+def prune(model: nn.Module,
+          example_inputs: Any,
+          ratio: float,
+          *,
+          importance: str = 'magnitude',
+          round_to: int = 1,
+          forward_fn: Optional[Callable] = None,
+          ignore: Sequence[str] = (),
+          result: Optional[CombResult] = None
+          ) -> Tuple[PrunedSpec, CombResult]:
+    """Remove ``ratio`` of the units of every prunable group, in place.
+
+    Args:
+        model (nn.Module): The model to prune.
+        example_inputs: Input of the traced forward.
+        ratio (float): Fraction of each group's units to remove, in (0, 1).
+        importance (str): A data-free score from ``IMPORTANCES``
+            (``'magnitude'`` or ``'random'``); gradient-based scores need
+            training: use ``CPDHook``.
+        round_to (int): Keep unit counts a multiple of this. Defaults to 1.
+        forward_fn (callable, optional): See :func:`comb`.
+        ignore (list[str]): Module name patterns never to prune.
+        result (CombResult, optional): A comb result of this model, to skip
+            combing.
+
+    Returns:
+        tuple: The :class:`PrunedSpec` of the pruned model and the comb
+        result it was pruned by.
+
+    Examples:
+        >>> spec, result = mmcpd.prune(model, torch.randn(1, 3, 224, 224),
+        ...                            ratio=0.3)
+        >>> spec.save('pruned.json')
+    """
+    _check_ratio(ratio)
+    if not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f'`round_to` should be a positive int, but got '
+                         f'{round_to!r}')
+    if result is None:
+        result = comb(model, example_inputs, forward_fn=forward_fn,
+                      ignore=ignore)
+    scorer = IMPORTANCES.build(dict(type=importance))
+    if getattr(scorer, 'uses_grad', False):
+        raise ValueError(f'importance {importance!r} needs gradients from '
+                         'training: use CPDHook, or `magnitude` here')
+    scorer.setup(model, result.prunable)
+    scores = scorer.scores()
+    removed = select_lowest(result, scores, ratio, round_to)
+    spec = prune_units(model, result, removed)
+    return spec, result

@@ -1,0 +1,60 @@
+"""``comb(model, inputs)``: the coupled groups of any model."""
+import time
+import warnings
+from typing import Any, Callable, Optional, Sequence
+
+from mmengine.logging import MMLogger
+from torch import nn
+
+from .resolve import check_ignore, resolve
+from .result import CombResult
+from .trace import default_forward, trace
+
+
+def comb(model: nn.Module,
+         example_inputs: Any,
+         *,
+         forward_fn: Optional[Callable] = None,
+         ignore: Sequence[str] = ()) -> CombResult:
+    """Find the coupled channel groups of ``model``.
+
+    The model runs once on ``example_inputs`` (in eval mode, without
+    gradients); every op's effect on channels is resolved by the handler
+    table, so no architecture needs code of its own. Ops without a handler
+    freeze the groups they touch, with a warning that names them.
+
+    Args:
+        model (nn.Module): Any model; OpenMMLab classifiers and segmentors
+            run in tensor mode, segmentors with their auxiliary heads.
+        example_inputs: What ``forward_fn`` passes to the model, e.g.
+            ``torch.randn(1, 3, 224, 224)``.
+        forward_fn (callable, optional): ``forward_fn(model, inputs)``
+            returns the outputs whose shape must never change. Defaults to
+            :func:`mmcpd.comb.trace.default_forward`.
+        ignore (list[str]): Module name patterns (fnmatch, or a prefix)
+            whose channels are never pruned.
+
+    Returns:
+        CombResult: The groups (prunable and frozen), attribute updates,
+        norms over channels and per-weight MACs.
+
+    Raises:
+        TraceError: The model cannot run on the inputs.
+        ValueError: An ``ignore`` pattern matches no module.
+
+    Examples:
+        >>> result = comb(model, torch.randn(1, 3, 224, 224))
+        >>> print(result.prunable[0])
+    """
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    check_ignore(model, ignore)
+    start = time.perf_counter()
+    graph, _ = trace(model, example_inputs, forward_fn or default_forward)
+    result = resolve(graph, model, ignore)
+    logger = MMLogger.get_current_instance()
+    logger.debug(f'comb: {len(result.groups)} groups in '
+                 f'{time.perf_counter() - start:.2f}s')
+    for message in result.warnings:
+        warnings.warn(f'mmcpd.comb: {message}', stacklevel=2)
+    return result

@@ -1,0 +1,10 @@
+"""Op handlers: how each kind of op moves and ties channel labels.
+
+The table maps torch functions (as the tracer sees them) to handlers. An op
+with no handler freezes the channels it touches, with a warning that names
+it. Adding a layer kind is one handler in one of these files plus one test.
+"""
+from .base import HANDLERS, OpContext, handle_unknown, register  # noqa
+from . import attention, concat, layers, norms, pointwise, reduce, shape  # noqa: F401,E501,I001
+
+__all__ = ['HANDLERS', 'OpContext', 'handle_unknown', 'register']

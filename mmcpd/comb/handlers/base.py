@@ -1,0 +1,122 @@
+"""The handler table and what a handler gets to see."""
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..labels import LabelGraph
+
+Handler = Callable[['OpContext'], None]
+HANDLERS: Dict[Any, Handler] = {}
+
+
+def register(*funcs) -> Callable[[Handler], Handler]:
+    """Register a handler for torch functions (missing ones are skipped)."""
+
+    def wrap(handler: Handler) -> Handler:
+        for func in funcs:
+            for f in (func if isinstance(func, list) else [func]):
+                if f is not None:
+                    HANDLERS[f] = handler
+        return handler
+
+    return wrap
+
+
+def method(name: str):
+    """``torch.Tensor.<name>``, or None on torch versions without it."""
+    return getattr(torch.Tensor, name, None)
+
+
+def function(name: str) -> list:
+    """``torch.<name>`` and ``torch.nn.functional.<name>``, where they
+    exist."""
+    found = []
+    for module in (torch, torch.nn.functional):
+        f = getattr(module, name, None)
+        if f is not None and f not in found:
+            found.append(f)
+    return found
+
+
+def _tensors(value) -> List[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+@dataclass
+class OpContext:
+    """One op call of the traced forward.
+
+    Args:
+        graph (LabelGraph): The trace's labels.
+        func (callable): The torch function called.
+        args (tuple): Positional arguments.
+        kwargs (dict): Keyword arguments.
+        out: What the function returned.
+        scope (str): Name of the innermost module running, '' for the root.
+        module (nn.Module, optional): That module.
+    """
+    graph: LabelGraph
+    func: Any
+    args: tuple
+    kwargs: dict
+    out: Any
+    scope: str
+    module: Optional[nn.Module] = None
+    name: str = ''
+    via: str = field(init=False)
+
+    def __post_init__(self):
+        self.via = f'{self.name}@{self.scope or "model"}'
+
+    def arg(self, index: int, name: str, default=None):
+        """An argument given by position or by keyword."""
+        if len(self.args) > index:
+            return self.args[index]
+        return self.kwargs.get(name, default)
+
+    @property
+    def inputs(self) -> List[torch.Tensor]:
+        return _tensors(self.args) + _tensors(list(self.kwargs.values()))
+
+    @property
+    def outputs(self) -> List[torch.Tensor]:
+        return _tensors(self.out)
+
+    def freeze_inputs(self, reason: str) -> None:
+        for t in self.inputs:
+            for block in self.graph.get(t):
+                self.graph.freeze(block.ids, reason)
+
+    def frozen_output(self, reason: str) -> None:
+        """Outputs get new ids that are frozen, on every dim of size > 1.
+
+        Used where an op's effect on channels is unknown: whatever it feeds
+        must not be pruned through it.
+        """
+        from ..labels import Block
+        for t in self.outputs:
+            blocks = []
+            for d in range(t.dim()):
+                if t.shape[d] > 1:
+                    ids = self.graph.new_ids((t.shape[d], ))
+                    self.graph.freeze(ids, reason)
+                    blocks.append(Block((d, ), ids))
+            self.graph.set(t, blocks)
+
+
+def handle_unknown(ctx: OpContext) -> None:
+    """No handler: freeze what the op touches, and say so."""
+    labelled = any(ctx.graph.get(t) for t in ctx.inputs)
+    if not labelled:
+        return  # a constant or an op on unlabelled data: nothing to track
+    reason = f'no handler for op `{ctx.name}` in `{ctx.scope or "model"}`'
+    ctx.freeze_inputs(reason)
+    ctx.frozen_output(reason)
+    ctx.graph.warnings.append(reason)

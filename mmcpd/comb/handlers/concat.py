@@ -1,0 +1,249 @@
+"""Concatenation, stacking, splitting and indexing along channels.
+
+``cat`` along channels lays the inputs' ids end to end. Splitting into equal
+pieces (``chunk``, ``unbind``, an equal ``split``) ties position ``i`` of
+every piece, so the pieces stay equal when channels go (the code that splits
+computes the piece size from the shape). Slices with fixed bounds and
+indexing with fixed indices along a channel dimension would pick other
+channels once some are removed: those channels are frozen, unless the
+dimension is one axis of a joint block that never shrinks (``qkv[0]``).
+"""
+import numpy as np
+import torch
+
+from ..couple import broadcast_keys, couple
+from ..labels import Block, collapse, dim_ids
+from .base import OpContext, function, method, register
+
+
+def _norm_dim(dim, nd):
+    return dim % nd if nd else 0
+
+
+@register(function('cat'), function('concat'), function('concatenate'))
+def cat(ctx: OpContext) -> None:
+    graph = ctx.graph
+    tensors = [t for t in ctx.arg(0, 'tensors') if t.numel() > 0]
+    out = ctx.outputs[0]
+    if not tensors:
+        return
+    dim = _norm_dim(ctx.arg(1, 'dim', 0), out.dim())
+    pieces, any_labelled = [], False
+    for t in tensors:
+        ids = dim_ids(graph, graph.get(t), dim)
+        if ids is None:
+            ids = graph.new_ids((t.shape[dim], ))
+            if t.shape[dim] > 1 or graph.get(t):
+                graph.freeze(ids, f'unlabelled input of {ctx.via}')
+            pieces.append((ids, False))
+        else:
+            any_labelled = True
+            pieces.append((ids, True))
+    items = []
+    for t in tensors:
+        keys = list(range(t.dim()))
+        keys[dim] = None
+        labels = [b for b in graph.get(t) if dim not in b.dims]
+        items.append((labels, tuple(t.shape), keys))
+    labels = couple(graph, items, ctx.via)
+    if any_labelled:
+        if not all(labelled for _, labelled in pieces):
+            for ids, labelled in pieces:
+                graph.freeze(ids, f'concatenated with a constant in '
+                             f'{ctx.via}')
+        labels.append(Block((dim, ), np.concatenate([p for p, _ in pieces])))
+    graph.set(out, labels)
+
+
+@register(function('stack'))
+def stack(ctx: OpContext) -> None:
+    tensors = ctx.arg(0, 'tensors')
+    out = ctx.outputs[0]
+    dim = _norm_dim(ctx.arg(1, 'dim', 0), out.dim())
+    items = []
+    for t in tensors:
+        keys = [d if d < dim else d + 1 for d in range(t.dim())]
+        items.append((ctx.graph.get(t), tuple(t.shape), keys))
+    ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
+
+
+def _pieces(ctx: OpContext, x, dim, outs):
+    """Give each output its piece of x's labels along dim."""
+    graph = ctx.graph
+    labels = graph.get(x)
+    sizes = [o.shape[dim] if o.dim() == x.dim() else 1 for o in outs]
+    squeezed = any(o.dim() != x.dim() for o in outs)
+    found = None
+    for block in labels:
+        if dim in block.dims:
+            found = block
+    equal = len(set(sizes)) == 1
+    if found is not None:
+        axis = found.dims.index(dim)
+        if equal and sum(sizes) == x.shape[dim]:
+            split = np.moveaxis(found.ids, axis, 0).reshape(
+                len(sizes), sizes[0], *np.delete(found.ids.shape, axis))
+            graph.union(split, split[:1], ctx.via)
+        else:
+            graph.freeze(found.ids, f'uneven split in {ctx.via}')
+    start = 0
+    for out, size in zip(outs, sizes):
+        new = []
+        for block in labels:
+            if dim not in block.dims:
+                dims = tuple(d - 1 if squeezed and d > dim else d
+                             for d in block.dims)
+                new.append(Block(dims, block.ids))
+                continue
+            axis = block.dims.index(dim)
+            ids = np.take(block.ids, np.arange(start, start + size), axis)
+            dims = list(block.dims)
+            if squeezed:
+                ids = np.take(ids, 0, axis)
+                dims.pop(axis)
+                dims = [d - 1 if d > dim else d for d in dims]
+            if dims:
+                new.append(Block(tuple(dims), ids))
+        graph.set(out, new)
+        start += size
+
+
+@register(
+    method('split'), function('split'), method('chunk'), function('chunk'),
+    method('unbind'), function('unbind'), method('tensor_split'),
+    function('tensor_split'), method('split_with_sizes'),
+    function('split_with_sizes'), method('unsafe_split'),
+    method('unsafe_chunk'))
+def split(ctx: OpContext) -> None:
+    x, outs = ctx.inputs[0], ctx.outputs
+    if ctx.name == 'unbind':
+        dim = ctx.arg(1, 'dim', 0)
+    else:
+        dim = ctx.arg(2, 'dim', 0)
+    _pieces(ctx, x, _norm_dim(dim, x.dim()), outs)
+
+
+def _index_items(index, nd):
+    """Normalise a getitem index into a tuple over input dims."""
+    if not isinstance(index, tuple):
+        index = (index, )
+    n_ellipsis_dims = nd - sum(1 for i in index
+                               if i is not None and i is not Ellipsis and
+                               not (isinstance(i, torch.Tensor) and
+                                    i.dtype == torch.bool))
+    items = []
+    for i in index:
+        if i is Ellipsis:
+            items += [slice(None)] * n_ellipsis_dims
+        else:
+            items.append(i)
+    used = sum(1 for i in items if i is not None)
+    return items + [slice(None)] * (nd - used)
+
+
+@register(method('__getitem__'))
+def getitem(ctx: OpContext) -> None:
+    graph = ctx.graph
+    x, out = ctx.args[0], ctx.outputs[0]
+    labels = graph.get(x)
+    if not labels:
+        return
+    index = ctx.args[1]
+    tensors = [i for i in (index if isinstance(index, tuple) else (index, ))
+               if isinstance(i, (torch.Tensor, list))]
+    if tensors:
+        return _advanced_index(ctx, x, out, index)
+    items = _index_items(index, x.dim())
+    in_dim, out_dim, where = 0, 0, {}
+    selected = {}
+    for item in items:
+        if item is None:
+            out_dim += 1
+            continue
+        if isinstance(item, int):
+            selected[in_dim] = item % x.shape[in_dim]
+            in_dim += 1
+            continue
+        start, stop, step = item.indices(x.shape[in_dim])
+        where[in_dim] = (out_dim, range(start, stop, step))
+        in_dim += 1
+        out_dim += 1
+    new = []
+    for block in labels:
+        ids = block.ids
+        dims = []
+        index_nd = []
+        for axis, d in enumerate(block.dims):
+            if d in selected:
+                if len(block.dims) > 1:
+                    graph.union_along(ids, [axis])
+                else:
+                    graph.freeze(ids, f'fixed index into channels in '
+                                 f'{ctx.via}')
+                index_nd.append(selected[d])
+                continue
+            od, rng = where[d]
+            if len(rng) != x.shape[d]:
+                if len(block.dims) > 1:
+                    graph.union_along(ids, [axis])
+                else:
+                    graph.freeze(ids, f'fixed slice of channels in '
+                                 f'{ctx.via}')
+            index_nd.append(np.asarray(rng))
+            dims.append(od)
+        sliced = ids[np.ix_(*[np.atleast_1d(i) for i in index_nd])]
+        keep = tuple(0 if isinstance(i, int) else slice(None)
+                     for i in index_nd)
+        sliced = sliced[keep]
+        if dims:
+            new.append(Block(tuple(dims), sliced))
+    graph.set(out, new)
+
+
+def _advanced_index(ctx: OpContext, x, out, index) -> None:
+    """``table[idx]``: gathered positions follow fixed indices, so the
+    indexed dimension is frozen; a single index tensor on dim 0 keeps the
+    other dims' labels."""
+    graph = ctx.graph
+    labels = graph.get(x)
+    if isinstance(index, (torch.Tensor, list)) and not (
+            isinstance(index, torch.Tensor) and index.dtype == torch.bool):
+        idx = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else
+                         index)
+        new = []
+        for block in labels:
+            if 0 in block.dims:
+                axis = block.dims.index(0)
+                graph.freeze(block.ids, f'indexed by a tensor in {ctx.via}')
+                ids = np.take(block.ids, idx, axis=axis)
+                dims = list(block.dims[:axis]) + list(
+                    range(axis, axis + idx.ndim)) + [
+                        d + idx.ndim - 1 for d in block.dims[axis + 1:]
+                    ]
+                new.append(Block(tuple(dims), ids))
+            else:
+                new.append(
+                    Block(tuple(d + idx.ndim - 1 for d in block.dims),
+                          block.ids))
+        graph.set(out, new)
+        return
+    ctx.freeze_inputs(f'advanced indexing in {ctx.via}')
+    ctx.frozen_output(f'advanced indexing in {ctx.via}')
+
+
+@register(method('__setitem__'), method('index_put_'),
+          method('masked_scatter_'), method('scatter_'))
+def setitem(ctx: OpContext) -> None:
+    """Writes into parts of a tensor: what meets there is frozen."""
+    ctx.freeze_inputs(f'in-place write in {ctx.via}')
+
+
+@register(method('narrow'), function('narrow'), method('select'),
+          function('select'))
+def narrow(ctx: OpContext) -> None:
+    x, out = ctx.inputs[0], ctx.outputs[0]
+    dim = _norm_dim(ctx.arg(1, 'dim'), x.dim())
+    for block in ctx.graph.get(x):
+        if dim in block.dims:
+            ctx.graph.freeze(block.ids, f'fixed slice in {ctx.via}')
+    ctx.frozen_output(f'fixed slice in {ctx.via}')

@@ -1,0 +1,186 @@
+"""Layers with weights: convolutions, linear layers, matrix products.
+
+A layer's output channels are its weight's output rows: the output reuses the
+ids of ``weight`` dim 0, so whatever the output meets later is tied back to
+those rows. Its input channels (weight dim 1) are tied to the input's.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..couple import broadcast_keys, couple
+from ..labels import Block, dim_ids
+from .base import OpContext, function, method, register
+
+
+def _macs(ctx: OpContext, weight: torch.Tensor, per_element: int) -> None:
+    name = ctx.graph.leaf_name(weight)
+    if name is not None:
+        macs = ctx.graph.param_macs
+        macs[name] = macs.get(name, 0) + int(per_element)
+
+
+def _bias(ctx: OpContext, bias, out_ids: np.ndarray) -> None:
+    if isinstance(bias, torch.Tensor):
+        ids = ctx.graph.leaf_dim(bias, 0)
+        if ids is not None:
+            ctx.graph.union(out_ids, ids, ctx.via)
+        else:
+            ctx.graph.freeze(out_ids, f'computed bias in {ctx.via}')
+
+
+def attr_update(ctx: OpContext, attr: str, ids: np.ndarray) -> None:
+    """Record that ``scope.attr`` drops by one per removed id of ``ids``."""
+    if ctx.module is not None and hasattr(ctx.module, attr):
+        ctx.graph.attr_rules.append(
+            (ctx.scope, attr, getattr(ctx.module, attr), ids))
+
+
+@register(function('conv1d'), function('conv2d'), function('conv3d'))
+def conv(ctx: OpContext) -> None:
+    """Convolution, plain, grouped or depthwise.
+
+    With ``groups == 1`` input channel ``i`` is weight column ``i``. Grouped
+    convolutions keep their groups balanced: with one input channel per
+    group (depthwise), removing a channel removes its whole group and
+    ``groups`` shrinks; otherwise index ``j`` is removed from every group.
+    """
+    graph = ctx.graph
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    bias, groups = ctx.arg(2, 'bias'), ctx.arg(6, 'groups', 1) or 1
+    out = ctx.outputs[0]
+    out_ids = graph.leaf_dim(weight, 0, 'out')
+    if out_ids is None:  # a computed weight: unknown rows
+        ctx.freeze_inputs(f'computed weight in {ctx.via}')
+        ctx.frozen_output(f'computed weight in {ctx.via}')
+        return
+    in_ids = graph.leaf_dim(weight, 1, 'in') if weight.shape[1] > 1 else None
+    x_ids = dim_ids(graph, graph.get(x), 1)
+    c_in, c_out = x.shape[1], weight.shape[0]
+    if groups == 1:
+        if x_ids is not None:
+            graph.union(x_ids, in_ids, ctx.via)
+        elif c_in > 1:
+            graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
+    elif weight.shape[1] == 1:  # one input channel per group: depthwise
+        per_group = c_out // groups
+        grouped = out_ids.reshape(groups, per_group)
+        if x_ids is not None:
+            graph.union(grouped, x_ids.reshape(groups, 1), ctx.via)
+        else:
+            graph.freeze(out_ids, f'unlabelled input of {ctx.via}')
+        attr_update(ctx, 'groups', out_ids[::per_group])
+    else:
+        per_group = weight.shape[1]
+        if x_ids is not None:
+            graph.union(x_ids.reshape(groups, per_group), in_ids[None],
+                        ctx.via)
+        else:
+            graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
+        graph.union_along(out_ids.reshape(groups, c_out // groups), [0])
+    _bias(ctx, bias, out_ids)
+    spatial = int(np.prod(out.shape[2:])) if out.dim() > 2 else 1
+    _macs(ctx, weight, spatial)
+    blocks = [Block((1, ), out_ids)]
+    graph.set(out, blocks)
+
+
+@register(
+    function('conv_transpose1d'), function('conv_transpose2d'),
+    function('conv_transpose3d'))
+def conv_transpose(ctx: OpContext) -> None:
+    """Transposed convolution: weight is (in, out / groups, ...)."""
+    graph = ctx.graph
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    bias, groups = ctx.arg(2, 'bias'), ctx.arg(6, 'groups', 1) or 1
+    out = ctx.outputs[0]
+    if groups != 1 or graph.leaf_name(weight) is None:
+        ctx.freeze_inputs(f'grouped or computed {ctx.via}')
+        ctx.frozen_output(f'grouped or computed {ctx.via}')
+        return
+    in_ids = graph.leaf_dim(weight, 0, 'in')
+    out_ids = graph.leaf_dim(weight, 1, 'out')
+    x_ids = dim_ids(graph, graph.get(x), 1)
+    if x_ids is not None:
+        graph.union(x_ids, in_ids, ctx.via)
+    else:
+        graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
+    _bias(ctx, bias, out_ids)
+    _macs(ctx, weight, int(np.prod(x.shape[2:])))
+    graph.set(out, [Block((1, ), out_ids)])
+
+
+@register(function('linear'))
+def linear(ctx: OpContext) -> None:
+    """``y = x W^T + b``: x's last dim is W's dim 1, y's last dim W's dim 0."""
+    graph = ctx.graph
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    bias = ctx.arg(2, 'bias')
+    out = ctx.outputs[0]
+    if graph.leaf_name(weight) is None:
+        _matmul_like(ctx, x, weight, transpose_b=True)
+        return
+    out_ids = graph.leaf_dim(weight, 0, 'out')
+    in_ids = graph.leaf_dim(weight, 1, 'in')
+    nd = x.dim()
+    x_keys = list(range(nd - 1)) + ['k']
+    labels = couple(graph, [(graph.get(x), tuple(x.shape), x_keys),
+                            ([Block((0, ), in_ids)], tuple(weight.shape[1:]),
+                             ['k'])], ctx.via)
+    _bias(ctx, bias, out_ids)
+    _macs(ctx, weight, int(np.prod(x.shape[1:-1])))
+    graph.set(out, labels + [Block((nd - 1, ), out_ids)])
+
+
+def _matmul_like(ctx: OpContext, a, b, transpose_b: bool = False) -> None:
+    """``a @ b`` with numpy broadcasting of the batch dims."""
+    graph = ctx.graph
+    out = ctx.outputs[0]
+    if a.dim() < 2 or b.dim() < 2:
+        ctx.freeze_inputs(f'vector product in {ctx.via}')
+        ctx.frozen_output(f'vector product in {ctx.via}')
+        return
+    nd = out.dim()
+    batch = list(out.shape[:-2])
+    a_keys = broadcast_keys(a.shape[:-2], batch) + [nd - 2, 'k']
+    if transpose_b:
+        b_keys = broadcast_keys(b.shape[:-2], batch) + [nd - 1, 'k']
+    else:
+        b_keys = broadcast_keys(b.shape[:-2], batch) + ['k', nd - 1]
+    labels = couple(graph, [(graph.get(a), tuple(a.shape), a_keys),
+                            (graph.get(b), tuple(b.shape), b_keys)], ctx.via)
+    graph.set(out, labels)
+
+
+@register(
+    function('matmul'), method('matmul'), method('__matmul__'),
+    method('__rmatmul__'), function('bmm'), method('bmm'), function('mm'),
+    method('mm'))
+def matmul(ctx: OpContext) -> None:
+    a, b = ctx.inputs[:2]
+    if ctx.name == '__rmatmul__':
+        a, b = b, a
+    _matmul_like(ctx, a, b)
+
+
+@register(function('addmm'), method('addmm'), function('baddbmm'),
+          method('baddbmm'))
+def addmm(ctx: OpContext) -> None:
+    """``bias + a @ b``: the product, then the bias broadcast onto it."""
+    bias, a, b = ctx.inputs[:3]
+    _matmul_like(ctx, a, b)
+    out = ctx.outputs[0]
+    items = [(ctx.graph.get(out), tuple(out.shape), list(range(out.dim()))),
+             (ctx.graph.get(bias), tuple(bias.shape),
+              broadcast_keys(bias.shape, out.shape))]
+    ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
+
+
+@register(function('embedding'))
+def embedding(ctx: OpContext) -> None:
+    """Rows of an embedding table: the output's last dim is weight dim 1."""
+    weight = ctx.arg(1, 'weight')
+    out = ctx.outputs[0]
+    ids = ctx.graph.leaf_dim(weight, 1, 'out')
+    if ids is not None:
+        ctx.graph.set(out, [Block((out.dim() - 1, ), ids)])

@@ -1,0 +1,86 @@
+"""Normalisation layers.
+
+BatchNorm and InstanceNorm act per channel: their affine parameters and
+running statistics shrink with the channel. GroupNorm keeps its groups
+equal: a unit is a whole group (``num_groups`` shrinks), which leaves the
+statistics of the other groups exactly as they were. LayerNorm over channels
+ties all of them into its statistics: the groups it normalises are recorded
+so that a masked model can compute the statistics over the kept channels
+only (see :func:`mmcpd.prune.mask.exact_norms`), which is what the sliced
+model computes.
+"""
+from ..couple import couple
+from ..labels import dim_ids
+from .base import OpContext, function, register
+from .layers import attr_update
+
+
+def _per_channel(ctx: OpContext, x, params) -> None:
+    out = ctx.outputs[0]
+    nd = x.dim()
+    items = [(ctx.graph.get(x), tuple(x.shape), list(range(nd)))]
+    for p in params:
+        if p is not None and p.numel() > 1:
+            items.append((ctx.graph.get(p), tuple(p.shape), [1]))
+    ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
+
+
+@register(function('batch_norm'))
+def batch_norm(ctx: OpContext) -> None:
+    x = ctx.arg(0, 'input')
+    params = [ctx.arg(i, n) for i, n in
+              ((1, 'running_mean'), (2, 'running_var'), (3, 'weight'),
+               (4, 'bias'))]
+    _per_channel(ctx, x, params)
+
+
+@register(function('instance_norm'))
+def instance_norm(ctx: OpContext) -> None:
+    x = ctx.arg(0, 'input')
+    params = [ctx.arg(i, n) for i, n in
+              ((1, 'running_mean'), (2, 'running_var'), (3, 'weight'),
+               (4, 'bias'))]
+    _per_channel(ctx, x, params)
+
+
+@register(function('layer_norm'), function('rms_norm'))
+def layer_norm(ctx: OpContext) -> None:
+    graph = ctx.graph
+    x, shape = ctx.arg(0, 'input'), ctx.arg(1, 'normalized_shape')
+    weight = ctx.arg(2, 'weight')
+    bias = ctx.arg(3, 'bias') if ctx.name == 'layer_norm' else None
+    out = ctx.outputs[0]
+    nd, k = x.dim(), len(tuple(shape))
+    items = [(graph.get(x), tuple(x.shape), list(range(nd)))]
+    for p in (weight, bias):
+        if p is not None:
+            items.append((graph.get(p), tuple(p.shape), list(range(nd - k,
+                                                                    nd))))
+    labels = couple(graph, items, ctx.via)
+    graph.set(out, labels)
+    ids = dim_ids(graph, labels, nd - 1)
+    if ids is None:
+        return
+    if k > 1:
+        graph.freeze(ids, f'{ctx.via} normalises over several dims')
+        return
+    graph.channel_norms.append((ctx.scope, 'layer_norm', ids))
+    attr_update(ctx, 'normalized_shape', ids)
+
+
+@register(function('group_norm'))
+def group_norm(ctx: OpContext) -> None:
+    graph = ctx.graph
+    x, num_groups = ctx.arg(0, 'input'), ctx.arg(1, 'num_groups')
+    weight, bias = ctx.arg(2, 'weight'), ctx.arg(3, 'bias')
+    _per_channel(ctx, x, [weight, bias])
+    ids = dim_ids(graph, graph.get(ctx.outputs[0]), 1)
+    if ids is None:
+        return
+    grouped = ids.reshape(num_groups, -1)
+    graph.union_along(grouped, [1])
+    if num_groups > 1:
+        attr_update(ctx, 'num_groups', grouped[:, 0])
+        graph.channel_norms.append((ctx.scope, 'group_norm', ids))
+    else:  # one group over all channels: a LayerNorm over (C, H, W)
+        graph.channel_norms.append((ctx.scope, 'group_norm', ids))

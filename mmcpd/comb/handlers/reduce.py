@@ -1,0 +1,127 @@
+"""Reductions, pooling, resizing and padding.
+
+A reduction over a dimension drops it: its channels may shrink freely (a
+mean over fewer channels still has the same shape). Pooling, resizing and
+padding change only spatial dims; channels pass through. When such an op
+changes the size of a labelled dim, those channels are frozen.
+"""
+import torch
+import torch.nn.functional as F
+
+from ..couple import couple
+from .base import OpContext, function, method, register
+
+_REDUCE = [
+    'mean', 'sum', 'nansum', 'amax', 'amin', 'std', 'var', 'norm',
+    'logsumexp', 'prod', 'argmax', 'argmin', 'all', 'any', 'count_nonzero',
+    'median', 'nanmean', 'max', 'min', 'std_mean', 'var_mean'
+]
+_SPATIAL = [
+    'avg_pool1d', 'avg_pool2d', 'avg_pool3d', 'max_pool1d', 'max_pool2d',
+    'max_pool3d', 'adaptive_avg_pool1d', 'adaptive_avg_pool2d',
+    'adaptive_avg_pool3d', 'adaptive_max_pool1d', 'adaptive_max_pool2d',
+    'adaptive_max_pool3d', 'lp_pool1d', 'lp_pool2d', 'interpolate',
+    'upsample', 'upsample_nearest', 'upsample_bilinear', 'pad',
+    'max_pool1d_with_indices', 'max_pool2d_with_indices',
+    'grid_sample', 'fractional_max_pool2d', 'local_response_norm'
+]
+
+
+def _funcs(names, module=None):
+    found = []
+    for name in names:
+        found.append(getattr(torch.Tensor, name, None))
+        found.append(getattr(torch, name, None))
+        found.append(getattr(F, name, None))
+    return [f for f in found if f is not None]
+
+
+def _dims(ctx: OpContext, nd: int):
+    dim = ctx.kwargs.get('dim', ctx.kwargs.get('axis'))
+    if dim is None and len(ctx.args) > 1 and not isinstance(
+            ctx.args[1], torch.Tensor):
+        dim = ctx.args[1]
+    if dim is None:
+        return None
+    if isinstance(dim, int):
+        dim = [dim]
+    return [d % nd for d in dim]
+
+
+@register(*_funcs(_REDUCE))
+def reduction(ctx: OpContext) -> None:
+    """Reduced dims disappear (or become size 1); the others pass."""
+    ins = ctx.inputs
+    if ctx.name in ('max', 'min') and len(ins) > 1:
+        from .pointwise import pointwise  # elementwise max(a, b)
+        return pointwise(ctx)
+    x = ins[0]
+    outs = ctx.outputs
+    dims = _dims(ctx, x.dim())
+    if dims is None:
+        dims = list(range(x.dim()))
+    keepdim = bool(ctx.kwargs.get('keepdim', False)) or (
+        len(ctx.args) > 2 and ctx.args[2] is True)
+    keys, out_dim = [], 0
+    for d in range(x.dim()):
+        if d in dims:
+            keys.append(None)
+            if keepdim:
+                out_dim += 1
+        else:
+            keys.append(out_dim)
+            out_dim += 1
+    labels = couple(ctx.graph, [(ctx.graph.get(x), tuple(x.shape), keys)],
+                    ctx.via)
+    for out in outs:
+        ctx.graph.set(out, labels)
+
+
+@register(*_funcs(_SPATIAL))
+def spatial(ctx: OpContext) -> None:
+    """Dims that keep their size keep their channels."""
+    x = ctx.inputs[0]
+    outs = ctx.outputs
+    out = outs[0]
+    keys = []
+    for d in range(x.dim()):
+        same = d < out.dim() and x.shape[d] == out.shape[d]
+        keys.append(d if same else None)
+    graph = ctx.graph
+    for block in graph.get(x):
+        for d in block.dims:
+            if keys[d] is None:
+                graph.freeze(block.ids, f'{ctx.via} resizes channels')
+    labels = couple(graph, [(graph.get(x), tuple(x.shape), keys)], ctx.via)
+    for o in outs:
+        if o.shape == out.shape and o.dtype.is_floating_point:
+            graph.set(o, labels)
+
+
+@register(
+    method('roll'), function('roll'), method('flip'), function('flip'),
+    method('cumsum'), function('cumsum'), method('cumprod'),
+    function('cumprod'), method('sort'), function('sort'),
+    function('pixel_shuffle'), function('pixel_unshuffle'))
+def along_dim(ctx: OpContext) -> None:
+    """Ops that mix positions along some dims: fine on spatial dims, and
+    freezing on channel dims (they would move or mix channels)."""
+    x, outs = ctx.inputs[0], ctx.outputs
+    graph = ctx.graph
+    if ctx.name in ('pixel_shuffle', 'pixel_unshuffle'):
+        dims = [x.dim() - 3]
+    else:
+        dims = ctx.arg(2 if ctx.name == 'roll' else 1, 'dims' if ctx.name in (
+            'roll', 'flip') else 'dim')
+        if dims is None:
+            dims = list(range(x.dim()))
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        dims = [d % x.dim() for d in dims]
+    labels = graph.get(x)
+    for block in labels:
+        if set(block.dims).intersection(dims):
+            graph.freeze(block.ids, f'{ctx.via} moves channels')
+    if outs and outs[0].shape == x.shape:
+        graph.set(outs[0], labels)
+    else:
+        ctx.frozen_output(f'{ctx.via} moves channels')

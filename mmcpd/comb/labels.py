@@ -1,0 +1,183 @@
+"""Channel labels: which channel of which tensor is which.
+
+While the model runs once, every channel-like position of every tensor gets
+an integer *element id*. Parameters and buffers get fresh ids the first time
+an op reads them; an op's output reuses the ids of the inputs it copies
+(elementwise ops, reshapes, concatenations) or of the weight that makes it
+(a convolution's output channels are its weight's rows). Ops that tie two
+positions together (an add, a matmul's contracted dimension) record a union
+of their ids. Connected components of the union are the smallest sets of
+channels that can be removed together: the units of the coupled groups.
+
+A tensor's labels are a list of :class:`Block`: a block covers one or more
+dimensions of the tensor and holds the element id of every position of those
+dimensions (a joint block over ``(heads, head_dim)`` arises when a channel
+dimension is split by a reshape). Dimensions in no block are not channels
+(batch, space, tokens) or not known to be.
+"""
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+
+@dataclass
+class Block:
+    """Element ids of the positions of some dimensions of a tensor.
+
+    Args:
+        dims (tuple[int]): Tensor dimensions covered, in the order of the
+            axes of ``ids``.
+        ids (np.ndarray): Element ids; ``ids.shape`` equals the sizes of
+            ``dims``.
+    """
+    dims: Tuple[int, ...]
+    ids: np.ndarray
+
+
+Labels = List[Block]
+
+
+class LabelGraph:
+    """Element ids, their unions and their frozen marks for one trace."""
+
+    def __init__(self):
+        self.num_elements = 0
+        self._union_a: List[np.ndarray] = []
+        self._union_b: List[np.ndarray] = []
+        self._union_via: List[Tuple[np.ndarray, str]] = []
+        self.frozen: List[Tuple[np.ndarray, str]] = []
+        self._labels = WeakIdKeyDictionary()
+        #: (tensor name, dim) -> ids of a parameter or buffer dimension.
+        self.leaf_ids: Dict[Tuple[str, int], np.ndarray] = {}
+        #: (tensor name, dim) -> role ('out', 'in' or 'param').
+        self.leaf_roles: Dict[Tuple[str, int], str] = {}
+        self.leaf_names = WeakIdKeyDictionary()
+        #: joint blocks, whose units must be slabs along one axis.
+        self.joint: List[np.ndarray] = []
+        #: pending attribute rules: (module, attr, old, axis ids).
+        self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
+        #: multiply-accumulates per element of each weight, per sample.
+        self.param_macs: Dict[str, int] = {}
+        #: norms over channels: (module, ids of the normalised channels).
+        self.channel_norms: List[Tuple[str, str, np.ndarray]] = []
+        self.warnings: List[str] = []
+
+    # ids ---------------------------------------------------------------
+    def new_ids(self, shape: Sequence[int]) -> np.ndarray:
+        count = int(np.prod(shape)) if len(shape) else 1
+        ids = np.arange(self.num_elements, self.num_elements + count,
+                        dtype=np.int64).reshape(tuple(shape))
+        self.num_elements += count
+        return ids
+
+    def union(self, a: np.ndarray, b: np.ndarray, via: str = '') -> None:
+        """Tie ``a`` and ``b`` position by position (after broadcasting)."""
+        a, b = np.broadcast_arrays(a, b)
+        if a.size:
+            self._union_a.append(a.ravel())
+            self._union_b.append(b.ravel())
+            if via:
+                self._union_via.append((a.ravel()[:1], via))
+
+    def union_along(self, ids: np.ndarray, axes: Iterable[int]) -> None:
+        """Tie all positions that differ only along ``axes``."""
+        for axis in axes:
+            if ids.shape[axis] > 1:
+                first = np.take(ids, [0], axis=axis)
+                self.union(ids, first)
+
+    def freeze(self, ids: np.ndarray, reason: str) -> None:
+        if ids.size:
+            self.frozen.append((ids.ravel(), reason))
+
+    def unions(self) -> Tuple[np.ndarray, np.ndarray]:
+        if not self._union_a:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(self._union_a), np.concatenate(self._union_b)
+
+    def via_marks(self) -> List[Tuple[int, str]]:
+        return [(int(ids[0]), via) for ids, via in self._union_via]
+
+    # tensors -----------------------------------------------------------
+    def register_leaf(self, tensor: torch.Tensor, name: str) -> None:
+        self.leaf_names[tensor] = name
+
+    def leaf_name(self, tensor) -> Optional[str]:
+        if isinstance(tensor, torch.Tensor):
+            return self.leaf_names.get(tensor)
+        return None
+
+    def leaf_dim(self, tensor: torch.Tensor, dim: int,
+                 role: str = 'param') -> Optional[np.ndarray]:
+        """Ids of one dimension of a parameter or buffer (made on demand)."""
+        name = self.leaf_name(tensor)
+        if name is None:
+            return None
+        dim = dim % tensor.dim()
+        key = (name, dim)
+        if key not in self.leaf_ids:
+            self.leaf_ids[key] = self.new_ids((tensor.shape[dim], ))
+        if role != 'param' or key not in self.leaf_roles:
+            self.leaf_roles[key] = role
+        return self.leaf_ids[key]
+
+    def get(self, tensor) -> Labels:
+        """Labels of ``tensor``; a leaf gets one block per dim of size > 1."""
+        if not isinstance(tensor, torch.Tensor):
+            return []
+        labels = self._labels.get(tensor)
+        if labels is not None:
+            return labels
+        if self.leaf_name(tensor) is not None:
+            labels = [
+                Block((d, ), self.leaf_dim(tensor, d))
+                for d in range(tensor.dim()) if tensor.shape[d] > 1
+            ]
+            self._labels[tensor] = labels
+            return labels
+        return []
+
+    def set(self, tensor, labels: Labels) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            return
+        clean = []
+        for block in labels:
+            if block.ids.size == 0:
+                continue
+            if len(block.dims) > 1:
+                self.joint.append(block.ids)
+            clean.append(block)
+        self._labels[tensor] = clean
+
+
+def axis_of(labels: Labels, dim: int) -> Optional[Tuple[Block, int]]:
+    """The block covering ``dim`` and the axis of ``dim`` inside it."""
+    for block in labels:
+        if dim in block.dims:
+            return block, block.dims.index(dim)
+    return None
+
+
+def collapse(graph: LabelGraph, block: Block, axis: int) -> np.ndarray:
+    """1-D ids along ``axis`` of a block, tying the other axes to it."""
+    ids = np.moveaxis(block.ids, axis, 0)
+    flat = ids.reshape(ids.shape[0], -1)
+    if flat.shape[1] > 1:
+        graph.union(flat, flat[:, :1])
+    return flat[:, 0]
+
+
+def dim_ids(graph: LabelGraph, labels: Labels,
+            dim: int) -> Optional[np.ndarray]:
+    """1-D ids of one dimension of a tensor, or None when unlabelled."""
+    found = axis_of(labels, dim)
+    if found is None:
+        return None
+    block, axis = found
+    if len(block.dims) == 1:
+        return block.ids
+    return collapse(graph, block, axis)

@@ -1,0 +1,97 @@
+"""What comb returns: the groups, and what else pruning needs to know."""
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Tuple
+
+from .group import AttrUpdate, CoupledGroup
+
+
+@dataclass(frozen=True)
+class NormSite:
+    """A LayerNorm / GroupNorm whose statistics run over pruned channels.
+
+    Args:
+        module (str): The module that calls the norm.
+        kind (str): ``'layer_norm'`` or ``'group_norm'``.
+        channels (tuple[tuple[int, int]]): For each normalised channel, the
+            ``(group id, unit)`` that owns it, ``(-1, -1)`` when none does.
+    """
+    module: str
+    kind: str
+    channels: Tuple[Tuple[int, int], ...]
+
+
+@dataclass
+class CombResult:
+    """Coupled groups of a model, and what pruning them needs.
+
+    Args:
+        groups (tuple[CoupledGroup]): All groups, frozen ones included.
+        attr_updates (tuple[AttrUpdate]): Module attributes that follow
+            group widths.
+        norms (tuple[NormSite]): Norms over channels, for exact masking.
+        param_macs (dict[str, int]): Multiply-accumulates per element of
+            each weight in one forward of one sample at the traced size.
+        warnings (list[str]): Ops that froze channels, and why.
+        unexecuted (list[str]): Modules with parameters that the traced
+            forward never ran (they are left as they are).
+    """
+    groups: Tuple[CoupledGroup, ...]
+    attr_updates: Tuple[AttrUpdate, ...] = ()
+    norms: Tuple[NormSite, ...] = ()
+    param_macs: Dict[str, int] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+    unexecuted: List[str] = field(default_factory=list)
+
+    @property
+    def prunable(self) -> List[CoupledGroup]:
+        return [g for g in self.groups if g.prunable]
+
+    @property
+    def frozen(self) -> List[CoupledGroup]:
+        return [g for g in self.groups if not g.prunable]
+
+    def __str__(self) -> str:
+        prunable = self.prunable
+        channels = sum(g.channels for g in prunable)
+        lines = [
+            f'{len(self.groups)} coupled groups: {len(prunable)} prunable '
+            f'({channels} channels), {len(self.groups) - len(prunable)} '
+            'frozen'
+        ]
+        lines += [str(g) for g in self.groups]
+        if self.warnings:
+            lines.append('warnings:')
+            lines += [f'  {w}' for w in self.warnings]
+        if self.unexecuted:
+            lines.append('modules never run by the traced forward (left '
+                         'as they are): ' + ', '.join(self.unexecuted))
+        return '\n'.join(lines)
+
+    def to_dict(self) -> dict:
+        return dict(
+            groups=[g.to_dict() for g in self.groups],
+            attr_updates=[asdict(a) for a in self.attr_updates],
+            norms=[asdict(n) for n in self.norms],
+            param_macs=dict(self.param_macs),
+            warnings=list(self.warnings),
+            unexecuted=list(self.unexecuted))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'CombResult':
+        attrs = tuple(
+            AttrUpdate(a['module'], a['attr'],
+                       tuple(a['old']) if isinstance(a['old'], list) else
+                       a['old'], tuple(tuple(p) for p in a['per_unit']))
+            for a in data.get('attr_updates', ()))
+        norms = tuple(
+            NormSite(n['module'], n['kind'],
+                     tuple(tuple(c) for c in n['channels']))
+            for n in data.get('norms', ()))
+        return cls(
+            tuple(CoupledGroup.from_dict(g) for g in data['groups']), attrs,
+            norms, dict(data.get('param_macs', {})),
+            list(data.get('warnings', [])), list(data.get('unexecuted', [])))

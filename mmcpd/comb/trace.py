@@ -1,0 +1,165 @@
+"""Run the model once and label its channels.
+
+The tracer is a :class:`~torch.overrides.TorchFunctionMode`: it sees every
+torch function the forward calls, whatever Python control flow leads there,
+and hands each call to the handler registered for it. Forward hooks on the
+modules tell which module made each call.
+"""
+from typing import Any, Callable, List, Tuple
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .handlers import HANDLERS, OpContext, handle_unknown
+from .labels import LabelGraph
+
+
+class TraceError(RuntimeError):
+    """The model could not run on the example inputs."""
+
+
+def _has_tensor(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(v) for v in value)
+    return False
+
+
+def op_name(func) -> str:
+    name = getattr(func, '__name__', None) or str(func)
+    if name == '__get__':
+        name = getattr(getattr(func, '__self__', None), '__name__', name)
+    return name
+
+
+_SETITEM = {torch.Tensor.__setitem__}
+
+
+class _Recorder(TorchFunctionMode):
+
+    def __init__(self, graph: LabelGraph, stack: List[Tuple[str, Any]]):
+        super().__init__()
+        self.graph = graph
+        self.stack = stack
+
+    def _labelled(self, value) -> bool:
+        graph = self.graph
+        if isinstance(value, torch.Tensor):
+            return value in graph._labels or value in graph.leaf_names
+        if isinstance(value, (list, tuple)):
+            return any(self._labelled(v) for v in value)
+        return False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if not (_has_tensor(out) or func in _SETITEM):
+            return out
+        if not (self._labelled(args) or self._labelled(list(
+                kwargs.values()))):
+            return out
+        scope, module = self.stack[-1]
+        try:
+            handler = HANDLERS.get(func, handle_unknown)
+        except TypeError:  # unhashable callable
+            handler = handle_unknown
+        ctx = OpContext(self.graph, func, args, kwargs, out, scope, module,
+                        op_name(func))
+        try:
+            handler(ctx)
+        except Exception as e:  # a handler bug must not give a wrong model
+            reason = (f'handler of `{ctx.name}` failed in '
+                      f'`{scope or "model"}` ({type(e).__name__}: {e})')
+            self.graph.warnings.append(reason)
+            ctx.freeze_inputs(reason)
+            ctx.frozen_output(reason)
+        return out
+
+
+def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
+    """The OpenMMLab tensor-mode forward, with auxiliary heads.
+
+    Classifiers return their head's logits (``mode='tensor'``). Segmentors
+    return the decode head's logits and every auxiliary head's, so the
+    channels feeding an auxiliary head are pruned with it too.
+    """
+    if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
+        outs = [model._forward(inputs)]
+        aux = getattr(model, 'auxiliary_head', None)
+        if aux is not None:
+            feats = model.extract_feat(inputs)
+            heads = aux if isinstance(aux, nn.ModuleList) else [aux]
+            outs += [head.forward(feats) for head in heads]
+        return outs
+    try:
+        from mmengine.model import BaseModel
+    except ImportError:  # pragma: no cover
+        BaseModel = ()
+    if isinstance(model, BaseModel):
+        return model(inputs, mode='tensor')
+    return model(inputs)
+
+
+def trace(model: nn.Module,
+          inputs: Any,
+          forward_fn: Callable = default_forward) -> Tuple[LabelGraph, Any]:
+    """Label the channels of ``model`` by running ``forward_fn`` once.
+
+    Returns:
+        tuple: The label graph and the forward's output.
+
+    Raises:
+        TraceError: The forward failed; the message names the module that
+            was running.
+    """
+    graph = LabelGraph()
+    for name, p in model.named_parameters():
+        graph.register_leaf(p, name)
+    for name, b in model.named_buffers():
+        if b.is_floating_point():
+            graph.register_leaf(b, name)
+    stack: List[Tuple[str, Any]] = [('', model)]
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def pre(mod, args, name=name):
+            stack.append((name, mod))
+
+        def post(mod, args, output):
+            stack.pop()
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _Recorder(graph, stack):
+            out = forward_fn(model, inputs)
+    except Exception as e:
+        where = stack[-1][0] or type(model).__name__
+        raise TraceError(
+            f'the model could not run on the example inputs: '
+            f'{type(e).__name__} in module `{where}` '
+            f'({type(stack[-1][1]).__name__}): {e}') from e
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for t in _flat_tensors(out):
+        for block in graph.get(t):
+            graph.freeze(block.ids, 'model output')
+    return graph, out
+
+
+def _flat_tensors(value) -> List[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_tensors(v)]
+    return []

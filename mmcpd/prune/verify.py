@@ -1,0 +1,134 @@
+"""Check groups by pruning them for real, and freeze those that break.
+
+The tracer sees torch ops, not the Python arithmetic around them: code such
+as ``head_dim = C // self.num_heads`` with ``C`` read off the residual width
+ties widths that no op ties. So each group is tried: one unit is removed
+physically and the output is compared with the masked model's (zeroed
+channels, exact norms). When all groups pass together, one trial is enough;
+otherwise bisection finds the groups that break the model or change its
+output, and they are frozen with the reason.
+"""
+import copy
+import dataclasses
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from mmcpd.comb import CombResult
+from mmcpd.comb.trace import default_forward
+from .mask import exact_norms, zero_units
+from .physical import prune_units
+
+
+def _flat(value) -> List[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat(v)]
+    return []
+
+
+def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
+    """Same structure and shapes, and values within ``rtol`` of the scale.
+
+    Returns:
+        tuple: Whether they match, and the largest difference relative to
+        the largest magnitude of ``a``.
+    """
+    fa, fb = _flat(a), _flat(b)
+    if len(fa) != len(fb):
+        return False, float('inf')
+    worst = 0.0
+    for x, y in zip(fa, fb):
+        if x.shape != y.shape:
+            return False, float('inf')
+        scale = x.abs().max().item() + 1e-12
+        worst = max(worst, (x - y).abs().max().item() / scale)
+    return worst <= rtol, worst
+
+
+@torch.no_grad()
+def try_removal(model: nn.Module,
+                result: CombResult,
+                removed: Dict[int, Sequence[int]],
+                inputs: Any,
+                forward_fn: Callable = default_forward,
+                rtol: float = 1e-3) -> Tuple[bool, str]:
+    """Remove ``removed`` physically on a copy and compare with masking.
+
+    Returns:
+        tuple: ``(ok, why)``; ``why`` says what went wrong.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        masked = copy.deepcopy(model)
+        zero_units(masked, result, removed)
+        with exact_norms(masked, result, removed):
+            expected = forward_fn(masked, inputs)
+        del masked
+        pruned = copy.deepcopy(model)
+        try:
+            prune_units(pruned, result, removed)
+            got = forward_fn(pruned, inputs)
+        except Exception as e:
+            return False, f'pruned model fails: {type(e).__name__}: {e}'
+        ok, diff = outputs_match(expected, got, rtol)
+        if not ok:
+            return False, ('pruned model differs from the masked one '
+                           f'(relative difference {diff:.2e})')
+        return True, ''
+    finally:
+        model.train(was_training)
+
+
+def verify_groups(model: nn.Module,
+                  result: CombResult,
+                  inputs: Any,
+                  forward_fn: Callable = default_forward,
+                  rtol: float = 1e-3) -> CombResult:
+    """Freeze the groups whose removal breaks the model.
+
+    One unit (the first, so that every later index shifts) of every
+    prunable group is removed at once; if the pruned model does not compute
+    what the masked model does, bisection finds the culprits.
+
+    Returns:
+        CombResult: ``result`` with the culprits frozen (and a warning per
+        culprit); ``result`` itself when all groups pass.
+    """
+    bad: Dict[int, str] = {}
+
+    def check(ids: List[int]) -> None:
+        ok, why = try_removal(model, result, {g: [0]
+                                              for g in ids}, inputs,
+                              forward_fn, rtol)
+        if ok:
+            return
+        if len(ids) == 1:
+            bad[ids[0]] = why
+            return
+        half = len(ids) // 2
+        before = len(bad)
+        check(ids[:half])
+        check(ids[half:])
+        if len(bad) == before:  # only the combination fails
+            for g in ids:
+                bad[g] = f'fails together with other groups ({why})'
+
+    ids = [g.id for g in result.prunable]
+    if ids:
+        check(ids)
+    if not bad:
+        return result
+    groups = tuple(
+        dataclasses.replace(g, frozen=f'failed verification: {bad[g.id]}')
+        if g.id in bad else g for g in result.groups)
+    warnings = list(result.warnings) + [
+        f'group {g} ({result.groups[g].root}) failed verification: {why}'
+        for g, why in sorted(bad.items())
+    ]
+    return dataclasses.replace(result, groups=groups, warnings=warnings)
