@@ -91,11 +91,22 @@ def couple(graph: LabelGraph,
                 if a.shape == b.shape:
                     graph.union(a, b, via)
 
+    # the output: int keys; contracted (str) axes are summed over, so the
+    # positions along them are tied into one
     out: Labels = []
     taken = set()
-    for keys, ids in sorted(sets, key=lambda kv: -len(kv[0])):
-        if not all(isinstance(k, int) for k in keys):
-            continue
+    candidates = []
+    for keys, ids in sets:
+        contracted = [i for i, k in enumerate(keys) if not isinstance(k, int)]
+        if contracted:
+            if len(contracted) == len(keys):
+                continue
+            graph.union_along(ids, contracted)
+            ids = ids[tuple(0 if i in contracted else slice(None)
+                            for i in range(len(keys)))]
+            keys = tuple(k for k in keys if isinstance(k, int))
+        candidates.append((keys, ids))
+    for keys, ids in sorted(candidates, key=lambda kv: -len(kv[0])):
         if taken.intersection(keys):
             continue
         taken.update(keys)

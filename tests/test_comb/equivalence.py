@@ -1,0 +1,56 @@
+"""Shared oracle of the comb tests: masked == pruned == rebuilt."""
+import copy
+
+import torch
+
+from mmcpd.prune.mask import exact_norms, zero_units
+from mmcpd.prune.physical import prune_units
+from mmcpd.prune.spec import apply_spec
+
+
+def random_removal(result, ratio=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    removed = {}
+    for group in result.prunable:
+        k = min(max(1, int(group.num_units * ratio)), group.num_units - 1)
+        removed[group.id] = torch.randperm(
+            group.num_units, generator=g)[:k].tolist()
+    return removed
+
+
+def flat(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in flat(v)]
+    return []
+
+
+def assert_masked_equals_pruned(model, result, x, removed, forward=None,
+                                rtol=1e-4):
+    """Masked, pruned and spec-rebuilt models give the same outputs."""
+    forward = forward or (lambda m, i: m(i))
+    model.eval()
+    with torch.no_grad():
+        original = forward(model, x)
+        masked = copy.deepcopy(model)
+        zero_units(masked, result, removed)
+        with exact_norms(masked, result, removed):
+            expected = forward(masked, x)
+        pruned = copy.deepcopy(model)
+        spec = prune_units(pruned, result, removed)
+        got = forward(pruned, x)
+        rebuilt = apply_spec(copy.deepcopy(model), spec)
+        rebuilt.load_state_dict(pruned.state_dict())
+        again = forward(rebuilt, x)
+    for o, e, g, a in zip(flat(original), flat(expected), flat(got),
+                          flat(again)):
+        assert g.shape == o.shape, 'pruning changed the output shape'
+        scale = e.abs().max() + 1e-8
+        assert ((e - g).abs().max() / scale) < rtol
+        assert torch.equal(g, a), 'rebuilt from spec differs from pruned'
+    before = sum(p.numel() for p in model.parameters())
+    after = sum(p.numel() for p in pruned.parameters())
+    if removed:
+        assert after < before
+    return pruned, spec
