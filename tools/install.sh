@@ -31,7 +31,9 @@ PYEOF
 echo "[mmcpd] torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}"
 have torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION ||
     pip_install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
-pip_install "setuptools<81" wheel ninja
+"$PY" -c 'import setuptools, wheel, ninja
+assert int(setuptools.__version__.split(".")[0]) < 81' 2>/dev/null ||
+    pip_install "setuptools<81" wheel ninja
 
 # mmcv has no binary wheel for this torch: build it once with its CPU ops.
 TORCH_TAG=$("$PY" -c 'import platform, sys, torch
@@ -68,10 +70,17 @@ else
 fi
 
 echo "[mmcpd] OpenMMLab stack, ONNX and tools"
-pip_install "mmcv==${MMCV_VERSION}" "mmengine==0.10.7" "mmpretrain==1.2.0" \
-    "mmsegmentation==1.2.2" onnx onnxruntime onnxslim scikit-learn \
-    matplotlib rich tqdm ftfy regex pytest
+STACK="mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2"
+TOOLS="onnx onnxruntime onnxslim scikit-learn matplotlib rich tqdm ftfy regex pytest"
+if have $STACK && (cd / && "$PY" -c 'import onnx, onnxruntime, onnxslim, sklearn, matplotlib, rich, tqdm, ftfy, regex, pytest') 2>/dev/null; then
+    echo "[mmcpd] already installed"
+else
+    pip_install "mmcv==${MMCV_VERSION}" $STACK $TOOLS
+fi
 
 echo "[mmcpd] mmcpd (editable)"
-pip_install --no-deps --no-build-isolation -e "$ROOT"
-"$PY" -c 'import mmcpd, mmcv.ops, mmpretrain, mmseg; print("[mmcpd] ready: mmcpd", mmcpd.__version__)'
+INSTALLED=$(cd / && "$PY" -c 'import mmcpd, os; print(os.path.dirname(os.path.dirname(os.path.realpath(mmcpd.__file__))))' 2>/dev/null || true)
+if [ "$INSTALLED" != "$(realpath "$ROOT")" ] || [ ! -e "$ROOT/mmcpd/.mim" ]; then
+    pip_install --no-deps --no-build-isolation -e "$ROOT"
+fi
+(cd / && "$PY" -c 'import mmcpd, mmcv.ops, mmpretrain, mmseg; print("[mmcpd] ready: mmcpd", mmcpd.__version__, "from", mmcpd.__file__)')

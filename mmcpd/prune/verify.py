@@ -65,17 +65,17 @@ def try_removal(model: nn.Module,
     was_training = model.training
     model.eval()
     try:
-        masked = copy.deepcopy(model)
-        zero_units(masked, result, removed)
-        with exact_norms(masked, result, removed):
-            expected = forward_fn(masked, inputs)
-        del masked
         pruned = copy.deepcopy(model)
         try:
             prune_units(pruned, result, removed)
             got = forward_fn(pruned, inputs)
         except Exception as e:
             return False, f'pruned model fails: {type(e).__name__}: {e}'
+        del pruned
+        masked = copy.deepcopy(model)
+        zero_units(masked, result, removed)
+        with exact_norms(masked, result, removed):
+            expected = forward_fn(masked, inputs)
         ok, diff = outputs_match(expected, got, rtol)
         if not ok:
             return False, ('pruned model differs from the masked one '

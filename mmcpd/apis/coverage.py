@@ -1,0 +1,171 @@
+"""One model through the whole chain: build, comb, prune, rebuild, export.
+
+:func:`check_model` is what ``tools/analysis/coverage.py`` runs for each
+config (in its own process, with a time limit). Every check is recorded with
+its outcome, so a table over many models shows where each one stops.
+"""
+import copy
+import os
+import os.path as osp
+import tempfile
+import time
+import traceback
+import warnings
+from typing import Optional, Sequence
+
+import torch
+
+from mmcpd.api import comb, prune
+from mmcpd.prune.spec import apply_spec
+from mmcpd.prune.verify import outputs_match
+from mmcpd.utils.config import input_shape, load_config
+from .model import build_model_from_cfg
+
+#: The checks, in the order they run.
+CHECKS = ('build', 'comb', 'prune', 'forward', 'shape', 'smaller',
+          'rebuild', 'onnx')
+
+
+def _name(cfg) -> str:
+    model = cfg.model
+    if model.get('type', '').endswith('DistillWrapper'):
+        model = model.student
+    backbone = model.get('backbone', {})
+    parts = [str(model.get('type', '?'))]
+    if backbone:
+        arch = backbone.get('arch', backbone.get('depth', ''))
+        parts.append(f"{backbone.get('type', '')}{'-' if arch else ''}"
+                     f'{arch}')
+    head = model.get('decode_head', {})
+    if isinstance(head, dict) and head:
+        parts.append(str(head.get('type', '')))
+    return ' '.join(p for p in parts if p)
+
+
+def check_model(config: str,
+                ratio: float = 0.3,
+                size=None,
+                export_dir: Optional[str] = None) -> dict:
+    """Run the chain on one config's model and record every check.
+
+    Args:
+        config (str): Config path or ``pkg::path``.
+        ratio (float): Fraction of the units of each prunable group to
+            remove (by weight magnitude).
+        size (int | tuple, optional): Input size; defaults to the config's
+            ``crop_size`` or 224.
+        export_dir (str, optional): Where to write the pruned model's ONNX
+            file and spec.
+
+    Returns:
+        dict: ``checks`` (name -> bool), numbers (params, FLOPs, groups,
+        comb seconds), the ``error`` that stopped the chain, and ``ok``.
+    """
+    from mmcpd.deploy import export_onnx, model_complexity, verify_onnx
+    from mmcpd.deploy.adapter import TensorModeAdapter
+
+    rec = dict(config=config, ok=False, checks={}, error=None)
+    checks = rec['checks']
+    step = 'build'
+    try:
+        cfg = load_config(config)
+        rec['model'] = _name(cfg)
+        model = build_model_from_cfg(cfg)
+        x = torch.randn(*input_shape(cfg, size))
+        rec['input'] = list(x.shape)
+        original = copy.deepcopy(model)
+        adapter = TensorModeAdapter(model)
+        with torch.no_grad():
+            y0 = adapter(x)
+        before = model_complexity(model, x)
+        checks['build'] = True
+
+        step = 'comb'
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            result = comb(model, x)
+        rec['comb_seconds'] = round(time.perf_counter() - start, 2)
+        rec['groups'] = len(result.groups)
+        rec['prunable_groups'] = len(result.prunable)
+        total = sum(g.channels for g in result.groups)
+        rec['prunable_channels'] = round(
+            sum(g.channels for g in result.prunable) / max(total, 1), 3)
+        rec['frozen_reasons'] = sorted({
+            (g.frozen or '').split(' in ')[0]
+            for g in result.frozen if g.frozen
+        })
+        checks['comb'] = bool(result.prunable)
+
+        step = 'prune'
+        spec, _ = prune(model, x, ratio, result=result)
+        checks['prune'] = bool(spec)
+
+        step = 'forward'
+        with torch.no_grad():
+            y1 = adapter(x)
+        checks['forward'] = True
+        checks['shape'] = [t.shape for t in y0] == [t.shape for t in y1]
+
+        step = 'smaller'
+        after = model_complexity(model, x)
+        rec.update(
+            params=before['params'], params_pruned=after['params'],
+            flops=before['flops'], flops_pruned=after['flops'])
+        checks['smaller'] = (after['params'] < before['params']
+                             and after['flops'] < before['flops'])
+
+        step = 'rebuild'
+        rebuilt = apply_spec(original, spec)
+        rebuilt.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            y2 = TensorModeAdapter(rebuilt)(x)
+        checks['rebuild'] = outputs_match(y1, y2, rtol=1e-6)[0]
+
+        step = 'onnx'
+        folder = export_dir or tempfile.mkdtemp()
+        os.makedirs(folder, exist_ok=True)
+        stem = osp.splitext(osp.basename(config.split('::')[-1]))[0]
+        path = osp.join(folder, f'{stem}_pruned.onnx')
+        export_onnx(model, x, path)
+        diffs = verify_onnx(path, model, x)
+        rec['onnx_max_abs'] = max(d['max_abs'] for d in diffs.values())
+        checks['onnx'] = True
+        if export_dir:
+            spec.save(osp.join(folder, f'{stem}_pruned.json'))
+        else:
+            os.remove(path)
+    except Exception as e:  # the table records why a model stopped
+        checks.setdefault(step, False)
+        rec['error'] = f'{step}: {type(e).__name__}: {e}'[:500]
+        rec['traceback'] = traceback.format_exc()[-2000:]
+    rec['ok'] = all(checks.get(c, False) for c in CHECKS)
+    return rec
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """The coverage table in markdown."""
+
+    def mega(n, scale=1e6):
+        return f'{n / scale:.2f}' if isinstance(n, (int, float)) else '-'
+
+    head = ('| model | config | prunable groups | channels prunable | '
+            'params M | GFLOPs | comb s | ' + ' | '.join(CHECKS) + ' |')
+    lines = [head, '|' + '---|' * (7 + len(CHECKS))]
+    for r in records:
+        marks = ' | '.join(
+            '-' if c not in r['checks'] else ('ok' if r['checks'][c] else
+                                              '**fail**') for c in CHECKS)
+        params = (f"{mega(r.get('params'))} -> {mega(r.get('params_pruned'))}"
+                  if 'params' in r else '-')
+        flops = (f"{mega(r.get('flops'), 1e9)} -> "
+                 f"{mega(r.get('flops_pruned'), 1e9)}"
+                 if 'flops' in r else '-')
+        groups = (f"{r.get('prunable_groups')}/{r.get('groups')}"
+                  if 'groups' in r else '-')
+        share = (f"{100 * r['prunable_channels']:.0f}%"
+                 if 'prunable_channels' in r else '-')
+        lines.append(f"| {r.get('model', '?')} | `{r['config']}` | {groups} "
+                     f"| {share} | {params} | {flops} | "
+                     f"{r.get('comb_seconds', '-')} | {marks} |")
+    return '\n'.join(lines)

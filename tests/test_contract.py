@@ -1,0 +1,28 @@
+"""The contract over zoo models: build -> comb -> prune -> rebuild -> ONNX.
+
+Small configs and inputs keep it fast; ``tools/analysis/coverage.py`` runs
+the same chain over the large models at full size (see docs/coverage.md).
+"""
+import pytest
+
+from mmcpd.apis.coverage import CHECKS, check_model
+
+ZOO = [
+    ('mmpretrain::resnet/resnet18_8xb32_in1k.py', 32),
+    ('mmpretrain::mobilenet_v2/mobilenet-v2_8xb32_in1k.py', 32),
+    ('mmpretrain::resnext/resnext50-32x4d_8xb32_in1k.py', 32),
+    ('mmpretrain::deit/deit-tiny_4xb256_in1k.py', 32),
+    ('mmpretrain::convnext/convnext-tiny_32xb128_in1k.py', 32),
+    ('mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 96),
+    ('mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py', 64),
+]
+
+
+@pytest.mark.parametrize('config,size', ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_model_passes_every_check(config, size):
+    rec = check_model(config, ratio=0.3, size=size)
+    failed = [c for c in CHECKS if not rec['checks'].get(c)]
+    assert not failed, f"{config}: {failed} failed: {rec.get('error')}"
+    assert rec['params_pruned'] < rec['params']
+    assert rec['flops_pruned'] < rec['flops']
+    assert rec['prunable_groups'] > 0
