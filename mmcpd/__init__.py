@@ -11,12 +11,18 @@ The steps, one call each::
 """
 import types
 
+from . import datasets, distill, hooks, models  # noqa: F401 (registers)
 from . import comb as _comb_package
 from . import prune as _prune_package
 from .api import comb as _comb
 from .api import prune as _prune
 from .prune.spec import PrunedSpec, apply_spec
+from .utils.checkpoint import add_mmengine_safe_globals
 from .version import __version__
+
+# torch >= 2.6 loads with weights_only=True: allow exactly the types that
+# mmengine and mmcpd write into checkpoints (resume and load_from).
+add_mmengine_safe_globals()
 
 
 class _CallableModule(types.ModuleType):

@@ -149,17 +149,18 @@ def trace(model: nn.Module,
         for h in handles:
             h.remove()
         model.train(was_training)
-    for t in _flat_tensors(out):
+    for t in flat_tensors(out):
         for block in graph.get(t):
             graph.freeze(block.ids, 'model output')
     return graph, out
 
 
-def _flat_tensors(value) -> List[torch.Tensor]:
+def flat_tensors(value) -> List[torch.Tensor]:
+    """The tensors in a (nested) list, tuple or dict of outputs."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flat_tensors(v)]
+        return [t for v in value for t in flat_tensors(v)]
     return []

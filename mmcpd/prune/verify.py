@@ -16,19 +16,9 @@ import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
-from mmcpd.comb.trace import default_forward
+from mmcpd.comb.trace import default_forward, flat_tensors
 from .mask import exact_norms, zero_units
 from .physical import prune_units
-
-
-def _flat(value) -> List[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flat(v)]
-    return []
 
 
 def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
@@ -38,7 +28,7 @@ def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
         tuple: Whether they match, and the largest difference relative to
         the largest magnitude of ``a``.
     """
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flat_tensors(a), flat_tensors(b)
     if len(fa) != len(fb):
         return False, float('inf')
     worst = 0.0

@@ -25,17 +25,9 @@ def _per_channel(ctx: OpContext, x, params) -> None:
     ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
 
 
-@register(function('batch_norm'))
-def batch_norm(ctx: OpContext) -> None:
-    x = ctx.arg(0, 'input')
-    params = [ctx.arg(i, n) for i, n in
-              ((1, 'running_mean'), (2, 'running_var'), (3, 'weight'),
-               (4, 'bias'))]
-    _per_channel(ctx, x, params)
-
-
-@register(function('instance_norm'))
-def instance_norm(ctx: OpContext) -> None:
+@register(function('batch_norm'), function('instance_norm'))
+def per_channel_norm(ctx: OpContext) -> None:
+    """BatchNorm / InstanceNorm: statistics and affine per channel."""
     x = ctx.arg(0, 'input')
     params = [ctx.arg(i, n) for i, n in
               ((1, 'running_mean'), (2, 'running_var'), (3, 'weight'),

@@ -1,0 +1,158 @@
+"""The interface of importance scores."""
+import warnings
+from abc import ABCMeta, abstractmethod
+from typing import Dict, Sequence
+
+import torch
+from mmengine.dist import all_reduce, get_world_size
+from torch import nn
+
+from mmcpd.comb.group import CoupledGroup
+from ..units import UnitMap, named_tensors
+
+
+class BaseImportance(metaclass=ABCMeta):
+    """Scores every unit of the prunable groups: low scores go first.
+
+    A score is built in three phases, driven by :class:`~mmcpd.hooks.CPDHook`:
+    :meth:`setup` once the groups are known, :meth:`accumulate` after every
+    backward pass, right before the optimizer step (only for scores with
+    ``uses_grad = True``), and :meth:`scores` at each prune step, followed by
+    :meth:`reset`. Scores are per unit and are *not* normalised by cost: the
+    selection divides by the cost of each unit.
+
+    To add a score, subclass this, implement :meth:`_compute` (and
+    :meth:`accumulate` if it reads gradients) and register it::
+
+        @IMPORTANCES.register_module(name='mine')
+        class MyImportance(BaseImportance):
+            ...
+    """
+    #: Whether the score is gathered from gradients at optimizer steps.
+    uses_grad = False
+
+    def __init__(self):
+        self.units: UnitMap = None
+        self.model: nn.Module = None
+        self.num_steps = 0
+
+    def setup(self, model: nn.Module, groups: Sequence[CoupledGroup]) -> None:
+        """Build the index tables for ``groups`` of ``model``.
+
+        Args:
+            model (nn.Module): The model whose parameters are scored.
+            groups (Sequence[CoupledGroup]): The prunable groups.
+        """
+        params = named_tensors(model)
+        device = next(iter(params.values())).device if params else 'cpu'
+        self.model = model
+        self.units = UnitMap(groups, {k: v.shape
+                                      for k, v in params.items()}, device)
+        self.reset()
+
+    def accumulate(self) -> None:
+        """Add the current gradients' contribution (one optimizer step)."""
+
+    @abstractmethod
+    def _compute(self) -> torch.Tensor:
+        """Flat per-unit scores of this process (``units.total`` floats)."""
+
+    def scores(self) -> Dict[int, torch.Tensor]:
+        """Per-unit scores by group id, averaged over the DDP ranks.
+
+        Returns:
+            dict[int, Tensor]: float64 CPU vectors of ``num_units`` scores.
+        """
+        flat = self._compute().detach().to(torch.float64)
+        if get_world_size() > 1:
+            all_reduce(flat, op='mean')
+        bad = ~torch.isfinite(flat)
+        if bad.any():  # prune what could not be scored last
+            warnings.warn(f'{type(self).__name__}: {int(bad.sum())} unit '
+                          'scores are NaN or inf (non-finite gradients?); '
+                          'those units are ranked last')
+            flat = flat.masked_fill(bad, float('inf'))
+        return {k: v.cpu() for k, v in self.units.split(flat).items()}
+
+    def reset(self) -> None:
+        """Forget what was accumulated (called after each prune step)."""
+        self.num_steps = 0
+
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to resume the accumulation."""
+        return dict(num_steps=self.num_steps)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.num_steps = int(state.get('num_steps', 0))
+
+    def _params(self) -> Dict[str, torch.Tensor]:
+        return named_tensors(self.model)
+
+
+class GradImportance(BaseImportance):
+    """A score summed over optimizer steps from ``w * dL/dw`` unit sums.
+
+    Subclasses define :meth:`_per_step`, mapping the per-unit sums
+    ``s_u = sum_{i in u} w_i g_i`` of one step to that step's scores.
+    """
+    uses_grad = True
+
+    def reset(self) -> None:
+        super().reset()
+        self._acc = None
+
+    def setup(self, model: nn.Module, groups: Sequence[CoupledGroup]) -> None:
+        super().setup(model, groups)
+        # w * g goes into buffers kept between steps: allocating a fresh
+        # model-sized tensor at every step costs more than the product on
+        # CPU (page faults). They take as much memory as the weights.
+        self._buffers: Dict[str, torch.Tensor] = {}
+
+    def accumulate(self) -> None:
+        params = self._params()
+        values = {}
+        for name in self.units.names:
+            param = params.get(name)
+            if param is None or param.grad is None:
+                continue
+            buf = self._buffers.get(name)
+            if buf is None or buf.shape != param.shape \
+                    or buf.dtype != param.grad.dtype:
+                buf = self._buffers[name] = torch.empty_like(param.grad)
+            values[name] = torch.mul(param.detach(), param.grad, out=buf)
+        if not values:
+            return
+        sums = self.units.unit_sums(values)[:-1]
+        step = self._per_step(sums)
+        self._acc = step if self._acc is None else self._acc + step
+        self.num_steps += 1
+
+    @abstractmethod
+    def _per_step(self, sums: torch.Tensor) -> torch.Tensor:
+        """Scores of one step from the unit sums of ``w * dL/dw``."""
+
+    def _compute(self) -> torch.Tensor:
+        if self._acc is None:
+            raise RuntimeError(
+                f'{type(self).__name__} has no gradients to score: no '
+                'optimizer step ran since the last prune step (is `interval` '
+                'smaller than `accumulative_counts`, or are the pruned '
+                'parameters outside the optimizer?)')
+        return self._acc
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state['acc'] = None if self._acc is None else self._acc.cpu()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        acc = state.get('acc')
+        if acc is not None and self.units is not None:
+            if acc.numel() != self.units.total:
+                raise ValueError(
+                    f'the importance state holds {acc.numel()} unit scores '
+                    f'but the groups have {self.units.total} units')
+            device = next(iter(self.units.tables.values())).device
+            acc = acc.to(device)
+        self._acc = acc

@@ -1,0 +1,170 @@
+"""Which units to remove at a prune step: global ranking under guards."""
+import heapq
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+import torch
+
+from mmcpd.comb.group import CoupledGroup
+from .cost import CostModel
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Limits that keep every layer alive and fast.
+
+    Args:
+        min_channels (int): A pruned group keeps at least this many channels
+            (or all it has, if it has fewer). Defaults to 1.
+        max_ratio (float): At most this fraction of a group's channels is
+            removed, in (0, 1]. Defaults to 0.9.
+        round_to (int): A pruned group keeps a multiple of this many
+            channels (e.g. 8 for CPU and GPU kernels). Defaults to 1.
+    """
+    min_channels: int = 1
+    max_ratio: float = 0.9
+    round_to: int = 1
+
+
+def unit_channels(group: CoupledGroup) -> List[int]:
+    """Channels of the group's root member that each unit owns."""
+    for member in group.members:
+        if member.role == 'out':
+            return list(member.counts)
+    return list(group.members[0].counts)
+
+
+class _GroupState:
+    """Alive units of one group, most removable first."""
+
+    def __init__(self, group: CoupledGroup, removed: Set[int],
+                 scores: torch.Tensor, costs: torch.Tensor, guards: Guards):
+        self.group = group
+        self.channels = unit_channels(group)
+        self.total = sum(self.channels)
+        self.kept = self.total - sum(self.channels[u] for u in removed)
+        self.min_kept = max(
+            min(guards.min_channels, self.total),
+            self.total - int(guards.max_ratio * self.total + 1e-9),
+            1)
+        self.round_to = guards.round_to
+        alive = [u for u in range(group.num_units) if u not in removed]
+        self.scores = scores
+        self.costs = costs
+        prio = [(self._ratio(scores[u], costs[u]), u) for u in alive]
+        self.order = [u for _, u in sorted(prio)]
+        self.pos = 0
+
+    @staticmethod
+    def _ratio(score, cost) -> float:
+        cost = float(cost)
+        return float(score) / cost if cost > 0 else float('inf')
+
+    def next_move(self) -> Optional[Tuple[float, List[int], float]]:
+        """``(priority, units, cost)`` of the smallest valid removal."""
+        kept = self.kept
+        units = []
+        for u in self.order[self.pos:]:
+            kept -= self.channels[u]
+            units.append(u)
+            if kept < self.min_kept:
+                return None
+            if kept % self.round_to == 0:
+                cost = float(sum(self.costs[v] for v in units))
+                if cost <= 0:
+                    return None
+                score = float(sum(self.scores[v] for v in units))
+                return score / cost, units, cost
+        return None
+
+    def apply(self, units: List[int]) -> None:
+        self.pos += len(units)
+        self.kept -= sum(self.channels[u] for u in units)
+
+
+def select_units(groups: Sequence[CoupledGroup],
+                 scores: Mapping[int, torch.Tensor],
+                 cost: CostModel,
+                 removed: Mapping[int, Sequence[int]],
+                 target: float,
+                 guards: Guards = Guards(),
+                 max_rounds: int = 8) -> Dict[int, List[int]]:
+    """Pick the units to remove so that ``target`` of the cost is gone.
+
+    Units of all groups are ranked together by importance per cost,
+    ``I_u / c_u``, where ``c_u`` is what removing ``u`` saves (params or
+    FLOPs, given what is already removed): the cheapest loss increase per
+    unit of cost goes first. A group's *move* removes its next lowest-ranked
+    units, as few as keep the group's channel count a multiple of
+    ``round_to``; moves that would break ``min_channels`` or ``max_ratio``
+    are not made. Costs interact (removing an output channel also shrinks
+    the next layer's input), so the cost is recounted exactly after each
+    round of greedy moves.
+
+    Args:
+        groups (Sequence[CoupledGroup]): The groups that may be pruned.
+        scores (Mapping[int, Tensor]): Per-unit importance by group id.
+        cost (CostModel): Cost of the model.
+        removed (Mapping[int, Sequence[int]]): Units removed so far.
+        target (float): Fraction of the unpruned cost to have removed.
+        guards (Guards): Per-group limits.
+        max_rounds (int): Rounds of recounting. Defaults to 8.
+
+    Returns:
+        dict[int, list[int]]: The newly removed units by group id (sorted;
+        groups with none are left out).
+    """
+    full = cost.total()
+    goal = full * (1.0 - target)
+    done = {int(k): set(v) for k, v in removed.items()}
+    new: Dict[int, List[int]] = {}
+    for _ in range(max_rounds):
+        current = cost.total(done)
+        if current <= goal:
+            break
+        costs = cost.unit_costs(done)
+        states = {
+            g.id: _GroupState(g, done.get(g.id, set()), scores[g.id],
+                              costs[g.id], guards)
+            for g in groups
+        }
+        heap = []
+        for gid, state in states.items():
+            move = state.next_move()
+            if move is not None:
+                heap.append((move[0], gid, move[1], move[2]))
+        heapq.heapify(heap)
+        if not heap:
+            break
+        while heap and current > goal:
+            _, gid, units, unit_cost = heapq.heappop(heap)
+            state = states[gid]
+            state.apply(units)
+            done.setdefault(gid, set()).update(units)
+            new.setdefault(gid, []).extend(units)
+            current -= unit_cost
+            move = state.next_move()
+            if move is not None:
+                heapq.heappush(heap, (move[0], gid, move[1], move[2]))
+    return {gid: sorted(units) for gid, units in sorted(new.items())}
+
+
+def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
+                  guards: Guards) -> float:
+    """The largest fraction of the cost that the guards let go."""
+    done: Dict[int, Set[int]] = {}
+    costs = cost.unit_costs()
+    for group in groups:
+        ones = torch.ones(group.num_units, dtype=torch.float64)
+        state = _GroupState(group, set(), ones, costs[group.id], guards)
+        units = []
+        while True:
+            move = state.next_move()
+            if move is None:
+                break
+            state.apply(move[1])
+            units += move[1]
+        if units:
+            done[group.id] = set(units)
+    full = cost.total()
+    return 1.0 - cost.total(done) / full if full > 0 else 0.0

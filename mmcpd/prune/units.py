@@ -1,0 +1,152 @@
+"""Per-unit sums of per-element values, for every prunable group at once.
+
+Every importance score and every cost in :mod:`mmcpd.prune` is a sum, over
+the members of a coupled group and over the indices that a unit owns, of
+some per-element quantity (``w * dL/dw``, ``w ** 2``, a parameter count).
+:class:`UnitMap` precomputes, for each member, which unit each index along
+the member's dimension belongs to, so that one ``index_add_`` per member
+turns a per-element tensor into per-unit sums of all groups, laid out in one
+flat vector (group after group).
+"""
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+
+import torch
+
+from mmcpd.comb.group import CoupledGroup
+
+
+class UnitMap:
+    """Index tables from tensor positions to the units of coupled groups.
+
+    Args:
+        groups (Sequence[CoupledGroup]): The groups whose units are scored.
+        shapes (Mapping[str, Sequence[int]]): Shape of each tensor that may
+            be a member, by ``state_dict`` name; members not in it are left
+            out (e.g. buffers when only parameters are given).
+        device (torch.device | str): Where the index tables live (that of
+            the tensors that will be summed). Defaults to ``'cpu'``.
+
+    Attributes:
+        offsets (dict[int, int]): Start of each group's units in the flat
+            vector.
+        total (int): Number of units of all groups.
+    """
+
+    def __init__(self,
+                 groups: Sequence[CoupledGroup],
+                 shapes: Mapping[str, Sequence[int]],
+                 device='cpu'):
+        self.groups = tuple(groups)
+        self.offsets: Dict[int, int] = {}
+        start = 0
+        for group in self.groups:
+            self.offsets[group.id] = start
+            start += group.num_units
+        self.total = start
+        # (name, dim) -> index of the unit (in the flat vector) of each
+        # position along dim; positions outside every group go to the sink
+        # at ``total``.
+        tables: Dict[Tuple[str, int], torch.Tensor] = {}
+        for group in self.groups:
+            offset = self.offsets[group.id]
+            for member in group.members:
+                if member.name not in shapes:
+                    continue
+                key = (member.name, member.dim)
+                if key not in tables:
+                    size = shapes[member.name][member.dim]
+                    tables[key] = torch.full((size, ), self.total,
+                                             dtype=torch.long)
+                unit_ids = torch.repeat_interleave(
+                    torch.arange(len(member.counts)),
+                    torch.tensor(member.counts, dtype=torch.long))
+                tables[key][torch.tensor(member.index,
+                                         dtype=torch.long)] = offset + unit_ids
+        self.tables = {k: v.to(device) for k, v in tables.items()}
+        self.names = sorted({name for name, _ in self.tables})
+        self._by_name: Dict[str, List[Tuple[int, torch.Tensor]]] = {}
+        for (name, dim), table in sorted(self.tables.items()):
+            self._by_name.setdefault(name, []).append((dim, table))
+
+    def unit_sums(self,
+                  values: Mapping[str, torch.Tensor],
+                  out: torch.Tensor = None) -> torch.Tensor:
+        """Sum per-element values over the indices of every unit.
+
+        Args:
+            values (Mapping[str, Tensor]): Per-element values, by tensor
+                name, with the tensors' full shapes; names not given add
+                nothing.
+            out (Tensor, optional): A float vector of ``total + 1`` entries
+                to add into. Defaults to a new zero vector.
+
+        Returns:
+            Tensor: ``total + 1`` sums; the last entry collects positions
+            outside every group and should be ignored.
+        """
+        for name, entries in self._by_name.items():
+            value = values.get(name)
+            if value is None:
+                continue
+            if out is None:
+                out = value.new_zeros(self.total + 1, dtype=torch.float32)
+            for dim, per_index in _reduce(value, [d for d, _ in entries]):
+                table = self.tables[(name, dim)]
+                out.index_add_(0, table, per_index.to(out.dtype))
+        if out is None:
+            out = torch.zeros(self.total + 1)
+        return out
+
+    def split(self, flat: torch.Tensor) -> Dict[int, torch.Tensor]:
+        """Cut a flat per-unit vector into one vector per group id."""
+        return {
+            g.id: flat[self.offsets[g.id]:self.offsets[g.id] + g.num_units]
+            for g in self.groups
+        }
+
+    def join(self, per_group: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`split` (without the sink entry)."""
+        return torch.cat([per_group[g.id] for g in self.groups]) \
+            if self.groups else torch.zeros(0)
+
+
+def _reduce(value: torch.Tensor, dims: List[int]):
+    """``(dim, value summed over every other dim)`` for each of ``dims``.
+
+    Weights (``[out, in, *kernel]``) are first summed over their kernel, a
+    contiguous reduction, so that the strided sums run on ``out x in``.
+    """
+    if value.dim() > 2 and all(d < 2 for d in dims):
+        value = value.flatten(2)
+        # 1x1 kernels need no pass of their own
+        value = value.squeeze(2) if value.shape[2] == 1 else value.sum(2)
+    for dim in dims:
+        if value.dim() == 1:
+            yield dim, value
+        elif value.dim() == 2 and dim < 2:
+            yield dim, value.sum(1 - dim)
+        else:
+            yield dim, value.sum([d for d in range(value.dim()) if d != dim])
+
+
+def named_tensors(model: torch.nn.Module,
+                  buffers: bool = False) -> Dict[str, torch.Tensor]:
+    """Parameters (and buffers) of ``model`` by ``state_dict`` name."""
+    tensors = dict(model.named_parameters())
+    if buffers:
+        tensors.update(model.named_buffers())
+    return tensors
+
+
+def map_values(tensors: Mapping[str, torch.Tensor], names: List[str],
+               fn: Callable) -> Dict[str, torch.Tensor]:
+    """``{name: fn(tensor)}`` for the given names, skipping Nones."""
+    out = {}
+    for name in names:
+        tensor = tensors.get(name)
+        if tensor is None:
+            continue
+        value = fn(tensor)
+        if value is not None:
+            out[name] = value
+    return out

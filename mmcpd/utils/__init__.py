@@ -1,0 +1,9 @@
+"""Small helpers shared by mmcpd's subpackages."""
+from .checkpoint import (MMENGINE_SAFE_GLOBALS, CheckpointError,
+                         add_mmengine_safe_globals, load_checkpoint_file,
+                         mmengine_safe_globals)
+
+__all__ = [
+    'MMENGINE_SAFE_GLOBALS', 'CheckpointError', 'add_mmengine_safe_globals',
+    'load_checkpoint_file', 'mmengine_safe_globals'
+]

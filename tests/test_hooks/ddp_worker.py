@@ -1,0 +1,44 @@
+"""One rank of the 2-process CPU (gloo) CPDHook run; see test_cpd_hook_ddp.
+
+Run by ``python -m torch.distributed.run --nproc_per_node 2`` with the work
+dir as argument; each rank writes its masks and a weight checksum to
+``rank<k>.json`` there.
+"""
+import json
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmcpd.hooks  # noqa: E402,F401
+from mmcpd.hooks import CPDHook  # noqa: E402
+from test_hooks.toy_runner import make_runner  # noqa: E402
+
+
+def main(work_dir: str) -> None:
+    # mmengine 0.10.7's `pytorch` launcher calls torch.cuda.set_device,
+    # which fails without a GPU: start the gloo group here, the runner
+    # then finds it initialised and uses it.
+    torch.distributed.init_process_group('gloo')
+    hook = dict(type='CPDHook', interval=4, target=0.5, num_steps=3,
+                input_shape=(1, 3, 16, 16))
+    runner = make_runner(
+        work_dir, hook, max_iters=16, launcher='pytorch',
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        cfg=dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel',
+                                         device_ids=None)))
+    runner.train()
+    cpd = next(h for h in runner.hooks if isinstance(h, CPDHook))
+    weights = sum(float(p.double().abs().sum())
+                  for p in cpd.student.parameters())
+    with open(osp.join(work_dir, f'rank{runner.rank}.json'), 'w') as f:
+        json.dump(dict(removed={str(k): v for k, v in cpd.removed.items()},
+                       sparsity=cpd.history[-1]['sparsity'],
+                       world_size=runner.world_size,
+                       weights=weights), f)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])

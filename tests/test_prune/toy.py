@@ -1,0 +1,60 @@
+"""A tiny conv net with hand-built coupled groups, for unit tests."""
+import torch
+from torch import nn
+
+from mmcpd.comb.group import CoupledGroup, Member
+
+
+class ToyNet(nn.Module):
+    """conv1-bn1-relu-conv2-bn2-relu-pool-fc with ``c1`` and ``c2`` channels.
+    """
+
+    def __init__(self, c1: int = 6, c2: int = 8, classes: int = 3,
+                 act: str = 'relu'):
+        super().__init__()
+        self.act = getattr(torch, act, None) or getattr(nn.functional, act)
+        self.conv1 = nn.Conv2d(3, c1, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.fc = nn.Linear(c2, classes)
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.act(self.bn2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def _members(prefix_out, bn, prefix_in, channels):
+    index, counts = tuple(range(channels)), (1, ) * channels
+    members = [Member(f'{prefix_out}.weight', 0, 'out', index, counts)]
+    for name in ('weight', 'bias', 'running_mean', 'running_var'):
+        members.append(Member(f'{bn}.{name}', 0, 'param', index, counts))
+    members.append(Member(f'{prefix_in}.weight', 1, 'in', index, counts))
+    return tuple(members)
+
+
+def toy_groups(model: ToyNet):
+    """The two coupled groups of :class:`ToyNet` (one unit per channel)."""
+    c1, c2 = model.conv1.out_channels, model.conv2.out_channels
+    return (CoupledGroup(0, _members('conv1', 'bn1', 'conv2', c1), c1,
+                         ('conv@conv1', )),
+            CoupledGroup(1, _members('conv2', 'bn2', 'fc', c2), c2,
+                         ('conv@conv2', )))
+
+
+def toy_macs(model: ToyNet, size: int = 8):
+    """MACs per element of each parameter for a ``size`` x ``size`` input."""
+    hw = size * size
+    return {n: (hw if n.startswith('conv') else 1)
+            for n, _ in model.named_parameters()}
+
+
+def zero_unit(model: nn.Module, group: CoupledGroup, unit: int) -> None:
+    """Remove ``unit`` of ``group`` by zeroing its entries (reference)."""
+    tensors = dict(model.named_parameters())
+    tensors.update(model.named_buffers())
+    with torch.no_grad():
+        for m in group.members:
+            idx = torch.tensor(m.units[unit])
+            tensors[m.name].index_fill_(m.dim, idx, 0)
