@@ -1,0 +1,374 @@
+"""DistillWrapper: a student trained against a frozen teacher."""
+import copy
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.config import ConfigDict
+from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.runner.checkpoint import _load_checkpoint
+from torch import nn
+
+from mmcpd.distill.connector import build_connector
+from mmcpd.distill.recorder import (as_tensor, check_module_names,
+                                    record_outputs)
+from mmcpd.distill.term import DistillTerm, build_terms
+from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec
+from mmcpd.registry import MODELS
+
+ModelType = Union[dict, nn.Module]
+
+
+def _logits_module(model: nn.Module, role: str) -> str:
+    """Name of the submodule whose output is the task's logits.
+
+    MMSeg segmentors: the decode head's ``conv_seg`` (seg logits, before
+    resizing). MMPretrain classifiers: the ``head`` (cls scores, before
+    softmax).
+    """
+    decode_head = getattr(model, 'decode_head', None)
+    if isinstance(getattr(decode_head, 'conv_seg', None), nn.Module):
+        return 'decode_head.conv_seg'
+    if isinstance(getattr(model, 'head', None), nn.Module):
+        return 'head'
+    raise TypeError(
+        'logits are distilled from MMPretrain classifiers (a `head`) and '
+        'MMSeg segmentors (a `decode_head`), but the '
+        f'{role} is a {type(model).__name__}; distil named features '
+        'instead')
+
+
+def _num_logits(model: nn.Module, name: str) -> Optional[int]:
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    num = getattr(module, 'num_classes', None)
+    return num if isinstance(num, int) else None
+
+
+def _build(model: ModelType, role: str) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, dict):
+        # ConfigDict: MMSeg reads e.g. ``test_cfg.mode`` as attributes.
+        return MODELS.build(ConfigDict(copy.deepcopy(model)))
+    raise TypeError(f'`{role}` should be a config dict or an nn.Module, '
+                    f'but got {type(model).__name__}')
+
+
+def _load_teacher(teacher: nn.Module, path: str) -> None:
+    """Load a checkpoint (plain or DistillWrapper) into the teacher."""
+    if '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(
+            f'`teacher_checkpoint` {path!r} does not exist')
+    ckpt = _load_checkpoint(path, map_location='cpu')
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'`teacher_checkpoint` {path!r} should hold a '
+                         f'dict, but holds a {type(ckpt).__name__}')
+    state = ckpt.get('state_dict', ckpt)
+    state = {
+        k[7:] if k.startswith('module.') else k: v
+        for k, v in state.items()
+    }
+    if any(k.startswith('student.') for k in state):
+        # A DistillWrapper checkpoint: its student is the teacher now.
+        state = {
+            k[8:]: v
+            for k, v in state.items() if k.startswith('student.')
+        }
+    if ckpt.get(CHECKPOINT_KEY):
+        apply_spec(teacher, PrunedSpec.from_dict(ckpt[CHECKPOINT_KEY]))
+    try:
+        teacher.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f'`teacher_checkpoint` {path!r} does not fit the '
+                         f'teacher model: {err}') from err
+
+
+@MODELS.register_module()
+class DistillWrapper(BaseModel):
+    """Train a student with distillation from a frozen teacher.
+
+    The teacher is, by default, the student itself as loaded: a copy of
+    the student's weights taken at the first training step, after the
+    runner has loaded ``load_from`` (the unpruned model, as in CPD). A
+    persistent buffer records the copy, so a resumed run keeps the
+    teacher of its checkpoint. Or the teacher is another model (a larger
+    one of the same family) loaded from ``teacher_checkpoint``.
+
+    The teacher runs in eval mode under ``no_grad``, never requires
+    gradients (so the optimizer never updates it), is never initialised
+    by the runner, and sees the student's pre-processed inputs.
+    ``mode='loss'`` returns the student's task losses (unless
+    ``keep_task_loss=False``) and one entry per distillation term
+    (``loss_kd``, ``loss_cwd``, ``loss_feat_<name>``, ...); ``predict``
+    and ``tensor`` run the student alone, so testing, metrics and export
+    see the plain model. :func:`unwrap_student` returns the student to
+    prune or deploy; the teacher and connectors are not part of it.
+
+    A checkpoint of the plain student (``load_from``) loads into the
+    wrapper as it is: keys without the ``student.`` prefix are taken as the
+    student's.
+
+    Args:
+        student (dict | nn.Module): The model to train (and prune).
+        teacher (dict | nn.Module, optional): The teacher. None builds one
+            like the student. A dict needs ``teacher_checkpoint``.
+            Defaults to None.
+        teacher_checkpoint (str, optional): Checkpoint of the teacher,
+            loaded at construction; a DistillWrapper checkpoint gives its
+            student. None with ``teacher=None`` copies the student at the
+            first training step. Defaults to None.
+        distill_losses (list[dict], optional): The distillation terms:
+            each a loss config from ``DISTILL_LOSSES`` with ``outputs``
+            (``'logits'``, the default, or a module name, or a pair
+            ``(student module, teacher module)`` for features) and an
+            optional ``name``. None means ``[dict(type='KDLoss')]``.
+        keep_task_loss (bool): Whether to keep the student's own losses.
+            Defaults to True.
+        probe_shape (Sequence[int]): Shape (C, H, W) of a zero image run
+            once through both models at construction to measure the
+            widths of distilled features; used only for feature terms.
+            Where widths differ, a connector (1x1 conv or linear) maps the
+            student's to the teacher's. Defaults to (3, 224, 224).
+        data_preprocessor (dict | nn.Module, optional): Pre-processor of
+            the wrapper. None uses the student's. Defaults to None.
+        init_cfg (dict, optional): Unused; for the BaseModel signature.
+
+    Examples:
+        >>> model = dict(
+        ...     type='DistillWrapper',
+        ...     student=dict(type='mmseg.EncoderDecoder', ...),
+        ...     distill_losses=[dict(type='CWDLoss', tau=4.0,
+        ...                          loss_weight=3.0)])
+    """
+
+    def __init__(self,
+                 student: ModelType,
+                 teacher: Optional[ModelType] = None,
+                 teacher_checkpoint: Optional[str] = None,
+                 distill_losses: Optional[Sequence[dict]] = None,
+                 keep_task_loss: bool = True,
+                 probe_shape: Sequence[int] = (3, 224, 224),
+                 data_preprocessor: Optional[ModelType] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not isinstance(keep_task_loss, bool):
+            raise TypeError('`keep_task_loss` should be a bool, but got '
+                            f'{type(keep_task_loss).__name__}')
+        if isinstance(teacher, dict) and teacher_checkpoint is None:
+            raise ValueError(
+                'a `teacher` config needs a `teacher_checkpoint`, or the '
+                'teacher would distil random weights')
+        if teacher_checkpoint is not None and not isinstance(
+                teacher_checkpoint, str):
+            raise TypeError('`teacher_checkpoint` should be a str, but got '
+                            f'{type(teacher_checkpoint).__name__}')
+        student_model = _build(student, 'student')
+        if data_preprocessor is None:
+            data_preprocessor = getattr(student_model, 'data_preprocessor',
+                                        None)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.student = student_model
+        # The default teacher: the student as loaded, copied at step one.
+        self._copy_from_student = (
+            teacher is None and teacher_checkpoint is None)
+        if teacher is None:
+            teacher = (
+                copy.deepcopy(self.student)
+                if isinstance(student, nn.Module) else student)
+        self.teacher = _build(teacher, 'teacher')
+        if teacher_checkpoint is not None:
+            _load_teacher(self.teacher, teacher_checkpoint)
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.teacher._is_init = True
+        self.register_buffer('_teacher_copied', torch.tensor(False))
+        self.keep_task_loss = keep_task_loss
+
+        if distill_losses is None:
+            distill_losses = [dict(type='KDLoss')]
+        self.terms: List[DistillTerm] = build_terms(distill_losses)
+        if not self.terms:
+            raise ValueError('`distill_losses` should name at least one '
+                             'loss, but got an empty list')
+        self.distill_losses = nn.ModuleDict(
+            {term.key: term.loss
+             for term in self.terms})
+        self._logits = self._check_logits(teacher_checkpoint or 'teacher')
+        self.connectors = nn.ModuleDict()
+        self._build_connectors(probe_shape)
+        self.register_load_state_dict_pre_hook(self._adopt_plain_student)
+
+    def _check_logits(self, teacher_name: str) -> Optional[tuple]:
+        """Names of the logits modules; check that class counts agree."""
+        if not any(term.on_logits for term in self.terms):
+            return None
+        names = (_logits_module(self.student, 'student'),
+                 _logits_module(self.teacher, 'teacher'))
+        num_s = _num_logits(self.student, names[0])
+        num_t = _num_logits(self.teacher, names[1])
+        if num_s is not None and num_t is not None and num_s != num_t:
+            raise ValueError(
+                f'the teacher ({teacher_name}) predicts {num_t} classes but '
+                f'the student {num_s}; logits can only be distilled '
+                'between models of the same classes')
+        return names
+
+    def _build_connectors(self, probe_shape: Sequence[int]) -> None:
+        features = [term for term in self.terms if not term.on_logits]
+        if not features:
+            return
+        check_module_names(self.student, [t.student for t in features],
+                           'student')
+        check_module_names(self.teacher, [t.teacher for t in features],
+                           'teacher')
+        if (not isinstance(probe_shape, Sequence) or len(probe_shape) != 3
+                or not all(isinstance(s, int) and s > 0 for s in probe_shape)):
+            raise ValueError('`probe_shape` should be (C, H, W) of positive '
+                             f'ints, but got {probe_shape!r}')
+        shapes = {}
+        for role, model in (('student', self.student), ('teacher',
+                                                        self.teacher)):
+            names = [getattr(term, role) for term in features]
+            param = next(model.parameters(), None)
+            x = torch.zeros(
+                1, *probe_shape, device=getattr(param, 'device', None))
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad(), record_outputs(model, names) as out:
+                    model(x, mode='tensor')
+            finally:
+                model.train(was_training)
+            shapes[role] = {
+                name: as_tensor(out[name], name, role).shape
+                for name in names
+            }
+        for term in features:
+            connector = build_connector(shapes['student'][term.student],
+                                        shapes['teacher'][term.teacher])
+            if connector is not None:
+                self.connectors[term.key] = connector
+
+    def _adopt_plain_student(self, module, state_dict, prefix, *args):
+        """Load-state-dict pre-hook: take plain keys as the student's."""
+        if any(k.startswith(prefix + 'student.') for k in state_dict):
+            return
+        student_keys = set(self.student.state_dict())
+        plain = [
+            k for k in list(state_dict)
+            if k.startswith(prefix) and k[len(prefix):] in student_keys
+        ]
+        if not plain:
+            return
+        own = {prefix + k: v for k, v in self.state_dict().items()}
+        for key in plain:
+            value = state_dict[key] if key in own else state_dict.pop(key)
+            state_dict[prefix + 'student.' + key[len(prefix):]] = value
+        # The checkpoint has no teacher or connectors: keep the current
+        # ones (the default teacher is copied at the first step anyway).
+        for key, value in own.items():
+            state_dict.setdefault(key, value)
+
+    def init_weights(self) -> None:
+        """Initialise the student only; the teacher is never initialised."""
+        if hasattr(self.student, 'init_weights'):
+            self.student.init_weights()
+        self._is_init = True
+
+    def train(self, mode: bool = True) -> 'DistillWrapper':
+        """Set the mode of the student; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _sources(self, role: str) -> List[str]:
+        """Module recorded for each term in the student or teacher."""
+        logits = self._logits[role == 'teacher'] if self._logits else None
+        return [
+            logits if term.on_logits else getattr(term, role)
+            for term in self.terms
+        ]
+
+    @torch.no_grad()
+    def _copy_teacher_once(self) -> None:
+        if not self._copy_from_student or bool(self._teacher_copied):
+            return
+        try:
+            self.teacher.load_state_dict(self.student.state_dict())
+        except RuntimeError as err:
+            raise RuntimeError(
+                'cannot copy the student into the teacher: the student no '
+                'longer has the architecture it was built with (was it '
+                'pruned before training started? then give a '
+                '`teacher_checkpoint`)') from err
+        self._teacher_copied.fill_(True)
+
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        """Task losses plus distillation in ``loss`` mode, else the student.
+
+        Args:
+            inputs (Tensor): Pre-processed inputs.
+            data_samples (list, optional): Data samples of the batch.
+            mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.
+                Defaults to ``'tensor'``.
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode in ('predict', 'tensor'):
+            return self.student(inputs, data_samples, mode=mode)
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
+                           'predict and tensor mode')
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[list]) -> Dict[str, torch.Tensor]:
+        """The student's task losses and the distillation terms."""
+        self._copy_teacher_once()
+        names = {role: self._sources(role) for role in ('student', 'teacher')}
+        with record_outputs(self.student, names['student']) as s_out:
+            if self.keep_task_loss:
+                losses = dict(self.student(inputs, data_samples, mode='loss'))
+            else:
+                self.student(inputs, data_samples, mode='tensor')
+                losses = {}
+        with torch.no_grad(), record_outputs(self.teacher,
+                                             names['teacher']) as t_out:
+            self.teacher(inputs, data_samples, mode='tensor')
+        for term, s_name, t_name in zip(self.terms, names['student'],
+                                        names['teacher']):
+            s = as_tensor(s_out[s_name], s_name, 'student')
+            t = as_tensor(t_out[t_name], t_name, 'teacher')
+            if term.key in self.connectors:
+                s = self.connectors[term.key](s)
+            if term.key in losses:
+                raise KeyError(f'the student already returns a loss named '
+                               f'`{term.key}`; rename the distillation term '
+                               'with `name`')
+            losses[term.key] = term.loss(s, t)
+        return losses
+
+
+def unwrap_student(model: nn.Module) -> nn.Module:
+    """The model to prune: the student of a DistillWrapper, or the model.
+
+    Model wrappers such as (MM)DistributedDataParallel are looked through
+    (``.module``).
+
+    Args:
+        model (nn.Module): A plain model or a DistillWrapper, either
+            possibly inside a model wrapper.
+
+    Returns:
+        nn.Module: The plain model or the wrapper's student.
+    """
+    while is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, DistillWrapper):
+        return model.student
+    return model
