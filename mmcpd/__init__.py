@@ -11,6 +11,12 @@ The steps, one call each::
 """
 import types
 
+from mmengine.config.utils import MODULE2PACKAGE
+
+# `mmcpd::_base_/cpd_kd.py` in a config's `_base_` resolves once mmcpd is
+# imported (tools/train.py imports it before reading the config).
+MODULE2PACKAGE.setdefault('mmcpd', 'mmcpd')
+
 from . import datasets, distill, hooks, models  # noqa: F401 (registers)
 from . import comb as _comb_package
 from . import prune as _prune_package

@@ -32,9 +32,11 @@ echo "[mmcpd] torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}"
 have torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION ||
     pip_install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 "$PY" -c 'import setuptools, wheel, ninja
-assert int(setuptools.__version__.split(".")[0]) < 81' 2>/dev/null ||
-    pip_install "setuptools<81" wheel ninja
+assert int(setuptools.__version__.split(".")[0]) < 80' 2>/dev/null ||
+    pip_install "setuptools<80" wheel ninja
 
+# setuptools < 80: mmcv's setup imports pkg_resources (< 81), and the legacy
+# editable install of mmcpd below needs `setup.py develop` (< 80).
 # mmcv has no binary wheel for this torch: build it once with its CPU ops.
 TORCH_TAG=$("$PY" -c 'import platform, sys, torch
 v = torch.__version__.split("+")[0]
@@ -79,8 +81,15 @@ else
 fi
 
 echo "[mmcpd] mmcpd (editable)"
-INSTALLED=$(cd / && "$PY" -c 'import mmcpd, os; print(os.path.dirname(os.path.dirname(os.path.realpath(mmcpd.__file__))))' 2>/dev/null || true)
+# Installed from this checkout, where mmengine looks for `mmcpd::` configs?
+INSTALLED=$(cd / && "$PY" -W ignore -c 'import os, mmcpd
+from mmengine.utils import get_installed_path
+here = os.path.realpath(os.path.dirname(mmcpd.__file__))
+if os.path.realpath(get_installed_path("mmcpd")) == here:
+    print(os.path.dirname(here))' 2>/dev/null || true)
 if [ "$INSTALLED" != "$(realpath "$ROOT")" ] || [ ! -e "$ROOT/mmcpd/.mim" ]; then
-    pip_install --no-deps --no-build-isolation -e "$ROOT"
+    # A legacy (egg-link) editable install: mmengine finds `mmcpd::` configs
+    # under the package's location, which PEP 660 installs hide.
+    pip_install --no-deps --no-build-isolation --no-use-pep517 -e "$ROOT"
 fi
 (cd / && "$PY" -c 'import mmcpd, mmcv.ops, mmpretrain, mmseg; print("[mmcpd] ready: mmcpd", mmcpd.__version__, "from", mmcpd.__file__)')

@@ -5,30 +5,49 @@ from typing import Union
 from mmengine.config import Config
 
 
-def load_config(path: Union[str, Config]) -> Config:
-    """A config from a file, or from an installed package as ``pkg::path``.
+def resolve_config_path(path: str) -> str:
+    """A config path, with ``package::rel/path.py`` resolved.
 
-    ``Config.fromfile`` reads files only; ``mmengine.hub.get_config`` finds
-    ``mmpretrain::resnet/resnet50_8xb32_in1k.py`` in the installed
-    package's ``.mim/configs`` (nothing is downloaded).
+    ``mmpretrain::resnet/resnet18_8xb32_in1k.py`` becomes the file in the
+    installed package's ``.mim/configs`` (``configs`` next to the package
+    for editable installs), as ``_base_`` entries resolve; nothing is
+    downloaded or installed.
 
     Raises:
-        FileNotFoundError: Neither a file nor a config of an installed
-            package.
+        FileNotFoundError: The file does not exist.
     """
+    path = str(path)
+    if '::' not in path or osp.isfile(path):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'config `{path}` does not exist')
+        return path
+    import importlib.util
+
+    from mmengine.utils import is_installed
+    from mmengine.utils.package_utils import get_installed_path
+
+    package, rel = path.split('::', 1)
+    if not is_installed(package):
+        raise FileNotFoundError(f'config `{path}`: package `{package}` is '
+                                'not installed')
+    roots = [get_installed_path(package)]
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.origin:
+        roots.append(osp.dirname(spec.origin))
+    for root in roots:
+        for candidate in (osp.join(root, '.mim', 'configs', rel),
+                          osp.join(osp.dirname(root), 'configs', rel)):
+            if osp.isfile(candidate):
+                return candidate
+    raise FileNotFoundError(f'config `{path}` does not exist in {roots[0]}')
+
+
+def load_config(path: Union[str, Config]) -> Config:
+    """A config from a file, or from an installed package as ``pkg::path``
+    (see :func:`resolve_config_path`)."""
     if isinstance(path, Config):
         return path
-    path = str(path)
-    if osp.exists(path):
-        return Config.fromfile(path)
-    if '::' in path:
-        from mmengine.hub import get_config
-        try:
-            return get_config(path)
-        except (FileNotFoundError, ValueError, AssertionError) as e:
-            raise FileNotFoundError(
-                f'config `{path}` was not found in its package: {e}') from e
-    raise FileNotFoundError(f'config `{path}` does not exist')
+    return Config.fromfile(resolve_config_path(path))
 
 
 def input_shape(cfg: Config, size=None) -> tuple:

@@ -1,0 +1,80 @@
+"""Turn an OpenMMLab model into a tensor-in, tensors-out module for export.
+
+MMPretrain classifiers and MMSeg segmentors take ``(inputs, data_samples,
+mode)``; in ``mode='tensor'`` they return the raw network output:
+
+* ``ImageClassifier``: the head's logits, ``(N, num_classes)``, before the
+  softmax that ``predict`` applies;
+* ``EncoderDecoder``: the decode head's logits, ``(N, num_classes, H/s,
+  W/s)`` at the head's stride ``s``, before the bilinear resize to the image
+  size that ``predict`` applies (``resize_to_input=True`` adds it).
+
+A ``DistillWrapper`` sends ``tensor`` mode to its student, so it exports as
+the student does. Plain ``nn.Module`` s without a ``mode`` argument are
+called as ``model(inputs)``.
+"""
+import inspect
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ['TensorModeAdapter']
+
+
+def _takes_mode(model: nn.Module) -> bool:
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return 'mode' in params
+
+
+class TensorModeAdapter(nn.Module):
+    """Call ``model(inputs, mode='tensor')`` and return a tuple of tensors.
+
+    Args:
+        model (nn.Module): The model to wrap. It is put in eval mode.
+        resize_to_input (bool): Resize 4-d outputs (segmentation logits)
+            bilinearly to the input's height and width, as mmseg's
+            ``predict`` does. Defaults to False.
+
+    Examples:
+        >>> adapter = TensorModeAdapter(classifier)
+        >>> logits, = adapter(torch.rand(1, 3, 224, 224))
+    """
+
+    def __init__(self, model: nn.Module, resize_to_input: bool = False):
+        super().__init__()
+        self.model = model.eval()
+        self.resize_to_input = resize_to_input
+        self._takes_mode = _takes_mode(model)
+
+    def forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self._takes_mode:
+            out = self.model(inputs, mode='tensor')
+        else:
+            out = self.model(inputs)
+        outs = _flatten(out)
+        if self.resize_to_input:
+            outs = tuple(
+                F.interpolate(
+                    o,
+                    size=inputs.shape[2:],
+                    mode='bilinear',
+                    align_corners=False) if o.dim() == 4 else o for o in outs)
+        return outs
+
+
+def _flatten(out) -> Tuple[torch.Tensor, ...]:
+    if isinstance(out, torch.Tensor):
+        return (out, )
+    if isinstance(out, (list, tuple)):
+        flat = []
+        for item in out:
+            flat.extend(_flatten(item))
+        return tuple(flat)
+    raise TypeError('tensor mode should return tensors, but the model '
+                    f'returned a {type(out).__name__}; is it an '
+                    'mmpretrain/mmseg model?')

@@ -1,0 +1,148 @@
+"""Parameters and FLOPs of a torch model or of an ONNX file.
+
+FLOPs follow mmengine's (and fvcore's) convention: one multiply-add counts
+as one FLOP, so a ``Cin -> Cout`` k x k convolution producing ``H x W``
+outputs costs ``H * W * Cout * Cin / groups * k * k``.
+
+* :func:`model_complexity` runs :func:`mmengine.analysis.
+  get_model_complexity_info` on the model in tensor mode (all ops mmengine
+  has handlers for: convolutions, matmuls, norms, upsampling, ...).
+* :func:`onnx_complexity` counts, from the graph after shape inference,
+  the multiply-adds of Conv, ConvTranspose, Gemm and MatMul only (the ops
+  that dominate vision models); use it when only ``.onnx`` files are given.
+  Both counters give the same *ratio* between a model and its pruned copy to
+  within the share of the other ops.
+"""
+import logging
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapter import TensorModeAdapter
+
+__all__ = ['model_complexity', 'onnx_complexity']
+
+
+def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
+    """Parameters and FLOPs of ``model`` in tensor mode on ``inputs``.
+
+    Args:
+        model (nn.Module): An MMPretrain/MMSeg model or plain module.
+        inputs (torch.Tensor): An input batch.
+
+    Returns:
+        dict: ``params`` (int), ``flops`` (int, multiply-adds of the whole
+        batch) and ``flops_counter`` (``'mmengine.analysis'``).
+    """
+    from mmengine.analysis import get_model_complexity_info
+    from mmengine.logging import MMLogger
+
+    adapter = model if isinstance(model, TensorModeAdapter) else \
+        TensorModeAdapter(model)
+    # mmengine warns once per op kind it has no handler for (e.g. ReLU).
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad():
+            info = get_model_complexity_info(
+                adapter, inputs=(inputs, ), show_table=False, show_arch=False)
+    finally:
+        logger.setLevel(level)
+    params = sum(p.numel() for p in adapter.parameters())
+    return dict(
+        params=int(params),
+        flops=int(info['flops']),
+        flops_counter='mmengine.analysis')
+
+
+def _shapes(graph) -> Dict[str, Sequence[int]]:
+    shapes = {}
+    for value in list(graph.value_info) + list(graph.input) + list(
+            graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [
+            d.dim_value if d.HasField('dim_value') else None for d in dims
+        ]
+    for init in graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def _attr(node, name: str, default):
+    for attr in node.attribute:
+        if attr.name == name:
+            from onnx import helper
+            return helper.get_attribute_value(attr)
+    return default
+
+
+def _known(shape) -> bool:
+    return shape is not None and all(d is not None for d in shape)
+
+
+def _node_macs(node, shapes) -> int:
+    ins = [shapes.get(n) for n in node.input]
+    out = shapes.get(node.output[0])
+    if not _known(out) or not ins or not _known(ins[0]):
+        return 0
+    if node.op_type in ('Conv', 'ConvTranspose'):
+        weight = ins[1]
+        if not _known(weight):
+            return 0
+        group = _attr(node, 'group', 1)
+        kernel = int(np.prod(weight[2:]))
+        if node.op_type == 'Conv':  # weight: Cout, Cin/g, k...
+            return int(np.prod(out)) * weight[1] * kernel
+        # ConvTranspose weight: Cin, Cout/g, k...; every input element is
+        # spread over Cout/g * k outputs.
+        return int(np.prod(ins[0])) * weight[1] * kernel
+    if node.op_type == 'Gemm':
+        k = ins[0][0] if _attr(node, 'transA', 0) else ins[0][-1]
+        return int(np.prod(out)) * k
+    if node.op_type == 'MatMul':
+        return int(np.prod(out)) * ins[0][-1]
+    return 0
+
+
+def onnx_complexity(path: str, shape: Optional[Sequence[int]] = None) -> dict:
+    """Parameters and multiply-adds of an ONNX file.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        shape (Sequence[int], optional): Input shape, needed if the file's
+            input has dynamic axes. Defaults to the file's.
+
+    Returns:
+        dict: ``params`` (elements of all float initializers), ``flops``
+        (multiply-adds of Conv, ConvTranspose, Gemm and MatMul) and
+        ``flops_counter`` (``'onnx (conv/gemm/matmul)'``).
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    init_names = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if shape is not None:
+        dims = inputs[0].type.tensor_type.shape.dim
+        if len(dims) != len(shape):
+            raise ValueError(f'`shape` should have {len(dims)} dims for '
+                             f'`{path}`, but got {list(shape)}')
+        for dim, size in zip(dims, shape):
+            dim.Clear()
+            dim.dim_value = int(size)
+    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    shapes = _shapes(proto.graph)
+    float_types = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                   onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    params = sum(
+        int(np.prod(i.dims)) for i in graph.initializer
+        if i.data_type in float_types)
+    flops = sum(_node_macs(node, shapes) for node in proto.graph.node)
+    return dict(
+        params=int(params),
+        flops=int(flops),
+        flops_counter='onnx (conv/gemm/matmul)')

@@ -1,0 +1,303 @@
+"""Export a model to ONNX and check the file against torch.
+
+Exporter: torch 2.14 has two. ``'legacy'`` (TorchScript tracing,
+``torch.onnx.export(..., dynamo=False)``, opsets 7 to 20) is the default
+here: it exports MMPretrain classifiers and MMSeg segmentors in tensor mode
+as they are, and needs nothing beyond torch and onnx. ``'dynamo'``
+(``torch.export`` based, torch's own default since 2.9, opsets 18 and up)
+needs the ``onnxscript`` package and traces through mmengine's Python-side
+checks less forgivingly; choose it with ``exporter='dynamo'``. Either way
+the file records which exporter and opset made it (``metadata_props``).
+
+Every export runs ``onnx.checker.check_model``; :func:`verify_onnx` then runs
+the file in onnxruntime on the same input and raises
+:class:`ONNXMismatchError`, with the largest absolute and relative
+differences, when it does not reproduce torch's outputs.
+
+Examples:
+    >>> x = torch.rand(1, 3, 224, 224)
+    >>> export_onnx(model, x, 'model.onnx', opset=17, exporter='legacy')
+    >>> verify_onnx('model.onnx', model, x, rtol=1e-3, atol=1e-4)
+"""
+import os
+import os.path as osp
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapter import TensorModeAdapter
+
+__all__ = [
+    'export_onnx', 'verify_onnx', 'ONNXMismatchError', 'EXPORTERS',
+    'INPUT_NAME'
+]
+
+INPUT_NAME = 'input'
+#: Opsets each exporter writes.
+_OPSETS = {'legacy': (7, 20), 'dynamo': (18, 23)}
+
+
+class ONNXMismatchError(RuntimeError):
+    """The ONNX file does not reproduce the torch model's outputs."""
+
+
+def _output_names(num: int) -> List[str]:
+    return ['output'] if num == 1 else [f'output{i}' for i in range(num)]
+
+
+def _export_legacy(module: nn.Module, inputs: torch.Tensor, path: str,
+                   opset: int, dynamic_batch: bool,
+                   output_names: List[str]) -> None:
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {
+            name: {
+                0: 'batch'
+            }
+            for name in [INPUT_NAME] + output_names
+        }
+    with warnings.catch_warnings():
+        # The exporter is named on purpose; its deprecation is not news.
+        warnings.filterwarnings('ignore', category=DeprecationWarning)
+        warnings.filterwarnings('ignore', message='.*legacy TorchScript.*')
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            module, (inputs, ),
+            path,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True)
+
+
+def _export_dynamo(module: nn.Module, inputs: torch.Tensor, path: str,
+                   opset: int, dynamic_batch: bool,
+                   output_names: List[str]) -> None:
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ImportError('exporter=\'dynamo\' needs the onnxscript package '
+                          '(pip install onnxscript); exporter=\'legacy\' '
+                          'does not') from err
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = ({0: torch.export.Dim('batch')}, )
+    torch.onnx.export(
+        module, (inputs, ),
+        path,
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=output_names,
+        dynamic_shapes=dynamic_shapes,
+        external_data=False,
+        optimize=True)
+
+
+#: Exporter name -> function(module, inputs, path, opset, dynamic_batch,
+#: output_names).
+EXPORTERS: Dict[str, Callable] = {
+    'legacy': _export_legacy,
+    'dynamo': _export_dynamo,
+}
+
+
+def _as_adapter(model: nn.Module, resize_to_input: bool) -> TensorModeAdapter:
+    if isinstance(model, TensorModeAdapter):
+        return model
+    return TensorModeAdapter(model, resize_to_input=resize_to_input)
+
+
+def _check_args(inputs: torch.Tensor, opset: int, exporter: str) -> None:
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError('`inputs` should be a torch.Tensor, but got '
+                        f'{type(inputs).__name__}')
+    if exporter not in EXPORTERS:
+        raise ValueError(f'`exporter` should be one of {tuple(EXPORTERS)}, '
+                         f'but got {exporter!r}')
+    low, high = _OPSETS[exporter]
+    if not isinstance(opset, int) or not low <= opset <= high:
+        raise ValueError(f'`opset` should be in [{low}, {high}] for the '
+                         f'{exporter} exporter, but got {opset!r}')
+
+
+def export_onnx(model: nn.Module,
+                inputs: torch.Tensor,
+                path: str,
+                opset: int = 17,
+                dynamic_batch: bool = False,
+                exporter: str = 'legacy',
+                resize_to_input: bool = False) -> str:
+    """Export ``model`` in tensor mode to an ONNX file and check it.
+
+    Args:
+        model (nn.Module): An MMPretrain classifier, MMSeg segmentor,
+            DistillWrapper or plain module; wrapped in
+            :class:`TensorModeAdapter`.
+        inputs (torch.Tensor): An example input, e.g. ``(1, 3, 224, 224)``,
+            already normalised (the data preprocessor is not exported).
+        path (str): Where to write the ``.onnx`` file.
+        opset (int): ONNX opset. Defaults to 17.
+        dynamic_batch (bool): Make the batch axis of the input and outputs
+            dynamic. Defaults to False.
+        exporter (str): ``'legacy'`` (TorchScript) or ``'dynamo'``
+            (``torch.export``). Defaults to ``'legacy'``.
+        resize_to_input (bool): Resize segmentation logits to the input size
+            inside the graph. Defaults to False.
+
+    Returns:
+        str: ``path``.
+
+    Raises:
+        ValueError: Unknown exporter or an opset it cannot write.
+        onnx.checker.ValidationError: The written file is not valid ONNX.
+    """
+    import onnx
+
+    _check_args(inputs, opset, exporter)
+    module = _as_adapter(model, resize_to_input)
+    with torch.no_grad():
+        num_outputs = len(module(inputs))
+    names = _output_names(num_outputs)
+    path = str(path)
+    if osp.dirname(path):
+        os.makedirs(osp.dirname(path), exist_ok=True)
+    with torch.no_grad():
+        EXPORTERS[exporter](module, inputs, path, opset, dynamic_batch, names)
+    proto = onnx.load(path)
+    _set_metadata(
+        proto,
+        exporter=exporter,
+        opset=str(opset),
+        torch_version=torch.__version__,
+        input_shape=str(list(inputs.shape)),
+        dynamic_batch=str(dynamic_batch))
+    onnx.save(proto, path)
+    onnx.checker.check_model(path, full_check=True)
+    return path
+
+
+def _set_metadata(proto, **props: str) -> None:
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f'mmcpd_{key}', value
+
+
+def make_session(path: str,
+                 providers: Optional[Sequence[str]] = None,
+                 threads: Optional[int] = None):
+    """An onnxruntime session with all graph optimisations on.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        providers (Sequence[str], optional): Execution providers. Defaults to
+            ``['CPUExecutionProvider']``.
+        threads (int, optional): Intra-op threads; None lets onnxruntime
+            choose. Defaults to None.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(
+        str(path),
+        sess_options=options,
+        providers=list(providers or ['CPUExecutionProvider']))
+
+
+def _compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float,
+             atol: float) -> Tuple[float, float]:
+    if got.shape != want.shape:
+        raise ONNXMismatchError(
+            f'ONNX output `{name}` has shape {list(got.shape)} but torch '
+            f'gives {list(want.shape)}')
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    rel = diff / np.maximum(np.abs(want.astype(np.float64)), 1e-12)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float(rel.max()) if rel.size else 0.0
+    bad = diff > atol + rtol * np.abs(want)
+    if not np.isfinite(got).all() or bad.any():
+        where = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        raise ONNXMismatchError(
+            f'ONNX output `{name}` differs from torch beyond rtol={rtol}, '
+            f'atol={atol}: max abs diff {max_abs:.3g} at index '
+            f'{tuple(int(i) for i in where)}, max rel diff {max_rel:.3g}, '
+            f'{int(bad.sum())} of {bad.size} elements out of tolerance')
+    return max_abs, max_rel
+
+
+def _check_input_shape(path: str, expected: Sequence,
+                       shape: Sequence[int]) -> None:
+    fits = len(expected) == len(shape) and all(
+        not isinstance(e, int) or e == s for e, s in zip(expected, shape))
+    if not fits:
+        raise ValueError(
+            f'`inputs` has input shape {list(shape)} but `{path}` takes '
+            f'{list(expected)}; export with dynamic_batch=True to vary the '
+            'batch size')
+
+
+def verify_onnx(path: str,
+                model: nn.Module,
+                inputs: torch.Tensor,
+                rtol: float = 1e-3,
+                atol: float = 1e-4,
+                providers: Optional[Sequence[str]] = None,
+                resize_to_input: bool = False) -> Dict[str, Dict[str, float]]:
+    """Check that onnxruntime reproduces the torch model on ``inputs``.
+
+    An element passes when ``|onnx - torch| <= atol + rtol * |torch|``
+    (``numpy.allclose``'s rule).
+
+    Args:
+        path (str): The ``.onnx`` file.
+        model (nn.Module): The torch model it was exported from.
+        inputs (torch.Tensor): The input to run both on; its batch size may
+            differ from the export's if the batch axis is dynamic.
+        rtol (float): Relative tolerance. Defaults to 1e-3.
+        atol (float): Absolute tolerance. Defaults to 1e-4.
+        providers (Sequence[str], optional): onnxruntime execution providers.
+            Defaults to the CPU provider.
+        resize_to_input (bool): As given to :func:`export_onnx`. Defaults to
+            False.
+
+    Returns:
+        dict: ``{output name: {'max_abs': float, 'max_rel': float}}``.
+
+    Raises:
+        ONNXMismatchError: The number or shape of the outputs differ, or an
+            output differs beyond the tolerance; the message gives the max
+            absolute and max relative difference.
+        ValueError: A negative tolerance, or ``inputs`` of a shape that the
+            file does not take.
+    """
+    for name, value in (('rtol', rtol), ('atol', atol)):
+        if not value >= 0:
+            raise ValueError(f'`{name}` should be >= 0, but got {value}')
+    module = _as_adapter(model, resize_to_input)
+    with torch.no_grad():
+        want = [t.detach().cpu().numpy() for t in module(inputs)]
+    session = make_session(path, providers)
+    input_name = session.get_inputs()[0].name
+    _check_input_shape(path, session.get_inputs()[0].shape, inputs.shape)
+    got = session.run(None, {input_name: inputs.detach().cpu().numpy()})
+    names = [o.name for o in session.get_outputs()]
+    if len(got) != len(want):
+        raise ONNXMismatchError(f'ONNX file `{path}` has {len(got)} outputs '
+                                f'but the torch model gives {len(want)}')
+    report = {}
+    for name, g, w in zip(names, got, want):
+        max_abs, max_rel = _compare(name, g, w, rtol, atol)
+        report[name] = dict(max_abs=max_abs, max_rel=max_rel)
+    return report
