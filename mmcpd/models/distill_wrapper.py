@@ -333,7 +333,13 @@ class DistillWrapper(BaseModel):
         names = {role: self._sources(role) for role in ('student', 'teacher')}
         with record_outputs(self.student, names['student']) as s_out:
             if self.keep_task_loss:
-                losses = dict(self.student(inputs, data_samples, mode='loss'))
+                # mmpretrain heads return {'loss': ...}: renamed, or it would
+                # overwrite the total that `parse_losses` logs as `loss`.
+                losses = {
+                    'loss_task' if k == 'loss' else k: v
+                    for k, v in self.student(inputs, data_samples,
+                                             mode='loss').items()
+                }
             else:
                 self.student(inputs, data_samples, mode='tensor')
                 losses = {}

@@ -4,7 +4,7 @@ from typing import Callable, Dict, Optional
 from mmengine.registry import Registry
 
 #: Sparsity curves: ``fn(progress in [0, 1]) -> fraction of the target``.
-SCHEDULES = Registry('prune schedule')
+SCHEDULES = Registry('prune schedule', locations=['mmcpd.prune.schedule'])
 
 
 @SCHEDULES.register_module(name='linear')

@@ -134,7 +134,10 @@ def test_teacher_is_frozen_and_never_updated():
     assert not any(p.requires_grad for p in model.teacher.parameters())
     for _ in range(3):
         log = model.train_step(_cls_data(), optim)
-    assert {'loss', 'loss_kd'} <= set(log)
+    assert {'loss', 'loss_task', 'loss_kd'} <= set(log)
+    # the logged total is the sum of the terms, not the student's own loss
+    total = float(log['loss_task']) + float(log['loss_kd'])
+    assert float(log['loss']) == pytest.approx(total, rel=1e-5)
     teacher_params = {id(p) for p in model.teacher.parameters()}
     assert all(p.grad is None for p in model.teacher.parameters())
     assert not teacher_params & {id(p) for p in optim.optimizer.state}
@@ -307,7 +310,7 @@ def test_feature_connector_trains_with_student_and_is_not_deployed(tmp_path):
     model.train()
     data = model.data_preprocessor(_cls_data(), training=True)
     losses = model(**data, mode='loss')
-    assert {'loss', 'loss_kd', 'loss_feat_backbone_layer7'} <= set(losses)
+    assert {'loss_task', 'loss_kd', 'loss_feat_backbone_layer7'} <= set(losses)
     model.parse_losses(losses)[0].backward()
     assert connector.proj.weight.grad.abs().sum() > 0
     assert model.student.backbone.conv1.conv.weight.grad.abs().sum() > 0
