@@ -75,3 +75,15 @@ def resize_like(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
             mode='bilinear',
             align_corners=False)
     return student
+
+
+def prepare_pair(loss: str, student: torch.Tensor, teacher: torch.Tensor,
+                 min_dim: int, max_dim: int):
+    """Check a student/teacher pair, resize the student map to the
+    teacher's and cut the teacher from the graph.
+
+    Returns:
+        tuple[Tensor, Tensor]: The student (resized) and the detached teacher.
+    """
+    check_pair(loss, student, teacher, min_dim, max_dim)
+    return resize_like(student, teacher), teacher.detach()

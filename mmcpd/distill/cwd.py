@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, check_pair, check_positive, \
-    resize_like
+from ._checks import check_non_negative, check_positive, prepare_pair
 
 
 @DISTILL_LOSSES.register_module()
@@ -57,9 +56,8 @@ class CWDLoss(nn.Module):
         Returns:
             Tensor: The weighted loss, a scalar.
         """
-        check_pair(type(self).__name__, student, teacher, 4, 4)
-        student = resize_like(student, teacher)
-        teacher = teacher.detach()
+        student, teacher = prepare_pair(type(self).__name__, student,
+                                        teacher, 4, 4)
         n, c = teacher.shape[:2]
         log_p_t = torch.log_softmax(teacher.flatten(2) / self.tau, dim=2)
         log_p_s = torch.log_softmax(student.flatten(2) / self.tau, dim=2)

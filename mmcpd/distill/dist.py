@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, check_pair, check_positive, \
-    resize_like
+from ._checks import check_non_negative, check_positive, prepare_pair
 
 
 def _pearson_distance(a: torch.Tensor, b: torch.Tensor,
@@ -85,9 +84,8 @@ class DISTLoss(nn.Module):
         Returns:
             Tensor: The weighted loss, a scalar.
         """
-        check_pair(type(self).__name__, student, teacher, 2, 4)
-        student = resize_like(student, teacher)
-        teacher = teacher.detach()
+        student, teacher = prepare_pair(type(self).__name__, student,
+                                        teacher, 2, 4)
         c = teacher.shape[1]
         # (N, C, ...) -> (N * ..., C): every position is a sample.
         y_s = student.movedim(1, -1).reshape(-1, c)

@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, check_pair, check_positive, \
-    resize_like
+from ._checks import check_non_negative, check_positive, prepare_pair
 
 
 @DISTILL_LOSSES.register_module()
@@ -54,9 +53,8 @@ class KDLoss(nn.Module):
         Returns:
             Tensor: The weighted loss, a scalar.
         """
-        check_pair(type(self).__name__, student, teacher, 2, 4)
-        student = resize_like(student, teacher)
-        teacher = teacher.detach()
+        student, teacher = prepare_pair(type(self).__name__, student,
+                                        teacher, 2, 4)
         log_p_t = torch.log_softmax(teacher / self.tau, dim=1)
         log_p_s = torch.log_softmax(student / self.tau, dim=1)
         kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)

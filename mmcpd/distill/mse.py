@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, check_pair, resize_like
+from ._checks import check_non_negative, prepare_pair
 
 
 @DISTILL_LOSSES.register_module()
@@ -49,8 +49,8 @@ class MSELoss(nn.Module):
         Returns:
             Tensor: The weighted loss, a scalar.
         """
-        check_pair(type(self).__name__, student, teacher, 2, 4)
-        student = resize_like(student, teacher)
+        student, teacher = prepare_pair(type(self).__name__, student,
+                                        teacher, 2, 4)
         if student.shape != teacher.shape:
             raise ValueError(
                 f'MSELoss: student and teacher features should have the '
