@@ -1,15 +1,17 @@
-"""Does ONNX latency follow FLOPs? Pruned vs unpruned, with and without
-channel rounding.
+"""Does ONNX latency follow FLOPs? Pruned to half the FLOPs vs unpruned.
 
     python benchmarks/bench_latency_speedup.py [--runs 200] [--threads 2]
-        [--ratio 0.3] [--out latency_speedup.json]
+        [--batch 1] [--round-to 1 8 16 32] [--target 0.5]
+        [--models resnet50 ...] [--out latency_speedup.json]
 
 For each model (ResNet-50, MobileNetV2, DeiT-S at 224, SegFormer-B0 at 256,
-random weights), units are removed by weight magnitude (``mmcpd.prune``) at
-``--ratio`` (0.3 of every group's units removes about half the FLOPs), once
-with free widths and once with kept widths rounded to multiples of 8. All
-three ONNX files are timed interleaved in onnxruntime (graph optimisations
-on, fixed threads) and the report gives latency speedup / FLOPs speedup.
+random weights), ``mmcpd.prune(..., target=0.5)`` removes half of the
+FLOPs as one CPDHook step does (units of all groups ranked by magnitude per
+FLOP, at most 90% of a group, at least ``round_to`` channels), once per
+channel rounding. The baseline and all pruned ONNX files are timed
+interleaved in onnxruntime (graph optimisations on, fixed intra-op
+threads); the report gives, per rounding, FLOPs speedup, latency speedup
+(of the medians) and their ratio, which should be close to 1.
 """
 import argparse
 import copy
@@ -28,70 +30,111 @@ MODELS = [
 ]
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--ratio', type=float, default=0.3)
+    parser.add_argument('--target', type=float, default=0.5,
+                        help='fraction of the FLOPs to remove')
+    parser.add_argument('--round-to', type=int, nargs='+',
+                        default=[1, 8, 16, 32])
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--out', default='latency_speedup.json')
-    parser.add_argument('--models', nargs='*', default=None)
-    args = parser.parse_args()
+    parser.add_argument('--models', nargs='*', default=None,
+                        help='substrings of the configs to run')
+    parser.add_argument('--profile', type=int, default=0, metavar='RUNS',
+                        help="also profile every node in onnxruntime over "
+                        "RUNS runs: time in products (Conv/Gemm/MatMul) vs "
+                        "the rest, and each node's latency vs FLOPs speedup")
+    return parser.parse_args()
 
+
+def bench_model(config: str, size: int, args, folder: str) -> dict:
     import mmcpd
     from mmcpd.apis import build_model_from_cfg
     from mmcpd.deploy import export_onnx, model_complexity
     from mmcpd.deploy.latency import measure_latencies
     from mmcpd.utils.config import load_config
+
+    torch.manual_seed(0)
+    base = build_model_from_cfg(load_config(config)).eval()
+    x = torch.randn(1, 3, size, size)
+    result = mmcpd.comb(base, x)
+    variants = {'baseline': base}
+    for round_to in args.round_to:
+        model = copy.deepcopy(base)
+        mmcpd.prune(model, x, target=args.target, round_to=round_to,
+                    min_channels=round_to, result=result)
+        variants[f'round{round_to}'] = model
+    paths, flops = {}, {}
+    for name, model in variants.items():
+        paths[name] = export_onnx(model, x, osp.join(folder, f'{name}.onnx'),
+                                  dynamic_batch=args.batch > 1)
+        flops[name] = model_complexity(model, x)['flops']
+    timed = measure_latencies(
+        list(paths.values()), shape=(args.batch, 3, size, size),
+        warmup=args.warmup, runs=args.runs, threads=args.threads,
+        progress=False, interleave=True)
+    lat = {n: r.stats.median_ms for n, r in zip(paths, timed)}
+    row = dict(config=config, size=size, batch=args.batch, flops=flops,
+               median_ms=lat, threads=args.threads, runs=args.runs,
+               cpu=timed[0].cpu, onnxruntime=timed[0].onnxruntime_version)
+    if args.profile:
+        from mmcpd.deploy.profile import (compare_profiles, profile_nodes,
+                                          split_time)
+        nodes = {
+            name: profile_nodes(path, (args.batch, 3, size, size),
+                                warmup=5, runs=args.profile,
+                                threads=args.threads)
+            for name, path in paths.items()
+        }
+        row['profile_ms'] = {n: split_time(v) for n, v in nodes.items()}
+        row['nodes'] = {
+            n: compare_profiles(nodes['baseline'], v)
+            for n, v in nodes.items() if n != 'baseline'
+        }
+    for name in paths:
+        if name == 'baseline':
+            continue
+        fs = flops['baseline'] / flops[name]
+        ls = lat['baseline'] / lat[name]
+        row[name] = dict(flops_speedup=round(fs, 3),
+                         latency_speedup=round(ls, 3),
+                         ratio=round(ls / fs, 3))
+    return row
+
+
+def main():
+    args = parse_args()
     warnings.simplefilter('ignore')
     folder = tempfile.mkdtemp()
-    rows = []
     models = [m for m in MODELS if not args.models or any(
         k in m[0] for k in args.models)]
+    rows = []
     for config, size in models:
-        base = build_model_from_cfg(load_config(config))
-        x = torch.randn(1, 3, size, size)
-        result = mmcpd.comb(base, x)
-        variants = {'baseline': base}
-        for name, round_to in (('pruned', 1), ('pruned_round8', 8)):
-            model = copy.deepcopy(base)
-            mmcpd.prune(model, x, args.ratio, round_to=round_to,
-                        result=result)
-            variants[name] = model
-        paths, flops = {}, {}
-        for name, model in variants.items():
-            paths[name] = export_onnx(model, x,
-                                      osp.join(folder, f'{name}.onnx'))
-            flops[name] = model_complexity(model, x)['flops']
-        timed = measure_latencies(
-            list(paths.values()), warmup=args.warmup, runs=args.runs,
-            threads=args.threads, progress=False, interleave=True)
-        lat = {n: r.stats.median_ms for n, r in zip(paths, timed)}
-        row = dict(config=config, size=size, flops=flops, median_ms=lat,
-                   threads=args.threads, runs=args.runs,
-                   cpu=timed[0].cpu,
-                   onnxruntime=timed[0].onnxruntime_version)
-        for name in ('pruned', 'pruned_round8'):
-            fs = flops['baseline'] / flops[name]
-            ls = lat['baseline'] / lat[name]
-            row[name] = dict(flops_speedup=round(fs, 3),
-                             latency_speedup=round(ls, 3),
-                             ratio=round(ls / fs, 3))
-        rows.append(row)
-        print(f"{config}: baseline {lat['baseline']:.1f} ms; pruned "
-              f"{row['pruned']}; rounded to 8 {row['pruned_round8']}",
-              flush=True)
+        rows.append(bench_model(config, size, args, folder))
+        summary = {k: v for k, v in rows[-1].items() if k.startswith('round')}
+        print(f"{config}: baseline {rows[-1]['median_ms']['baseline']:.1f} "
+              f'ms; {summary}', flush=True)
+        if args.profile:
+            print('  profiled ms in Conv/Gemm/MatMul | other: ' + ', '.join(
+                f"{n} {v['products']:.1f} | {v['other']:.1f}"
+                for n, v in rows[-1]['profile_ms'].items()), flush=True)
     with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
-    print('| model | FLOPs speedup | latency speedup | ratio | '
-          'FLOPs speedup (round 8) | latency speedup (round 8) | ratio |')
-    print('|---|---|---|---|---|---|---|')
+    names = [f'round{r}' for r in args.round_to]
+    print(f'\nlatency speedup / FLOPs speedup (median of {args.runs} runs, '
+          f'batch {args.batch}, {args.threads} threads)\n')
+    print('| model | FLOPs speedup | ' + ' | '.join(
+        f'round to {r}' for r in args.round_to) + ' |')
+    print('|---|---|' + '---|' * len(names))
     for r in rows:
-        a, b = r['pruned'], r['pruned_round8']
-        print(f"| {r['config']} | {a['flops_speedup']} | "
-              f"{a['latency_speedup']} | {a['ratio']} | "
-              f"{b['flops_speedup']} | {b['latency_speedup']} | "
-              f"{b['ratio']} |")
+        cells = [f"{r[n]['latency_speedup']:.2f}x ({r[n]['ratio']:.2f})"
+                 for n in names]
+        print(f"| {r['config'].split('/')[-1]} | "
+              f"{r[names[0]]['flops_speedup']:.2f}x | " + ' | '.join(cells) +
+              ' |')
 
 
 if __name__ == '__main__':

@@ -3,8 +3,9 @@
 ``mmcpd.comb(model, inputs)`` traces the model, resolves its coupled groups
 and (by default) verifies each prunable group by removing it for real;
 ``mmcpd.prune(model, inputs, ratio)`` removes a fraction of the units of
-every prunable group by a named importance and returns the pruned
-architecture's spec.
+every prunable group, or ``mmcpd.prune(model, inputs, target=0.5)`` half
+of the FLOPs, by a named importance, and returns the pruned architecture's
+spec.
 """
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -14,7 +15,9 @@ from torch import nn
 from .comb.api import comb as _trace_and_resolve
 from .comb.result import CombResult
 from .comb.trace import default_forward
+from .prune.cost import model_cost
 from .prune.physical import prune_units
+from .prune.selection import Guards, max_removable, select_units
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
 from .registry import IMPORTANCES
@@ -58,9 +61,9 @@ def comb(model: nn.Module,
     return result
 
 
-def _check_ratio(ratio: float) -> None:
+def _check_ratio(ratio: float, name: str = 'ratio') -> None:
     if not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
-        raise ValueError(f'`ratio` should be in (0, 1), but got {ratio!r}')
+        raise ValueError(f'`{name}` should be in (0, 1), but got {ratio!r}')
 
 
 def select_lowest(result: CombResult, scores: dict, ratio: float,
@@ -88,24 +91,47 @@ def select_lowest(result: CombResult, scores: dict, ratio: float,
 
 def prune(model: nn.Module,
           example_inputs: Any,
-          ratio: float,
+          ratio: Optional[float] = None,
           *,
+          target: Optional[float] = None,
+          metric: str = 'flops',
           importance: str = 'magnitude',
           round_to: int = 1,
+          min_channels: int = 1,
+          max_ratio: float = 0.9,
           forward_fn: Optional[Callable] = None,
           ignore: Sequence[str] = (),
           result: Optional[CombResult] = None
           ) -> Tuple[PrunedSpec, CombResult]:
-    """Remove ``ratio`` of the units of every prunable group, in place.
+    """Prune a model in one shot, in place, by a data-free importance.
+
+    Two ways to say how much:
+
+    - ``ratio``: remove that fraction of the units of every prunable group
+      (uniform widths);
+    - ``target``: remove that fraction of the model's ``metric`` (FLOPs or
+      params), units of all groups ranked together by importance per cost,
+      under ``min_channels``/``max_ratio``/``round_to``: what one step of
+      the :class:`~mmcpd.hooks.CPDHook` does.
 
     Args:
         model (nn.Module): The model to prune.
         example_inputs: Input of the traced forward.
-        ratio (float): Fraction of each group's units to remove, in (0, 1).
+        ratio (float, optional): Fraction of each group's units to remove,
+            in (0, 1).
+        target (float, optional): Fraction of the ``metric`` to remove, in
+            (0, 1). Give ``ratio`` or ``target``.
+        metric (str): ``'flops'`` or ``'params'``, for ``target``.
+            Defaults to ``'flops'``.
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
-        round_to (int): Keep unit counts a multiple of this. Defaults to 1.
+        round_to (int): Keep channel counts a multiple of this (8 suits
+            CPU and GPU kernels). Defaults to 1.
+        min_channels (int): With ``target``, channels a group keeps at
+            least. Defaults to 1.
+        max_ratio (float): With ``target``, the largest fraction of a
+            group's channels to remove. Defaults to 0.9.
         forward_fn (callable, optional): See :func:`comb`.
         ignore (list[str]): Module name patterns never to prune.
         result (CombResult, optional): A comb result of this model, to skip
@@ -116,11 +142,19 @@ def prune(model: nn.Module,
         result it was pruned by.
 
     Examples:
-        >>> spec, result = mmcpd.prune(model, torch.randn(1, 3, 224, 224),
-        ...                            ratio=0.3)
+        >>> x = torch.randn(1, 3, 224, 224)
+        >>> spec, result = mmcpd.prune(model, x, ratio=0.3)
+        >>> spec, result = mmcpd.prune(model, x, target=0.5, round_to=8)
         >>> spec.save('pruned.json')
     """
-    _check_ratio(ratio)
+    if (ratio is None) == (target is None):
+        raise ValueError('give one of `ratio` (per group) and `target` '
+                         f'(of the {metric}), but got ratio={ratio!r} and '
+                         f'target={target!r}')
+    if ratio is not None:
+        _check_ratio(ratio)
+    else:
+        _check_ratio(target, 'target')
     if not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f'`round_to` should be a positive int, but got '
                          f'{round_to!r}')
@@ -133,6 +167,17 @@ def prune(model: nn.Module,
                          'training: use CPDHook, or `magnitude` here')
     scorer.setup(model, result.prunable)
     scores = scorer.scores()
-    removed = select_lowest(result, scores, ratio, round_to)
+    if ratio is not None:
+        removed = select_lowest(result, scores, ratio, round_to)
+    else:
+        guards = Guards(min_channels, float(max_ratio), round_to)
+        cost = model_cost(model, result, metric)
+        reachable = max_removable(result.prunable, cost, guards)
+        if target > reachable + 1e-9:
+            raise ValueError(
+                f'`target` {target} cannot be reached: with {guards}, at '
+                f'most {reachable:.3f} of the {metric} can be removed')
+        removed = select_units(result.prunable, scores, cost, {}, target,
+                               guards)
     spec = prune_units(model, result, removed)
     return spec, result

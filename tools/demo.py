@@ -22,7 +22,6 @@ Examples:
     python tools/demo.py --quick               # a smoke test (the tests)
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -32,10 +31,9 @@ from typing import Dict, List, Optional
 
 import mmcpd  # noqa: F401  registers mmcpd's modules
 from mmengine.config import Config
-from mmengine.runner import Runner
 
-from mmcpd.apis import init_model
-from mmcpd.apis.config_transform import CPDRunner
+from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
+                                   prepare_config, shrink_data, train)
 from mmcpd.utils import add_mmengine_safe_globals
 
 TASKS = dict(
@@ -110,14 +108,6 @@ def parse_args(argv=None):
     return args
 
 
-def config_dir() -> str:
-    """``configs/`` of the installed mmcpd, else of this checkout."""
-    mim = osp.join(osp.dirname(mmcpd.__file__), '.mim', 'configs')
-    if osp.isdir(osp.join(mim, 'demo')):
-        return mim
-    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
-
-
 class Progress:
     """Numbered, timed progress lines on stdout."""
 
@@ -134,80 +124,12 @@ class Progress:
             flush=True)
 
 
-def _scale_schedule(cfg: Config, iters: int) -> None:
-    """Run ``iters`` iterations, the LR schedule and hooks scaled along."""
-    old = int(cfg.train_cfg.max_iters)
-    factor = iters / old
-
-    cfg.train_cfg.max_iters = iters
-    # validate once, by this script, after training
-    cfg.train_cfg.val_interval = iters + 1
-    cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.interval = max(1, min(50, iters // 4))
-    for sched in cfg.param_scheduler:
-        begin = int(round(sched.get('begin', 0) * factor))
-        if 'begin' in sched:
-            sched.begin = begin
-        if 'end' in sched:
-            sched.end = max(begin + 1, int(round(sched.end * factor)))
-        if 'T_max' in sched:
-            sched.T_max = max(1, int(round(sched.T_max * factor)))
-    for hook in cfg.get('custom_hooks', []):
-        if hook['type'].endswith('CPDHook'):
-            # prune over the first half of the run, then fine-tune
-            steps = min(int(hook.get('num_steps') or 10), max(1, iters // 2))
-            hook['num_steps'] = steps
-            hook['interval'] = max(1, (iters // 2) // steps)
-
-
-def _shrink_data(cfg: Config) -> None:
-    """--quick: small batches and few samples."""
-    for loader, num in zip(('train_dataloader', 'val_dataloader'),
-                           QUICK['samples']):
-        cfg[loader].batch_size = QUICK['batch_size']
-        dataset = cfg[loader].dataset
-        if 'num_samples' in dataset:  # canvases are made on the fly
-            dataset.num_samples = num
-        else:  # mmengine's BaseDataset takes the first `indices` items
-            dataset.indices = num
-    cfg.test_dataloader = cfg.val_dataloader
-
-
 def _prepare(path: str, work_dir: str, iters: int, quick: bool) -> Config:
-    cfg = Config.fromfile(path)
-    cfg.work_dir = work_dir
-    cfg.launcher = 'none'
-    cfg.log_level = 'WARNING' if quick else 'INFO'
-    cfg.default_hooks.pop('visualization', None)
-    _scale_schedule(cfg, iters)
+    cfg = prepare_config(path, work_dir, iters,
+                         'WARNING' if quick else 'INFO')
     if quick:
-        _shrink_data(cfg)
+        shrink_data(cfg, QUICK['batch_size'], *QUICK['samples'])
     return cfg
-
-
-def train(cfg: Config, cpd: bool) -> str:
-    """Train with the config; the path of the last checkpoint."""
-    runner_cls = CPDRunner if cpd else Runner
-    runner = runner_cls.from_cfg(cfg)
-    runner.train()
-    return osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
-
-
-def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict:
-    """Val metrics of the (possibly pruned) model in ``checkpoint``."""
-    model = init_model(cfg, checkpoint, device='cpu')
-    runner = Runner(
-        model=model,
-        work_dir=work_dir,
-        val_dataloader=copy.deepcopy(cfg.val_dataloader),
-        val_cfg=dict(type='ValLoop'),
-        val_evaluator=copy.deepcopy(cfg.val_evaluator),
-        default_scope=cfg.default_scope,
-        log_level='WARNING',
-        default_hooks=dict(logger=None, checkpoint=None),
-        experiment_name=f'eval_{int(time.time() * 1e3)}')
-    metrics = runner.val()
-    return {k: float(v) for k, v in metrics.items()}
 
 
 def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
@@ -223,16 +145,15 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
     progress(f"{task['name']}: training the baseline ({base_iters} iters)")
     base_cfg = _prepare(base_path, osp.join(root, 'baseline'), base_iters,
                         args.quick)
-    base_ckpt = train(base_cfg, cpd=False)
+    base_ckpt = train(base_cfg)
 
     progress(f"{task['name']}: pruning with CPD + distillation from the "
              f"baseline ({settings['cpd_iters']} iters)")
     cpd_cfg = _prepare(cpd_path, osp.join(root, 'cpd'), settings['cpd_iters'],
                        args.quick)
     cpd_cfg.load_from = base_ckpt
-    train(cpd_cfg, cpd=True)
-    hook = next(h for h in cpd_cfg.custom_hooks
-                if h['type'].endswith('CPDHook'))
+    train(cpd_cfg)
+    hook = find_cpd_hook(cpd_cfg)
     pruned_ckpt = osp.join(cpd_cfg.work_dir,
                            hook.get('deploy_file', 'pruned_deploy.pth'))
     if not osp.isfile(pruned_ckpt):

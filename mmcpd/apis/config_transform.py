@@ -22,11 +22,14 @@ other than ``student``::
         teacher_checkpoint=None)   # ... and its weights
 """
 import copy
-from typing import Union
+from typing import Iterable, Union
 
 from mmengine.config import Config, ConfigDict
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import nn
 
 # Register mmcpd's hooks, models and datasets: a config that names this
 # runner by import path needs no ``custom_imports``.
@@ -101,13 +104,49 @@ def wrap_for_distill(cfg: Union[Config, dict]) -> Union[Config, dict]:
     return cfg
 
 
+def remove_from_optimizer(optim_wrapper: Union[OptimWrapper,
+                                                OptimWrapperDict],
+                          params: Iterable[nn.Parameter]) -> int:
+    """Take ``params`` out of every param group of the optimizer(s).
+
+    Groups left empty are dropped. Call it before the optimizer steps or
+    its schedulers are built.
+
+    Args:
+        optim_wrapper (OptimWrapper | OptimWrapperDict): Built optimizer(s).
+        params (Iterable[Parameter]): The parameters to remove.
+
+    Returns:
+        int: How many parameter entries were removed.
+    """
+    ids = {id(p) for p in params}
+    wrappers = (
+        optim_wrapper.values()
+        if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper])
+    removed = 0
+    for wrapper in wrappers:
+        optimizer = wrapper.optimizer
+        groups = []
+        for group in optimizer.param_groups:
+            kept = [p for p in group['params'] if id(p) not in ids]
+            removed += len(group['params']) - len(kept)
+            group['params'] = kept
+            if kept:
+                groups.append(group)
+        optimizer.param_groups[:] = groups
+    return removed
+
+
 @RUNNERS.register_module()
 class CPDRunner(Runner):
     """An mmengine Runner that wraps the model for distillation first.
 
     Set by the CPD base configs as ``runner_type``; it applies
     :func:`wrap_for_distill` to the config and then builds a plain
-    :class:`~mmengine.runner.Runner`. Nothing else changes.
+    :class:`~mmengine.runner.Runner`. The one other change: the frozen
+    teacher of a DistillWrapper is taken out of the optimizer that the
+    config's optimizer constructor builds (any constructor adds every
+    parameter, frozen or not).
     """
 
     @classmethod
@@ -123,3 +162,18 @@ class CPDRunner(Runner):
         cfg = copy.deepcopy(cfg)
         wrap_for_distill(cfg)
         return super().from_cfg(cfg)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        """Build the optimizer as the config says, without the teacher."""
+        optim_wrapper = super().build_optim_wrapper(optim_wrapper)
+        from mmcpd.models import DistillWrapper
+        model = self.model
+        while is_model_wrapper(model):
+            model = model.module
+        if isinstance(model, DistillWrapper):
+            removed = remove_from_optimizer(optim_wrapper,
+                                            model.teacher.parameters())
+            if removed:
+                self.logger.info(f'CPDRunner: {removed} teacher parameters '
+                                 'are not in the optimizer')
+        return optim_wrapper

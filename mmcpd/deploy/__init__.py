@@ -10,6 +10,8 @@ from .latency import (PROVIDERS, LatencyResult, LatencyStats, latency_stats,
                       measure_latencies, measure_latency)
 from .onnx_export import (EXPORTERS, ONNXMismatchError, export_onnx,
                           make_session, verify_onnx)
+from .profile import (NodeTime, by_op_type, compare_profiles, profile_nodes,
+                      split_time)
 from .report import plot_latency, result_table, write_json
 from .simplify import simplify_onnx
 
@@ -19,5 +21,6 @@ __all__ = [
     'measure_latencies', 'latency_stats', 'LatencyStats', 'LatencyResult',
     'PROVIDERS', 'model_complexity', 'onnx_complexity', 'ModelSource',
     'prepare_onnx', 'benchmark_models', 'speedups', 'result_table',
-    'write_json', 'plot_latency'
+    'write_json', 'plot_latency', 'profile_nodes', 'compare_profiles',
+    'split_time', 'by_op_type', 'NodeTime'
 ]

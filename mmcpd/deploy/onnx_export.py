@@ -190,7 +190,8 @@ def _set_metadata(proto, **props: str) -> None:
 
 def make_session(path: str,
                  providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None,
+                 profile_prefix: Optional[str] = None):
     """An onnxruntime session with all graph optimisations on.
 
     Args:
@@ -199,10 +200,16 @@ def make_session(path: str,
             ``['CPUExecutionProvider']``.
         threads (int, optional): Intra-op threads; None lets onnxruntime
             choose. Defaults to None.
+        profile_prefix (str, optional): Turn onnxruntime's profiler on,
+            writing ``<prefix>_<date>.json`` at ``end_profiling()``.
+            Defaults to None.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     options.log_severity_level = 3

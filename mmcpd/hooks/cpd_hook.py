@@ -11,7 +11,7 @@ from mmengine.optim import OptimWrapperDict
 from torch import nn
 
 from mmcpd.prune.convert import STATE_KEY, deploy_checkpoint, pruned_copy
-from mmcpd.prune.cost import CostModel
+from mmcpd.prune.cost import model_cost
 from mmcpd.prune.dead import DeadUnits
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
@@ -200,17 +200,14 @@ class CPDHook(Hook):
                 f'CPDHook found no prunable group in '
                 f'{type(student).__name__} (ignore={self.ignore!r}); see '
                 'the comb warnings above')
-        shapes = {k: v.shape for k, v in student.named_parameters()}
         macs = getattr(self.comb_result, 'param_macs', None)
-        self.params_cost = CostModel(shapes, self.comb_result.groups,
-                                     'params')
-        self.flops_cost = CostModel(shapes, self.comb_result.groups,
-                                    'flops', macs) if macs else None
-        self.cost = self.params_cost if self.metric == 'params' \
-            else self.flops_cost
-        if self.cost is None:
-            raise ValueError("metric='flops' needs FLOPs per parameter "
-                             '(`param_macs`) from the comb result')
+        self.params_cost = model_cost(student, self.comb_result, 'params')
+        # FLOPs are logged when known; model_cost names what is missing
+        # when they are the target
+        self.flops_cost = model_cost(student, self.comb_result, 'flops') \
+            if macs or self.metric == 'flops' else None
+        self.cost = self.flops_cost if self.metric == 'flops' \
+            else self.params_cost
         reachable = max_removable(self.groups, self.cost, self.guards)
         if self.target > reachable + 1e-9:
             raise ValueError(

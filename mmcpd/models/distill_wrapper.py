@@ -100,7 +100,10 @@ class DistillWrapper(BaseModel):
 
     The teacher runs in eval mode under ``no_grad``, never requires
     gradients (so the optimizer never updates it), is never initialised
-    by the runner, and sees the student's pre-processed inputs.
+    by the runner, and sees the student's pre-processed inputs. Built by
+    the :class:`~mmcpd.apis.config_transform.CPDRunner` (the CPD base
+    configs' ``runner_type``), its parameters are not in the optimizer at
+    all.
     ``mode='loss'`` returns the student's task losses (unless
     ``keep_task_loss=False``) and one entry per distillation term
     (``loss_kd``, ``loss_cwd``, ``loss_feat_<name>``, ...); ``predict``

@@ -105,3 +105,24 @@ class CostModel:
                 costs += sizes * rest
             out[gid] = costs
         return out
+
+
+def model_cost(model: torch.nn.Module, result, metric: str) -> CostModel:
+    """The :class:`CostModel` of ``model`` in ``metric`` for its comb result.
+
+    Args:
+        model (nn.Module): The model the comb result was found on.
+        result (CombResult): Its comb result (``param_macs`` for FLOPs).
+        metric (str): ``'params'`` or ``'flops'``.
+
+    Raises:
+        ValueError: FLOPs are asked for but the comb result has no
+            ``param_macs``.
+    """
+    shapes = {k: v.shape for k, v in model.named_parameters()}
+    macs = getattr(result, 'param_macs', None)
+    if metric == 'flops' and not macs:
+        raise ValueError("metric='flops' needs FLOPs per parameter "
+                         '(`param_macs`) from the comb result')
+    return CostModel(shapes, result.groups, metric,
+                     macs if metric == 'flops' else None)

@@ -23,3 +23,32 @@ def test_two_process_gloo_run_ends_with_identical_masks(tmp_path):
     assert ranks[0]['sparsity'] >= 0.5
     assert abs(ranks[0]['weights'] - ranks[1]['weights']) < 1e-6
     assert (tmp_path / 'pruned_deploy.pth').exists()  # rank 0 wrote it
+
+
+def test_two_process_distillation_run_agrees_across_ranks(tmp_path):
+    """CPDRunner + DistillWrapper + CPDHook under MMDDP, on ResNet-18."""
+    worker = osp.join(osp.dirname(osp.abspath(__file__)),
+                      'ddp_distill_worker.py')
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH',
+                                                              ''))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         '--nproc_per_node', '2', worker, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.load(open(tmp_path / f'rank{r}.json')) for r in (0, 1)]
+    assert ranks[0]['world_size'] == 2
+    for rank in ranks:
+        assert rank['pruned_student'] and rank['teacher_copied']
+        assert not rank['teacher_in_optimizer']
+        assert rank['sparsity'] >= 0.3
+        assert rank['loss_kd'] > 0
+    # the same units removed, and the same student and teacher weights
+    assert ranks[0]['removed'] == ranks[1]['removed'] != {}
+    assert abs(ranks[0]['student'] - ranks[1]['student']) < 1e-6 * abs(
+        ranks[0]['student'])
+    assert abs(ranks[0]['teacher'] - ranks[1]['teacher']) < 1e-6 * abs(
+        ranks[0]['teacher'])
+    assert (tmp_path / 'pruned_deploy.pth').exists()

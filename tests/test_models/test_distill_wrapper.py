@@ -20,6 +20,7 @@ from mmseg.structures import SegDataSample
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmcpd.apis.config_transform import CPDRunner
 from mmcpd.distill import Connector
 from mmcpd.models.distill_wrapper import DistillWrapper, unwrap_student
 
@@ -212,6 +213,46 @@ def test_runner_keeps_loaded_weights_in_the_teacher(tmp_path,
     # not re-initialised by Runner.init_weights, not overwritten by load_from
     assert _equal(wrapper.teacher, expected)
     assert not _equal(wrapper.student, trained)
+
+
+@pytest.mark.parametrize('runner_cls,paramwise', [(Runner, False),
+                                                 (CPDRunner, False),
+                                                 (CPDRunner, True)])
+def test_cpd_runner_keeps_the_teacher_out_of_the_optimizer(
+        tmp_path, runner_cls, paramwise):
+    samples = [
+        dict(inputs=x, data_samples=d)
+        for x, d in zip(*_cls_data(n=4).values())
+    ]
+    optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
+    if paramwise:  # several param groups to filter
+        optim_wrapper['paramwise_cfg'] = dict(
+            custom_keys={'head': dict(lr_mult=0.1)})
+    runner = runner_cls(
+        model=dict(type='DistillWrapper', student=_cls_cfg()),
+        work_dir=str(tmp_path / 'work'),
+        train_dataloader=DataLoader(
+            samples, batch_size=4, collate_fn=pseudo_collate),
+        train_cfg=dict(by_epoch=False, max_iters=1, val_interval=100),
+        optim_wrapper=optim_wrapper,
+        default_scope='mmpretrain',
+        default_hooks=dict(checkpoint=None, logger=None),
+        log_level='ERROR')
+    runner.train()
+    groups = runner.optim_wrapper.optimizer.param_groups
+    in_optim = {id(p) for g in groups for p in g['params']}
+    student = {id(p) for p in runner.model.student.parameters()}
+    teacher = {id(p) for p in runner.model.teacher.parameters()}
+    assert student <= in_optim
+    if runner_cls is Runner:
+        # what the CPDRunner changes: mmengine's default constructor gives
+        # the optimizer every parameter, frozen ones too
+        assert teacher <= in_optim
+        return
+    assert not teacher & in_optim
+    assert all(g['params'] for g in groups)
+    lrs = {round(g['lr'], 6) for g in groups}
+    assert lrs == ({0.01, 0.001} if paramwise else {0.01})
 
 
 def test_predict_and_tensor_modes_are_the_students():
