@@ -11,7 +11,9 @@ FLOP, at most 90% of a group, at least ``round_to`` channels), once per
 channel rounding. The baseline and all pruned ONNX files are timed
 interleaved in onnxruntime (graph optimisations on, fixed intra-op
 threads); the report gives, per rounding, FLOPs speedup, latency speedup
-(of the medians) and their ratio, which should be close to 1.
+(of the medians) and their ratio, which should be close to 1. With
+``--uniform``, every group also loses the same fraction of its units (no
+ranking) for comparison; ``--profile RUNS`` adds per-node profiles.
 """
 import argparse
 import copy
@@ -35,11 +37,25 @@ def parse_args():
     parser.add_argument('--target', type=float, default=0.5,
                         help='fraction of the FLOPs to remove')
     parser.add_argument('--round-to', type=int, nargs='+',
-                        default=[1, 8, 16, 32])
+                        default=[1, 8, 16])
+    parser.add_argument('--act-weight', type=float, nargs='*', default=[],
+                        help="also rank units by mmcpd's latency proxy "
+                        '(rank_by="latency") with these MACs per written '
+                        'activation element, widths rounded to 8')
+    parser.add_argument('--uniform', action='store_true',
+                        help='also prune every group by the same ratio, '
+                        '1 - sqrt(1 - target), rounded to 8 (most layers\' '
+                        'FLOPs scale with the square of the kept fraction)')
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--spin', action='store_true',
+                        help="onnxruntime's busy-waiting threads (its "
+                        'default; off in mmcpd)')
+    parser.add_argument('--sequential', action='store_true',
+                        help='time the files one after the other, not '
+                        'interleaved')
     parser.add_argument('--out', default='latency_speedup.json')
     parser.add_argument('--models', nargs='*', default=None,
                         help='substrings of the configs to run')
@@ -67,6 +83,16 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
         mmcpd.prune(model, x, target=args.target, round_to=round_to,
                     min_channels=round_to, result=result)
         variants[f'round{round_to}'] = model
+    for beta in args.act_weight:
+        model = copy.deepcopy(base)
+        mmcpd.prune(model, x, target=args.target, round_to=8, min_channels=8,
+                    rank_by='latency', act_weight=beta, result=result)
+        variants[f'latency{beta:g}'] = model
+    if args.uniform:
+        model = copy.deepcopy(base)
+        mmcpd.prune(model, x, 1 - (1 - args.target)**0.5, round_to=8,
+                    result=result)
+        variants['uniform8'] = model
     paths, flops = {}, {}
     for name, model in variants.items():
         paths[name] = export_onnx(model, x, osp.join(folder, f'{name}.onnx'),
@@ -75,10 +101,11 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     timed = measure_latencies(
         list(paths.values()), shape=(args.batch, 3, size, size),
         warmup=args.warmup, runs=args.runs, threads=args.threads,
-        progress=False, interleave=True)
+        progress=False, interleave=not args.sequential, spin=args.spin)
     lat = {n: r.stats.median_ms for n, r in zip(paths, timed)}
     row = dict(config=config, size=size, batch=args.batch, flops=flops,
                median_ms=lat, threads=args.threads, runs=args.runs,
+               spin=args.spin, interleaved=not args.sequential,
                cpu=timed[0].cpu, onnxruntime=timed[0].onnxruntime_version)
     if args.profile:
         from mmcpd.deploy.profile import (compare_profiles, profile_nodes,
@@ -124,16 +151,20 @@ def main():
     with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
     names = [f'round{r}' for r in args.round_to]
+    names += [f'latency{beta:g}' for beta in args.act_weight]
+    names += ['uniform8'] if args.uniform else []
     print(f'\nlatency speedup / FLOPs speedup (median of {args.runs} runs, '
           f'batch {args.batch}, {args.threads} threads)\n')
-    print('| model | FLOPs speedup | ' + ' | '.join(
-        f'round to {r}' for r in args.round_to) + ' |')
+    print('latency speedup (FLOPs speedup, latency / FLOPs)\n')
+    print('| model | baseline ms | ' + ' | '.join(names) + ' |')
     print('|---|---|' + '---|' * len(names))
     for r in rows:
-        cells = [f"{r[n]['latency_speedup']:.2f}x ({r[n]['ratio']:.2f})"
-                 for n in names]
+        cells = [
+            f"{r[n]['latency_speedup']:.2f}x ({r[n]['flops_speedup']:.2f}x, "
+            f"{r[n]['ratio']:.2f})" for n in names
+        ]
         print(f"| {r['config'].split('/')[-1]} | "
-              f"{r[names[0]]['flops_speedup']:.2f}x | " + ' | '.join(cells) +
+              f"{r['median_ms']['baseline']:.1f} | " + ' | '.join(cells) +
               ' |')
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from .comb.api import comb as _trace_and_resolve
 from .comb.result import CombResult
 from .comb.trace import default_forward
-from .prune.cost import model_cost
+from .prune.cost import ACT_WEIGHT, METRICS, model_cost
 from .prune.physical import prune_units
 from .prune.selection import Guards, max_removable, select_units
 from .prune.spec import PrunedSpec
@@ -95,6 +95,8 @@ def prune(model: nn.Module,
           *,
           target: Optional[float] = None,
           metric: str = 'flops',
+          rank_by: Optional[str] = None,
+          act_weight: float = ACT_WEIGHT,
           importance: str = 'magnitude',
           round_to: int = 1,
           min_channels: int = 1,
@@ -121,8 +123,17 @@ def prune(model: nn.Module,
             in (0, 1).
         target (float, optional): Fraction of the ``metric`` to remove, in
             (0, 1). Give ``ratio`` or ``target``.
-        metric (str): ``'flops'`` or ``'params'``, for ``target``.
-            Defaults to ``'flops'``.
+        metric (str): ``'flops'``, ``'params'`` or ``'latency'`` (the
+            FLOPs plus ``act_weight`` MACs per activation element each
+            channel writes; see :class:`~mmcpd.prune.cost.CostModel`), for
+            ``target``. Defaults to ``'flops'``.
+        rank_by (str, optional): The cost that ranks the units with
+            ``target`` (importance per cost saved), if not ``metric``:
+            ``rank_by='latency'`` with ``metric='flops'`` removes that
+            fraction of the FLOPs where memory-bound ops shrink too.
+            Defaults to None.
+        act_weight (float): MACs per written activation element in the
+            ``'latency'`` cost. Defaults to ``ACT_WEIGHT`` (2048).
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
@@ -145,6 +156,8 @@ def prune(model: nn.Module,
         >>> x = torch.randn(1, 3, 224, 224)
         >>> spec, result = mmcpd.prune(model, x, ratio=0.3)
         >>> spec, result = mmcpd.prune(model, x, target=0.5, round_to=8)
+        >>> spec, result = mmcpd.prune(model, x, target=0.5, round_to=8,
+        ...                            rank_by='latency')
         >>> spec.save('pruned.json')
     """
     if (ratio is None) == (target is None):
@@ -158,6 +171,9 @@ def prune(model: nn.Module,
     if not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f'`round_to` should be a positive int, but got '
                          f'{round_to!r}')
+    if rank_by is not None and rank_by not in METRICS:
+        raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
+                         f'but got {rank_by!r}')
     if result is None:
         result = comb(model, example_inputs, forward_fn=forward_fn,
                       ignore=ignore)
@@ -171,13 +187,20 @@ def prune(model: nn.Module,
         removed = select_lowest(result, scores, ratio, round_to)
     else:
         guards = Guards(min_channels, float(max_ratio), round_to)
-        cost = model_cost(model, result, metric)
+        cost = model_cost(model, result, metric, act_weight)
+        rank_cost = None if rank_by in (None, metric) else model_cost(
+            model, result, rank_by, act_weight)
         reachable = max_removable(result.prunable, cost, guards)
         if target > reachable + 1e-9:
             raise ValueError(
                 f'`target` {target} cannot be reached: with {guards}, at '
                 f'most {reachable:.3f} of the {metric} can be removed')
-        removed = select_units(result.prunable, scores, cost, {}, target,
-                               guards)
+        removed = select_units(
+            result.prunable,
+            scores,
+            cost, {},
+            target,
+            guards,
+            rank_cost=rank_cost)
     spec = prune_units(model, result, removed)
     return spec, result

@@ -91,6 +91,12 @@ def parse_args(argv=None):
         action='store_true',
         help='alternate the models run by run (fairer on a loaded machine)')
     parser.add_argument(
+        '--spin',
+        action='store_true',
+        help="let onnxruntime's idle threads busy-wait between ops (its "
+        'default; off here: spinning threads take the cores from the next '
+        'run, and from the other model when interleaved)')
+    parser.add_argument(
         '--rtol',
         type=float,
         default=1e-3,
@@ -160,7 +166,8 @@ def main(argv=None) -> int:
             rtol=args.rtol,
             atol=args.atol,
             progress=not args.no_progress,
-            interleave=args.interleave)
+            interleave=args.interleave,
+            spin=args.spin)
     except (ValueError, FileNotFoundError, CheckpointError,
             RuntimeError) as err:
         console.print(f'[red]error:[/red] {escape(str(err))}', highlight=False)

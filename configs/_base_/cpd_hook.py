@@ -23,6 +23,10 @@ custom_hooks = [
         schedule='linear',
         # keep widths that CPU and GPU kernels like (multiples of 8)
         round_to=8,
+        # rank units by importance per latency proxy (FLOPs + memory
+        # traffic of the activations a channel writes) while the target
+        # counts FLOPs: latency follows FLOPs closer (docs/deploy.md)
+        rank_by='latency',
         min_channels=8,
         max_ratio=0.9,
         # the example input used to find the coupled groups

@@ -18,6 +18,7 @@ custom_hooks = [
         metric='flops',
         importance='hessian',
         round_to=8,
+        rank_by='latency',
         min_channels=8,
         input_shape=(1, 3, 32, 32))
 ]

@@ -61,6 +61,9 @@ class LabelGraph:
         self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
         #: multiply-accumulates per element of each weight, per sample.
         self.param_macs: Dict[str, int] = {}
+        #: activation elements each output channel of a weight writes, per
+        #: sample: weight name -> [channel dim, elements].
+        self.channel_acts: Dict[str, List[int]] = {}
         #: norms over channels: (module, ids of the normalised channels).
         self.channel_norms: List[Tuple[str, str, np.ndarray]] = []
         self.warnings: List[str] = []

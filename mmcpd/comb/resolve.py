@@ -167,7 +167,9 @@ def resolve(graph: LabelGraph, model: nn.Module,
     })
     return CombResult(
         tuple(groups), attr_updates, norms, dict(graph.param_macs),
-        list(dict.fromkeys(graph.warnings)), unexecuted)
+        list(dict.fromkeys(graph.warnings)), unexecuted,
+        {k: list(v)
+         for k, v in graph.channel_acts.items()})
 
 
 def _matches_any(keys, patterns) -> str:

@@ -35,6 +35,9 @@ class CombResult:
         warnings (list[str]): Ops that froze channels, and why.
         unexecuted (list[str]): Modules with parameters that the traced
             forward never ran (they are left as they are).
+        channel_acts (dict[str, list[int]]): For conv and linear weights,
+            ``[dim, n]``: each channel along ``dim`` (the output channels)
+            writes ``n`` activation elements per sample at the traced size.
     """
     groups: Tuple[CoupledGroup, ...]
     attr_updates: Tuple[AttrUpdate, ...] = ()
@@ -42,6 +45,7 @@ class CombResult:
     param_macs: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     unexecuted: List[str] = field(default_factory=list)
+    channel_acts: Dict[str, List[int]] = field(default_factory=dict)
 
     @property
     def prunable(self) -> List[CoupledGroup]:
@@ -75,7 +79,9 @@ class CombResult:
             norms=[asdict(n) for n in self.norms],
             param_macs=dict(self.param_macs),
             warnings=list(self.warnings),
-            unexecuted=list(self.unexecuted))
+            unexecuted=list(self.unexecuted),
+            channel_acts={k: list(v)
+                          for k, v in self.channel_acts.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -94,4 +100,6 @@ class CombResult:
         return cls(
             tuple(CoupledGroup.from_dict(g) for g in data['groups']), attrs,
             norms, dict(data.get('param_macs', {})),
-            list(data.get('warnings', [])), list(data.get('unexecuted', [])))
+            list(data.get('warnings', [])), list(data.get('unexecuted', [])),
+            {k: list(v)
+             for k, v in data.get('channel_acts', {}).items()})

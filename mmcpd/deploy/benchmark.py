@@ -176,7 +176,8 @@ def benchmark_models(sources: List[ModelSource],
                      rtol: float = 1e-3,
                      atol: float = 1e-4,
                      progress: bool = True,
-                     interleave: bool = False) -> Dict:
+                     interleave: bool = False,
+                     spin: bool = False) -> Dict:
     """Export, check and time each model; compare the first two.
 
     Args:
@@ -202,6 +203,9 @@ def benchmark_models(sources: List[ModelSource],
         interleave (bool): Alternate the models run by run, so that load
             from other processes hits them alike (for shared machines).
             Defaults to False.
+        spin (bool): Let onnxruntime's idle threads busy-wait (its
+            default; see :func:`~mmcpd.deploy.measure_latency`). Defaults
+            to False.
 
     Returns:
         dict: ``system``, ``settings``, ``models`` (by name: source, params,
@@ -230,7 +234,8 @@ def benchmark_models(sources: List[ModelSource],
         threads,
         provider,
         progress,
-        interleave=interleave)
+        interleave=interleave,
+        spin=spin)
     per_model = len(timings) // len(sources)
     models = {}
     for k, (source, info) in enumerate(zip(sources, infos)):
@@ -268,6 +273,7 @@ def benchmark_models(sources: List[ModelSource],
             exporter=exporter,
             simplify=simplify,
             interleave=interleave,
+            spin=spin,
             rtol=rtol,
             atol=atol),
         models=models)

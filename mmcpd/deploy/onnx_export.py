@@ -191,7 +191,8 @@ def _set_metadata(proto, **props: str) -> None:
 def make_session(path: str,
                  providers: Optional[Sequence[str]] = None,
                  threads: Optional[int] = None,
-                 profile_prefix: Optional[str] = None):
+                 profile_prefix: Optional[str] = None,
+                 spin: Optional[bool] = None):
     """An onnxruntime session with all graph optimisations on.
 
     Args:
@@ -203,10 +204,21 @@ def make_session(path: str,
         profile_prefix (str, optional): Turn onnxruntime's profiler on,
             writing ``<prefix>_<date>.json`` at ``end_profiling()``.
             Defaults to None.
+        spin (bool, optional): Whether idle intra-op threads busy-wait for
+            the next op. False frees the cores between runs: needed when
+            several sessions take turns (their spinning threads would take
+            the cores from each other). None keeps onnxruntime's default
+            (spinning). Defaults to None.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if spin is not None:
+        flag = '1' if spin else '0'
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         flag)
+        options.add_session_config_entry('session.inter_op.allow_spinning',
+                                         flag)
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)

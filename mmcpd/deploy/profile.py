@@ -87,7 +87,8 @@ def profile_nodes(path: str,
             path,
             PROVIDERS[key],
             threads=threads,
-            profile_prefix=osp.join(folder, 'profile'))
+            profile_prefix=osp.join(folder, 'profile'),
+            spin=False)
         feed = {session.get_inputs()[0].name: _input_array(session, shape, 0)}
         for _ in range(warmup + runs):
             session.run(None, feed)

@@ -11,7 +11,7 @@ from mmengine.optim import OptimWrapperDict
 from torch import nn
 
 from mmcpd.prune.convert import STATE_KEY, deploy_checkpoint, pruned_copy
-from mmcpd.prune.cost import model_cost
+from mmcpd.prune.cost import ACT_WEIGHT, METRICS, model_cost
 from mmcpd.prune.dead import DeadUnits
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
@@ -64,8 +64,10 @@ class CPDHook(Hook):
     Args:
         interval (int): Iterations between prune steps.
         target (float): Fraction of the cost to remove, in (0, 1).
-        metric (str): The cost: ``'params'`` or ``'flops'``. Defaults to
-            ``'params'``.
+        metric (str): The cost: ``'params'``, ``'flops'`` or
+            ``'latency'`` (FLOPs plus ``act_weight`` MACs per activation
+            element a channel writes, see
+            :class:`~mmcpd.prune.cost.CostModel`). Defaults to ``'params'``.
         importance (str | dict): A score of ``mmcpd.registry.IMPORTANCES``
             by name or config: ``'hessian'``, ``'taylor'``, ``'magnitude'``
             or ``'random'``. Defaults to ``'hessian'``.
@@ -83,6 +85,12 @@ class CPDHook(Hook):
             in (0, 1]. Defaults to 0.9.
         round_to (int): Pruned groups keep a multiple of this many channels.
             Defaults to 1.
+        rank_by (str, optional): The cost that ranks units (importance per
+            cost saved) if not ``metric``; e.g. ``metric='flops',
+            rank_by='latency'`` removes ``target`` of the FLOPs where the
+            memory-bound ops shrink too. Defaults to None.
+        act_weight (float): MACs per written activation element in the
+            ``'latency'`` cost. Defaults to 2048.
         ignore (Sequence[str]): Module name patterns (``fnmatch``, a pattern
             also covers submodules) whose groups are never pruned; each must
             match a module. Defaults to ().
@@ -115,15 +123,24 @@ class CPDHook(Hook):
                  min_channels: int = 1,
                  max_ratio: float = 0.9,
                  round_to: int = 1,
+                 rank_by: Optional[str] = None,
+                 act_weight: float = ACT_WEIGHT,
                  ignore: Sequence[str] = (),
                  input_shape: Sequence[int] = (1, 3, 224, 224),
                  deploy_file: Optional[str] = 'pruned_deploy.pth',
                  plot_file: Optional[str] = 'cpd_pruning.png'):
         check_schedule_args(target, interval, start, end, num_steps,
                             schedule)
-        if metric not in ('params', 'flops'):
-            raise ValueError("`metric` should be 'params' or 'flops', but "
+        if metric not in METRICS:
+            raise ValueError(f'`metric` should be one of {METRICS}, but '
                              f'got {metric!r}')
+        if rank_by is not None and rank_by not in METRICS:
+            raise ValueError(f'`rank_by` should be None or one of '
+                             f'{METRICS}, but got {rank_by!r}')
+        if not isinstance(act_weight, (int, float)) or isinstance(
+                act_weight, bool) or act_weight < 0:
+            raise ValueError('`act_weight` should be a number >= 0, but got '
+                             f'{act_weight!r}')
         _check_int('min_channels', min_channels, 1)
         _check_int('round_to', round_to, 1)
         if not isinstance(max_ratio, (int, float)) or isinstance(
@@ -154,6 +171,8 @@ class CPDHook(Hook):
         self.interval = interval
         self.target = float(target)
         self.metric = metric
+        self.rank_by = rank_by
+        self.act_weight = float(act_weight)
         self.start = start
         self.schedule_kind = schedule
         self.end = end
@@ -165,6 +184,7 @@ class CPDHook(Hook):
         self.plot_file = plot_file
 
         self.comb_result = None
+        self.rank_cost = None
         self.groups: List = []
         self.removed: Dict[int, List[int]] = {}
         self.step = 0
@@ -206,8 +226,13 @@ class CPDHook(Hook):
         # when they are the target
         self.flops_cost = model_cost(student, self.comb_result, 'flops') \
             if macs or self.metric == 'flops' else None
-        self.cost = self.flops_cost if self.metric == 'flops' \
-            else self.params_cost
+        self.cost = dict(
+            params=self.params_cost, flops=self.flops_cost).get(
+                self.metric) or model_cost(student, self.comb_result,
+                                           self.metric, self.act_weight)
+        self.rank_cost = None if self.rank_by in (
+            None, self.metric) else model_cost(student, self.comb_result,
+                                               self.rank_by, self.act_weight)
         reachable = max_removable(self.groups, self.cost, self.guards)
         if self.target > reachable + 1e-9:
             raise ValueError(
@@ -323,8 +348,14 @@ class CPDHook(Hook):
 
     def _prune(self, runner, step: int) -> None:
         scores = self.importance.scores()
-        new = select_units(self.groups, scores, self.cost, self.removed,
-                           self.schedule.target_at(step), self.guards)
+        new = select_units(
+            self.groups,
+            scores,
+            self.cost,
+            self.removed,
+            self.schedule.target_at(step),
+            self.guards,
+            rank_cost=self.rank_cost)
         if get_world_size() > 1:  # the same choice on every rank
             box = [new]
             broadcast_object_list(box, src=0)

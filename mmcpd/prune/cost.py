@@ -8,33 +8,72 @@ from mmcpd.comb.group import CoupledGroup
 Removed = Mapping[int, Iterable[int]]
 
 
+#: Default weight of one written activation element in the ``latency``
+#: cost, in multiply-accumulates (see :class:`CostModel`). Measured on a
+#: 2-core AVX2 CPU with onnxruntime: ranking by this proxy at half the
+#: FLOPs raised latency / FLOPs speedup from 0.73 to 0.86 (MobileNetV2),
+#: 0.77 to 0.81 (SegFormer-B0), 0.94 to 0.98 (ResNet-50); DeiT-S stayed at
+#: 0.97 (docs/deploy.md).
+ACT_WEIGHT = 2048.0
+
+METRICS = ('params', 'flops', 'latency')
+
+
 class CostModel:
-    """Counts the parameters or multiply-accumulates left after pruning.
+    r"""Counts the parameters, FLOPs or a latency proxy left after pruning.
 
     Each parameter element costs 1 (``metric='params'``) or the number of
     multiply-accumulates it takes part in per forward pass
     (``metric='flops'``, from the comb's ``param_macs``; parameters that the
     traced forward never used cost nothing). A parameter with some indices
-    of some dimensions removed keeps ``prod_d alive_d`` elements.
+    of some dimensions removed keeps :math:`\prod_d alive_d` elements.
+
+    ``metric='latency'`` adds to the FLOPs what a roofline model adds for
+    memory traffic: every output channel of a conv or linear layer writes
+    :math:`n` activation elements (the comb's ``channel_acts``), which the
+    norms, activations, adds, resizes and transposes after it read and
+    write again, at a cost that does not shrink with the layer's input
+    width. With :math:`\beta` (``act_weight``) MACs per element,
+
+    .. math::
+
+        C_{lat} = \sum_{W} \mathrm{MACs}(W) + \beta \sum_{W}
+            n_W \cdot c^{out}_W
+
+    On a 2-core AVX2 CPU, SegFormer-B0 spends a third of its onnxruntime
+    time in such ops; FLOPs alone rank its wide, cheap-per-FLOP channels
+    last (see docs/deploy.md). :math:`\beta` stands for a machine's MAC
+    throughput over its memory bandwidth in elements, times the number of
+    memory-bound ops that touch an element; the default was measured.
 
     Args:
         shapes (Mapping[str, Sequence[int]]): Shape of every parameter.
         groups (Sequence[CoupledGroup]): All groups of the comb result.
-        metric (str): ``'params'`` or ``'flops'``. Defaults to ``'params'``.
+        metric (str): ``'params'``, ``'flops'`` or ``'latency'``. Defaults
+            to ``'params'``.
         param_macs (Mapping[str, int], optional): MACs per element of each
-            parameter; needed for ``'flops'``.
+            parameter; needed for ``'flops'`` and ``'latency'``.
+        channel_acts (Mapping[str, Sequence[int]], optional): ``[dim, n]``
+            per weight; used by ``'latency'``.
+        act_weight (float): :math:`\beta`. Defaults to ``ACT_WEIGHT``.
     """
 
     def __init__(self,
                  shapes: Mapping[str, Sequence[int]],
                  groups: Sequence[CoupledGroup],
                  metric: str = 'params',
-                 param_macs: Optional[Mapping[str, int]] = None):
-        if metric not in ('params', 'flops'):
-            raise ValueError("`metric` should be 'params' or 'flops', but "
+                 param_macs: Optional[Mapping[str, int]] = None,
+                 channel_acts: Optional[Mapping[str, Sequence[int]]] = None,
+                 act_weight: float = ACT_WEIGHT):
+        if metric not in METRICS:
+            raise ValueError(f'`metric` should be one of {METRICS}, but '
                              f'got {metric!r}')
-        if metric == 'flops' and param_macs is None:
-            raise ValueError("metric='flops' needs the comb's `param_macs`")
+        if metric != 'params' and param_macs is None:
+            raise ValueError(f"metric={metric!r} needs the comb's "
+                             '`param_macs`')
+        if not isinstance(act_weight, (int, float)) or act_weight < 0:
+            raise ValueError('`act_weight` should be a number >= 0, but got '
+                             f'{act_weight!r}')
         self.metric = metric
         self.shapes = {k: tuple(v) for k, v in shapes.items()}
         if metric == 'params':
@@ -44,6 +83,13 @@ class CostModel:
                 k: float(param_macs.get(k, 0))
                 for k in self.shapes
             }
+        #: (parameter, dim) -> cost of one alive index along dim.
+        self.linear: Dict[Tuple[str, int], float] = {}
+        if metric == 'latency':
+            for name, (dim, per_channel) in (channel_acts or {}).items():
+                if name in self.shapes:
+                    self.linear[(name, int(dim))] = float(
+                        act_weight) * per_channel
         self.groups = {g.id: g for g in groups}
         # member.units is computed on access: keep it once per member
         self._units = {(g.id, i): m.units
@@ -79,6 +125,8 @@ class CostModel:
             for d in dims:
                 numel *= d
             total += numel * self.weights[name]
+        for (name, dim), per_index in self.linear.items():
+            total += per_index * alive[name][dim]
         return total
 
     def unit_costs(self, removed: Optional[Removed] = None
@@ -102,27 +150,35 @@ class CostModel:
                         rest *= size
                 sizes = torch.tensor(member.counts,
                                      dtype=torch.float64)
-                costs += sizes * rest
+                costs += sizes * (
+                    rest + self.linear.get((member.name, member.dim), 0.0))
             out[gid] = costs
         return out
 
 
-def model_cost(model: torch.nn.Module, result, metric: str) -> CostModel:
+def model_cost(model: torch.nn.Module,
+               result,
+               metric: str,
+               act_weight: float = ACT_WEIGHT) -> CostModel:
     """The :class:`CostModel` of ``model`` in ``metric`` for its comb result.
 
     Args:
         model (nn.Module): The model the comb result was found on.
-        result (CombResult): Its comb result (``param_macs`` for FLOPs).
-        metric (str): ``'params'`` or ``'flops'``.
+        result (CombResult): Its comb result (``param_macs`` for FLOPs,
+            ``channel_acts`` too for the latency proxy).
+        metric (str): ``'params'``, ``'flops'`` or ``'latency'``.
+        act_weight (float): MACs per written activation element in the
+            ``'latency'`` cost. Defaults to ``ACT_WEIGHT``.
 
     Raises:
-        ValueError: FLOPs are asked for but the comb result has no
+        ValueError: FLOPs are needed but the comb result has no
             ``param_macs``.
     """
     shapes = {k: v.shape for k, v in model.named_parameters()}
     macs = getattr(result, 'param_macs', None)
-    if metric == 'flops' and not macs:
-        raise ValueError("metric='flops' needs FLOPs per parameter "
+    if metric != 'params' and not macs:
+        raise ValueError(f"metric={metric!r} needs FLOPs per parameter "
                          '(`param_macs`) from the comb result')
     return CostModel(shapes, result.groups, metric,
-                     macs if metric == 'flops' else None)
+                     macs if metric != 'params' else None,
+                     getattr(result, 'channel_acts', None), act_weight)

@@ -37,8 +37,13 @@ def unit_channels(group: CoupledGroup) -> List[int]:
 class _GroupState:
     """Alive units of one group, most removable first."""
 
-    def __init__(self, group: CoupledGroup, removed: Set[int],
-                 scores: torch.Tensor, costs: torch.Tensor, guards: Guards):
+    def __init__(self,
+                 group: CoupledGroup,
+                 removed: Set[int],
+                 scores: torch.Tensor,
+                 costs: torch.Tensor,
+                 guards: Guards,
+                 rank_costs: Optional[torch.Tensor] = None):
         self.group = group
         self.channels = unit_channels(group)
         self.total = sum(self.channels)
@@ -50,8 +55,10 @@ class _GroupState:
         self.round_to = guards.round_to
         alive = [u for u in range(group.num_units) if u not in removed]
         self.scores = scores
-        self.costs = costs
-        prio = [(self._ratio(scores[u], costs[u]), u) for u in alive]
+        self.costs = costs  # what the target counts
+        self.rank_costs = costs if rank_costs is None else rank_costs
+        prio = [(self._ratio(scores[u], self.rank_costs[u]), u)
+                for u in alive]
         self.order = [u for _, u in sorted(prio)]
         self.pos = 0
 
@@ -71,10 +78,11 @@ class _GroupState:
                 return None
             if kept % self.round_to == 0:
                 cost = float(sum(self.costs[v] for v in units))
-                if cost <= 0:
+                rank = float(sum(self.rank_costs[v] for v in units))
+                if cost <= 0 or rank <= 0:
                     return None
                 score = float(sum(self.scores[v] for v in units))
-                return score / cost, units, cost
+                return score / rank, units, cost
         return None
 
     def apply(self, units: List[int]) -> None:
@@ -88,7 +96,9 @@ def select_units(groups: Sequence[CoupledGroup],
                  removed: Mapping[int, Sequence[int]],
                  target: float,
                  guards: Guards = Guards(),
-                 max_rounds: int = 8) -> Dict[int, List[int]]:
+                 max_rounds: int = 8,
+                 rank_cost: Optional[CostModel] = None
+                 ) -> Dict[int, List[int]]:
     """Pick the units to remove so that ``target`` of the cost is gone.
 
     Units of all groups are ranked together by importance per cost,
@@ -109,6 +119,10 @@ def select_units(groups: Sequence[CoupledGroup],
         target (float): Fraction of the unpruned cost to have removed.
         guards (Guards): Per-group limits.
         max_rounds (int): Rounds of recounting. Defaults to 8.
+        rank_cost (CostModel, optional): The cost that ranks the units
+            (``I_u / c_u``), when it is not the one the target counts: e.g.
+            rank by the latency proxy, stop at half the FLOPs. Defaults to
+            ``cost``.
 
     Returns:
         dict[int, list[int]]: The newly removed units by group id (sorted;
@@ -123,9 +137,10 @@ def select_units(groups: Sequence[CoupledGroup],
         if current <= goal:
             break
         costs = cost.unit_costs(done)
+        ranks = costs if rank_cost is None else rank_cost.unit_costs(done)
         states = {
             g.id: _GroupState(g, done.get(g.id, set()), scores[g.id],
-                              costs[g.id], guards)
+                              costs[g.id], guards, ranks[g.id])
             for g in groups
         }
         heap = []

@@ -49,6 +49,28 @@ def test_flops_target_removes_that_much_in_rounded_widths(resnet18):
     assert pruned(X).shape == model(X).shape
 
 
+def _written(model, result):
+    """Activation elements the pruned convs and linears write."""
+    params = dict(model.named_parameters())
+    return sum(params[name].shape[dim] * n
+               for name, (dim, n) in result.channel_acts.items())
+
+
+def test_ranking_by_latency_keeps_flops_and_cuts_activations(resnet18):
+    model, result = resnet18
+    by_flops, by_latency = _copy(model), _copy(model)
+    mmcpd.prune(by_flops, X, target=0.5, round_to=8, result=result)
+    mmcpd.prune(
+        by_latency, X, target=0.5, round_to=8, rank_by='latency',
+        act_weight=256.0, result=result)
+    before = model_complexity(model, X)['flops']
+    for pruned in (by_flops, by_latency):
+        assert 0.5 <= 1 - model_complexity(pruned, X)['flops'] / before < 0.6
+    # the same FLOPs gone, but fewer activation elements left to write
+    assert _written(by_latency, result) < _written(by_flops, result)
+    assert _widths(by_latency) != _widths(by_flops)
+
+
 def test_ratio_prunes_every_group_alike(resnet18):
     model, result = resnet18
     pruned = _copy(model)
@@ -68,6 +90,9 @@ def test_bad_amounts_are_named(resnet18):
         mmcpd.prune(_copy(model), X, result=result)
     with pytest.raises(ValueError, match='`target` should be in'):
         mmcpd.prune(_copy(model), X, target=1.5, result=result)
+    with pytest.raises(ValueError, match='`rank_by` should be None or'):
+        mmcpd.prune(_copy(model), X, target=0.5, rank_by='energy',
+                    result=result)
     with pytest.raises(ValueError, match='cannot be reached'):
         mmcpd.prune(
             _copy(model), X, target=0.95, max_ratio=0.5, result=result)

@@ -48,6 +48,23 @@ def test_measure_counts_runs_and_reports_setup(tiny_onnx):
     assert result.input_shape == [2, 3, 16, 16]
     assert result.onnxruntime_version and result.cpu
     assert 'times_ms' not in result.to_dict()
+    assert result.spinning is False  # mmcpd's default, see below
+
+
+@pytest.mark.parametrize('spin', [False, True])
+def test_sessions_spin_only_when_asked(tiny_onnx, spin):
+    from mmcpd.deploy import make_session
+    session = make_session(tiny_onnx, threads=1, spin=spin)
+    options = session.get_session_options()
+    for scope in ('intra_op', 'inter_op'):
+        key = f'session.{scope}.allow_spinning'
+        assert options.get_session_config_entry(key) == str(int(spin))
+    result = measure_latency(
+        tiny_onnx, shape=(1, 3, 16, 16), warmup=0, runs=2, threads=1,
+        progress=False, spin=spin)
+    assert result.spinning is spin
+    with pytest.raises(TypeError, match='`spin` should be a bool'):
+        measure_latency(tiny_onnx, shape=(1, 3, 16, 16), runs=1, spin='no')
 
 
 def test_dynamic_input_needs_shape(tiny_onnx):

@@ -189,7 +189,9 @@ def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate):
     (dict(target=1.2), '`target` should be in \\(0, 1\\), but got 1.2'),
     (dict(interval=0), '`interval`'),
     (dict(importance='hessain'), "`importance`.*'hessain'"),
-    (dict(metric='latency'), '`metric`'),
+    (dict(metric='energy'), '`metric`'),
+    (dict(rank_by='flop'), '`rank_by`'),
+    (dict(act_weight=-1.0), '`act_weight`'),
     (dict(max_ratio=0), '`max_ratio`'),
     (dict(round_to=0), '`round_to`'),
     (dict(num_steps=3, end=20), '`end` or `num_steps`'),
@@ -258,12 +260,15 @@ def _comb_groups(model):
     return comb(model.eval(), torch.randn(1, 3, 16, 16)).prunable
 
 
-def test_flops_target_with_round_to_and_cubic_schedule(tmp_path):
+@pytest.mark.parametrize('rank_by', [None, 'latency'])
+def test_flops_target_with_round_to_and_cubic_schedule(tmp_path, rank_by):
     hook = dict(HOOK, metric='flops', target=0.4, round_to=4,
-                schedule='cubic', importance='taylor')
+                schedule='cubic', importance='taylor', rank_by=rank_by)
     runner = make_runner(tmp_path, hook, max_iters=12)
     runner.train()
     cpd = _hook(runner)
+    # ranked by FLOPs or by the latency proxy, the target counts FLOPs
+    assert (cpd.rank_cost is None) == (rank_by is None)
     assert 0.4 <= 1 - cpd.history[-1]['flops_ratio'] < 0.5
     # cubic: the first step removes more than a third of the target
     assert 1 - cpd.history[1]['flops_ratio'] > 0.4 / 3

@@ -45,6 +45,15 @@ def test_quick_ablation_compares_variants_at_one_target(tmp_path):
     with open(osp.join(work_dir, 'ablation.md')) as f:
         table = f.read()
     assert '| none |' in table and '| cwd |' in table
+    # the table and plot are redone from the saved runs alone
+    again = str(tmp_path / 'again')
+    redone = _tool().main([
+        '--from-json',
+        osp.join(work_dir, 'ablation.json'), '--work-dir', again
+    ])
+    assert redone == saved['summary']
+    with open(osp.join(again, 'ablation.md')) as f:
+        assert f.read() == table
 
 
 @pytest.mark.parametrize('argv, message', [

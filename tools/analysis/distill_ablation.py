@@ -89,6 +89,11 @@ def parse_args(argv=None):
         default=list(VARIANTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument(
+        '--from-json',
+        metavar='JSON',
+        help='only redo the table and the plot of a saved ablation.json '
+        '(into --work-dir)')
+    parser.add_argument(
         '--quick',
         action='store_true',
         help='8 samples a batch, 32 train and 16 val samples (a smoke '
@@ -162,6 +167,8 @@ def run_variant(args, variant: str, seed: int, baseline: str) -> Dict:
     return dict(
         variant=variant,
         seed=seed,
+        hook={k: list(v) if isinstance(v, tuple) else v
+              for k, v in hook.items()},
         metric=metric,
         flops=flops,
         wall_s=wall,
@@ -210,19 +217,23 @@ def plot(runs: List[Dict], summary: Dict[str, Dict], base: Dict,
     import numpy as np
 
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    colors = {v: f'C{i}' for i, v in enumerate(VARIANTS)}
     for variant in summary:
         mine = [r['curves'] for r in runs if r['variant'] == variant]
         iters = mine[0]['iter']
+        style = dict(label=variant, color=colors[variant])
         task = np.mean([c['task'] for c in mine], axis=0)
-        axes[0].plot(iters, task, label=variant)
+        axes[0].plot(iters, task, **style)
         if mine[0]['distill'][0] is not None:
             dist = np.mean([c['distill'] for c in mine], axis=0)
-            axes[1].plot(iters, dist / dist[0], label=variant)
+            axes[1].plot(iters, dist / dist[0], **style)
         if mine[0]['val_iter']:
             val = np.mean([c['val_metric'] for c in mine], axis=0)
-            axes[2].plot(mine[0]['val_iter'], val, marker='o', label=variant)
+            axes[2].plot(mine[0]['val_iter'], val, marker='o', **style)
     axes[0].set(
-        title='task loss (decode CE)', xlabel='iteration', yscale='log')
+        title='task loss (decode CE), mean of seeds',
+        xlabel='iteration',
+        yscale='log')
     axes[1].set(
         title='distillation loss / its first value',
         xlabel='iteration',
@@ -236,6 +247,7 @@ def plot(runs: List[Dict], summary: Dict[str, Dict], base: Dict,
     axes[3].bar(
         names, [summary[n]['mean'] for n in names],
         yerr=[summary[n]['std'] for n in names],
+        color=[colors[n] for n in names],
         capsize=4)
     axes[3].axhline(base['metric'], color='k', ls='--', label='baseline')
     axes[3].set(title='pruned model: val mIoU', ylabel='mIoU (%)')
@@ -247,10 +259,39 @@ def plot(runs: List[Dict], summary: Dict[str, Dict], base: Dict,
     plt.close(fig)
 
 
+def report(base: Dict, runs: List[Dict], args) -> Dict[str, Dict]:
+    """Write ablation.json, .md and .png; print the table."""
+    summary = summarise(runs, base)
+    table = markdown(summary, base, args)
+    with open(osp.join(args.work_dir, 'ablation.json'), 'w') as f:
+        json.dump(
+            dict(
+                baseline=base,
+                summary=summary,
+                runs=runs,
+                variants={v: VARIANTS[v]
+                          for v in summary},
+                settings=vars(args)),
+            f,
+            indent=2)
+    with open(osp.join(args.work_dir, 'ablation.md'), 'w') as f:
+        f.write(table)
+    plot(runs, summary, base, osp.join(args.work_dir, 'ablation.png'))
+    print('\n' + table, flush=True)
+    print(f'written: {args.work_dir}/ablation.json, .md, .png', flush=True)
+    return summary
+
+
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     add_mmengine_safe_globals()
     os.makedirs(args.work_dir, exist_ok=True)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        for key in ('target', 'cpd_iters', 'seeds'):
+            setattr(args, key, saved['settings'][key])
+        return report(saved['baseline'], saved['runs'], args)
     base_cfg = _prepare(args, BASELINE, osp.join(args.work_dir, 'baseline'),
                         args.baseline_iters)
     baseline = args.baseline
@@ -272,24 +313,7 @@ def main(argv=None) -> Optional[Dict]:
             runs.append(run_variant(args, variant, seed, baseline))
             print(f"    mIoU {runs[-1]['metric']:.2f} "
                   f"({runs[-1]['wall_s']:.0f} s)", flush=True)
-    summary = summarise(runs, base)
-    table = markdown(summary, base, args)
-    with open(osp.join(args.work_dir, 'ablation.json'), 'w') as f:
-        json.dump(
-            dict(
-                baseline=base,
-                summary=summary,
-                runs=runs,
-                variants=VARIANTS,
-                settings=vars(args)),
-            f,
-            indent=2)
-    with open(osp.join(args.work_dir, 'ablation.md'), 'w') as f:
-        f.write(table)
-    plot(runs, summary, base, osp.join(args.work_dir, 'ablation.png'))
-    print('\n' + table, flush=True)
-    print(f'written: {args.work_dir}/ablation.json, .md, .png', flush=True)
-    return summary
+    return report(base, runs, args)
 
 
 if __name__ == '__main__':

@@ -20,6 +20,16 @@ def _macs(ctx: OpContext, weight: torch.Tensor, per_element: int) -> None:
         macs[name] = macs.get(name, 0) + int(per_element)
 
 
+def _acts(ctx: OpContext, weight: torch.Tensor, dim: int,
+          per_channel: int) -> None:
+    """Record that each channel along ``dim`` of ``weight`` writes
+    ``per_channel`` activation elements per sample."""
+    name = ctx.graph.leaf_name(weight)
+    if name is not None:
+        entry = ctx.graph.channel_acts.setdefault(name, [dim, 0])
+        entry[1] += int(per_channel)
+
+
 def _bias(ctx: OpContext, bias, out_ids: np.ndarray) -> None:
     if isinstance(bias, torch.Tensor):
         ids = ctx.graph.leaf_dim(bias, 0)
@@ -81,6 +91,7 @@ def conv(ctx: OpContext) -> None:
     _bias(ctx, bias, out_ids)
     spatial = int(np.prod(out.shape[2:])) if out.dim() > 2 else 1
     _macs(ctx, weight, spatial)
+    _acts(ctx, weight, 0, spatial)
     blocks = [Block((1, ), out_ids)]
     graph.set(out, blocks)
 
@@ -107,6 +118,7 @@ def conv_transpose(ctx: OpContext) -> None:
         graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
     _bias(ctx, bias, out_ids)
     _macs(ctx, weight, int(np.prod(x.shape[2:])))
+    _acts(ctx, weight, 1, int(np.prod(out.shape[2:])))
     graph.set(out, [Block((1, ), out_ids)])
 
 
@@ -129,6 +141,7 @@ def linear(ctx: OpContext) -> None:
                              ['k'])], ctx.via)
     _bias(ctx, bias, out_ids)
     _macs(ctx, weight, int(np.prod(x.shape[1:-1])))
+    _acts(ctx, weight, 0, int(np.prod(x.shape[1:-1])))
     graph.set(out, labels + [Block((nd - 1, ), out_ids)])
 
 
