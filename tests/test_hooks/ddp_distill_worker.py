@@ -16,7 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmcpd.apis.config_transform import CPDRunner  # noqa: E402
 from mmcpd.hooks import CPDHook  # noqa: E402
-from test_hooks.test_cpd_hook_mmpretrain import MODEL, _loader  # noqa: E402
+from test_hooks.test_cpd_hook_mmpretrain import (  # noqa: E402
+    MODEL, runner_kwargs)
 
 
 def _checksum(tensors) -> float:
@@ -28,28 +29,18 @@ def main(work_dir: str) -> None:
     # as in ddp_worker.py: the `pytorch` launcher of mmengine 0.10.7 needs
     # CUDA, so the gloo group is started here
     torch.distributed.init_process_group('gloo')
+    hook = dict(type='CPDHook', interval=2, target=0.3, num_steps=2,
+                input_shape=(1, 3, 32, 32))
     runner = CPDRunner(
         model=dict(
             type='DistillWrapper',
             student=MODEL,
             distill_losses=[dict(type='KDLoss', tau=2.0)]),
-        work_dir=work_dir,
-        train_dataloader=_loader(),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=8),
-        default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=8)),
-        custom_hooks=[
-            dict(type='CPDHook', interval=2, target=0.3, num_steps=2,
-                 input_shape=(1, 3, 32, 32))
-        ],
         launcher='pytorch',
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         cfg=dict(model_wrapper_cfg=dict(
             type='MMDistributedDataParallel', device_ids=None)),
-        randomness=dict(seed=0),
-        default_scope='mmpretrain')
+        **runner_kwargs(work_dir, hook))
     runner.train()
     wrapper = runner.model.module
     cpd = next(h for h in runner.hooks if isinstance(h, CPDHook))

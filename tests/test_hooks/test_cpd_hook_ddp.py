@@ -5,19 +5,26 @@ import subprocess
 import sys
 
 
-def test_two_process_gloo_run_ends_with_identical_masks(tmp_path):
-    worker = osp.join(osp.dirname(osp.abspath(__file__)), 'ddp_worker.py')
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+def _run_two_ranks(worker: str, work_dir) -> list:
+    """Run ``worker`` (a file next to this one) on 2 gloo processes; the
+    ``rank<k>.json`` each wrote."""
+    here = osp.dirname(osp.abspath(__file__))
+    root = osp.dirname(osp.dirname(here))
     env = dict(os.environ, OMP_NUM_THREADS='1',
                PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH',
                                                               ''))
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node', '2', worker, str(tmp_path)],
+         '--nproc_per_node', '2', osp.join(here, worker), str(work_dir)],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.load(open(tmp_path / f'rank{r}.json')) for r in (0, 1)]
+    ranks = [json.load(open(work_dir / f'rank{r}.json')) for r in (0, 1)]
     assert ranks[0]['world_size'] == 2
+    return ranks
+
+
+def test_two_process_gloo_run_ends_with_identical_masks(tmp_path):
+    ranks = _run_two_ranks('ddp_worker.py', tmp_path)
     assert ranks[0]['removed'] == ranks[1]['removed']
     assert ranks[0]['removed']  # something was pruned
     assert ranks[0]['sparsity'] >= 0.5
@@ -27,19 +34,7 @@ def test_two_process_gloo_run_ends_with_identical_masks(tmp_path):
 
 def test_two_process_distillation_run_agrees_across_ranks(tmp_path):
     """CPDRunner + DistillWrapper + CPDHook under MMDDP, on ResNet-18."""
-    worker = osp.join(osp.dirname(osp.abspath(__file__)),
-                      'ddp_distill_worker.py')
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH',
-                                                              ''))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node', '2', worker, str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.load(open(tmp_path / f'rank{r}.json')) for r in (0, 1)]
-    assert ranks[0]['world_size'] == 2
+    ranks = _run_two_ranks('ddp_distill_worker.py', tmp_path)
     for rank in ranks:
         assert rank['pruned_student'] and rank['teacher_copied']
         assert not rank['teacher_in_optimizer']

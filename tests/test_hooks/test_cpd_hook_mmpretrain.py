@@ -51,6 +51,21 @@ def _loader():
                 collate_fn=dict(type='pseudo_collate'))
 
 
+def runner_kwargs(work_dir, hook: dict, max_iters: int = 8) -> dict:
+    """Runner arguments: TinyImages, SGD, ``hook``, a checkpoint at the end."""
+    return dict(
+        work_dir=str(work_dir),
+        train_dataloader=_loader(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        default_hooks=dict(
+            checkpoint=dict(
+                type='CheckpointHook', by_epoch=False, interval=max_iters)),
+        custom_hooks=[hook],
+        randomness=dict(seed=0),
+        default_scope='mmpretrain')
+
+
 def _build():
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
@@ -130,18 +145,7 @@ def test_distill_wrapper_prunes_the_student_only(tmp_path):
     wrapper = dict(type='DistillWrapper', student=MODEL)
     hook = dict(type='CPDHook', interval=4, target=0.3, num_steps=2,
                 input_shape=(1, 3, 32, 32))
-    runner = Runner(
-        model=wrapper,
-        work_dir=str(tmp_path),
-        train_dataloader=_loader(),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=8),
-        default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=8)),
-        custom_hooks=[hook],
-        randomness=dict(seed=0),
-        default_scope='mmpretrain')
+    runner = Runner(model=wrapper, **runner_kwargs(tmp_path, hook))
     runner.train()
     cpd = next(h for h in runner.hooks if isinstance(h, CPDHook))
     assert cpd.student is runner.model.student
