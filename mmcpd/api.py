@@ -17,7 +17,7 @@ from .comb.result import CombResult
 from .comb.trace import default_forward
 from .prune.cost import ACT_WEIGHT, METRICS, model_cost
 from .prune.physical import prune_units
-from .prune.selection import Guards, max_removable, select_units
+from .prune.selection import Guards, check_reachable, select_units
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
 from .registry import IMPORTANCES
@@ -190,11 +190,7 @@ def prune(model: nn.Module,
         cost = model_cost(model, result, metric, act_weight)
         rank_cost = None if rank_by in (None, metric) else model_cost(
             model, result, rank_by, act_weight)
-        reachable = max_removable(result.prunable, cost, guards)
-        if target > reachable + 1e-9:
-            raise ValueError(
-                f'`target` {target} cannot be reached: with {guards}, at '
-                f'most {reachable:.3f} of the {metric} can be removed')
+        check_reachable(result.prunable, cost, guards, target, ignore)
         removed = select_units(
             result.prunable,
             scores,

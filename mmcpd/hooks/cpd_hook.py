@@ -15,7 +15,7 @@ from mmcpd.prune.cost import ACT_WEIGHT, METRICS, model_cost
 from mmcpd.prune.dead import DeadUnits
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
-from mmcpd.prune.selection import Guards, max_removable, select_units
+from mmcpd.prune.selection import Guards, check_reachable, select_units
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.registry import HOOKS, IMPORTANCES
 from .cpd_report import channel_table, plot_history
@@ -233,14 +233,8 @@ class CPDHook(Hook):
         self.rank_cost = None if self.rank_by in (
             None, self.metric) else model_cost(student, self.comb_result,
                                                self.rank_by, self.act_weight)
-        reachable = max_removable(self.groups, self.cost, self.guards)
-        if self.target > reachable + 1e-9:
-            raise ValueError(
-                f'`target` {self.target} cannot be reached: with '
-                f'min_channels={self.guards.min_channels}, max_ratio='
-                f'{self.guards.max_ratio}, round_to={self.guards.round_to} '
-                f'and ignore={self.ignore!r}, at most {reachable:.3f} of '
-                f'the {self.metric} can be removed')
+        reachable = check_reachable(self.groups, self.cost, self.guards,
+                                    self.target, self.ignore)
         self.schedule = self._build_schedule(runner)
         self.importance.setup(student, self.groups)
         if state is not None:

@@ -183,3 +183,18 @@ def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
             done[group.id] = set(units)
     full = cost.total()
     return 1.0 - cost.total(done) / full if full > 0 else 0.0
+
+
+def check_reachable(groups: Sequence[CoupledGroup], cost: CostModel,
+                    guards: Guards, target: float, ignore=()) -> float:
+    """The largest removable fraction of the cost (:func:`max_removable`);
+    a ValueError naming the limits when ``target`` exceeds it under
+    ``guards`` (and ``ignore``)."""
+    reachable = max_removable(groups, cost, guards)
+    if target > reachable + 1e-9:
+        raise ValueError(
+            f'`target` {target} cannot be reached: with min_channels='
+            f'{guards.min_channels}, max_ratio={guards.max_ratio}, '
+            f'round_to={guards.round_to} and ignore={tuple(ignore)!r}, at '
+            f'most {reachable:.3f} of the {cost.metric} can be removed')
+    return reachable
