@@ -19,6 +19,8 @@ import argparse
 import os.path as osp
 import sys
 
+from mmcpd.utils.cli import add_onnx_options
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -66,16 +68,7 @@ def parse_args(argv=None):
         default='cpu',
         choices=['cpu', 'cuda', 'tensorrt'],
         help='execution provider (default: %(default)s)')
-    parser.add_argument(
-        '--opset',
-        type=int,
-        default=17,
-        help='ONNX opset (default: %(default)s)')
-    parser.add_argument(
-        '--exporter',
-        choices=['legacy', 'dynamo'],
-        default='legacy',
-        help='torch exporter (default: %(default)s)')
+    add_onnx_options(parser)
     parser.add_argument(
         '--simplify',
         action=argparse.BooleanOptionalAction,
@@ -96,16 +89,6 @@ def parse_args(argv=None):
         help="let onnxruntime's idle threads busy-wait between ops (its "
         'default; off here: spinning threads take the cores from the next '
         'run, and from the other model when interleaved)')
-    parser.add_argument(
-        '--rtol',
-        type=float,
-        default=1e-3,
-        help='relative tolerance of the ONNX check')
-    parser.add_argument(
-        '--atol',
-        type=float,
-        default=1e-4,
-        help='absolute tolerance of the ONNX check')
     parser.add_argument(
         '--work-dir',
         default='work_dirs/benchmark_onnx',

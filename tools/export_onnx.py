@@ -16,6 +16,8 @@ import sys
 
 import torch
 
+from mmcpd.utils.cli import add_onnx_options
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -31,16 +33,7 @@ def parse_args(argv=None):
         metavar=('N', 'C', 'H', 'W'),
         help='input shape (default: %(default)s)')
     parser.add_argument('--out', required=True, help='the .onnx file')
-    parser.add_argument(
-        '--opset',
-        type=int,
-        default=17,
-        help='ONNX opset (default: %(default)s)')
-    parser.add_argument(
-        '--exporter',
-        choices=['legacy', 'dynamo'],
-        default='legacy',
-        help='torch exporter (default: %(default)s)')
+    add_onnx_options(parser)
     parser.add_argument(
         '--dynamic-batch',
         action='store_true',
@@ -53,16 +46,6 @@ def parse_args(argv=None):
         '--simplify',
         action='store_true',
         help='also simplify with onnxslim (and verify)')
-    parser.add_argument(
-        '--rtol',
-        type=float,
-        default=1e-3,
-        help='relative tolerance (default: %(default)s)')
-    parser.add_argument(
-        '--atol',
-        type=float,
-        default=1e-4,
-        help='absolute tolerance (default: %(default)s)')
     parser.add_argument(
         '--seed', type=int, default=0, help='seed of the random check input')
     return parser.parse_args(argv)

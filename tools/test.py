@@ -12,11 +12,10 @@ Examples:
         work_dirs/resnet18-w16_1xb64_digits/iter_300.pth
 """
 import argparse
-import os
 import os.path as osp
 import re
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, Runner, load_state_dict
 
@@ -25,6 +24,7 @@ from mmcpd.models import unwrap_student
 from mmcpd.prune.convert import STATE_KEY, deploy_from_training
 from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec
 from mmcpd.utils import load_checkpoint_file, mmengine_safe_globals
+from mmcpd.utils.cli import add_launcher_options, parse_launched
 from mmcpd.utils.config import load_config
 
 
@@ -44,16 +44,8 @@ def parse_args(argv=None):
         action=DictAction,
         help='override settings of the config: key=value pairs, e.g. '
         'test_dataloader.batch_size=8; no white space allowed')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launcher_options(parser)
+    return parse_launched(parser, argv)
 
 
 def load_checkpoint(runner: Runner, filename: str) -> dict:

@@ -11,7 +11,6 @@ Examples:
     bash tools/dist_train.sh CONFIG 8
 """
 import argparse
-import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
@@ -20,6 +19,7 @@ from mmengine.runner import Runner
 
 import mmcpd  # registers mmcpd's modules and its config scope
 from mmcpd.utils import add_mmengine_safe_globals
+from mmcpd.utils.cli import add_launcher_options, parse_launched
 from mmcpd.utils.config import load_config
 
 
@@ -50,18 +50,8 @@ def parse_args(argv=None):
         action=DictAction,
         help='override settings of the config: key=value pairs, e.g. '
         'train_cfg.max_iters=100 or key="[a,b]"; no white space allowed')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or
-    # `--local_rank`; torchrun sets the LOCAL_RANK variable instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launcher_options(parser)
+    return parse_launched(parser, argv)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
