@@ -4,7 +4,7 @@
 
 Defaults to ResNet-50 and DeiT-S at 224 x 224 (the issue's budget: combing
 under 3 seconds on 2 cores). Reports the best of ``--repeat`` runs of the
-trace + resolve step (``mmcpd.comb(..., verify=False)``), one verification
+trace + resolve step (``mmcpd.comb_model(..., verify=False)``), one verification
 and one plain forward of the model for scale.
 """
 import argparse
@@ -50,7 +50,7 @@ def main():
         with torch.no_grad():
             fwd, _ = best_of(lambda: model(x, mode='tensor'), args.repeat)
         t_comb, result = best_of(
-            lambda: mmcpd.comb(model, x, verify=False), args.repeat)
+            lambda: mmcpd.comb_model(model, x, verify=False), args.repeat)
         start = time.perf_counter()
         verified = verify_groups(model, result, x)
         t_verify = time.perf_counter() - start

@@ -62,7 +62,7 @@ def time_iters(model, opt, x, y, n):
 
 
 def bench(name, args):
-    from mmcpd.comb import comb
+    from mmcpd.api import comb_model
     from mmcpd.prune.cost import CostModel
     from mmcpd.prune.dead import DeadUnits
     from mmcpd.prune.importance import HessianImportance
@@ -73,7 +73,7 @@ def bench(name, args):
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 1000, (args.batch, ))
     model.eval()
-    result = comb(model, x[:1])
+    result = comb_model(model, x[:1])
     model.train()
     groups = result.prunable
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)

@@ -5,7 +5,7 @@
         [--models resnet50 ...] [--out latency_speedup.json]
 
 For each model (ResNet-50, MobileNetV2, DeiT-S at 224, SegFormer-B0 at 256,
-random weights), ``mmcpd.prune(..., target=0.5)`` removes half of the
+random weights), ``mmcpd.prune_model(..., target=0.5)`` removes half of the
 FLOPs as one CPDHook step does (units of all groups ranked by magnitude per
 FLOP, at most 90% of a group, at least ``round_to`` channels), once per
 channel rounding. The baseline and all pruned ONNX files are timed
@@ -76,21 +76,21 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     torch.manual_seed(0)
     base = build_model_from_cfg(load_config(config)).eval()
     x = torch.randn(1, 3, size, size)
-    result = mmcpd.comb(base, x)
+    result = mmcpd.comb_model(base, x)
     variants = {'baseline': base}
     for round_to in args.round_to:
         model = copy.deepcopy(base)
-        mmcpd.prune(model, x, target=args.target, round_to=round_to,
+        mmcpd.prune_model(model, x, target=args.target, round_to=round_to,
                     min_channels=round_to, result=result)
         variants[f'round{round_to}'] = model
     for beta in args.act_weight:
         model = copy.deepcopy(base)
-        mmcpd.prune(model, x, target=args.target, round_to=8, min_channels=8,
+        mmcpd.prune_model(model, x, target=args.target, round_to=8, min_channels=8,
                     rank_by='latency', act_weight=beta, result=result)
         variants[f'latency{beta:g}'] = model
     if args.uniform:
         model = copy.deepcopy(base)
-        mmcpd.prune(model, x, 1 - (1 - args.target)**0.5, round_to=8,
+        mmcpd.prune_model(model, x, 1 - (1 - args.target)**0.5, round_to=8,
                     result=result)
         variants['uniform8'] = model
     paths, flops = {}, {}

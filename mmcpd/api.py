@@ -1,9 +1,9 @@
 """The public entry points, one per step: comb a model, prune it.
 
-``mmcpd.comb(model, inputs)`` traces the model, resolves its coupled groups
+``mmcpd.comb_model(model, inputs)`` traces the model, resolves its coupled groups
 and (by default) verifies each prunable group by removing it for real;
-``mmcpd.prune(model, inputs, ratio)`` removes a fraction of the units of
-every prunable group, or ``mmcpd.prune(model, inputs, target=0.5)`` half
+``mmcpd.prune_model(model, inputs, ratio)`` removes a fraction of the units of
+every prunable group, or ``mmcpd.prune_model(model, inputs, target=0.5)`` half
 of the FLOPs, by a named importance, and returns the pruned architecture's
 spec.
 """
@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .comb.api import comb as _trace_and_resolve
+from .comb.api import trace_groups
 from .comb.result import CombResult
 from .comb.trace import default_forward
 from .prune.cost import ACT_WEIGHT, METRICS, model_cost
@@ -23,7 +23,7 @@ from .prune.verify import verify_groups
 from .registry import IMPORTANCES
 
 
-def comb(model: nn.Module,
+def comb_model(model: nn.Module,
          example_inputs: Any,
          *,
          forward_fn: Optional[Callable] = None,
@@ -50,11 +50,11 @@ def comb(model: nn.Module,
 
     Examples:
         >>> import mmcpd
-        >>> result = mmcpd.comb(model, torch.randn(1, 3, 224, 224))
+        >>> result = mmcpd.comb_model(model, torch.randn(1, 3, 224, 224))
         >>> print(result)
     """
     forward_fn = forward_fn or default_forward
-    result = _trace_and_resolve(
+    result = trace_groups(
         model, example_inputs, forward_fn=forward_fn, ignore=ignore)
     if verify:
         result = verify_groups(model, result, example_inputs, forward_fn)
@@ -89,7 +89,7 @@ def select_lowest(result: CombResult, scores: dict, ratio: float,
     return removed
 
 
-def prune(model: nn.Module,
+def prune_model(model: nn.Module,
           example_inputs: Any,
           ratio: Optional[float] = None,
           *,
@@ -154,9 +154,9 @@ def prune(model: nn.Module,
 
     Examples:
         >>> x = torch.randn(1, 3, 224, 224)
-        >>> spec, result = mmcpd.prune(model, x, ratio=0.3)
-        >>> spec, result = mmcpd.prune(model, x, target=0.5, round_to=8)
-        >>> spec, result = mmcpd.prune(model, x, target=0.5, round_to=8,
+        >>> spec, result = mmcpd.prune_model(model, x, ratio=0.3)
+        >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8)
+        >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8,
         ...                            rank_by='latency')
         >>> spec.save('pruned.json')
     """
@@ -175,7 +175,7 @@ def prune(model: nn.Module,
         raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
                          f'but got {rank_by!r}')
     if result is None:
-        result = comb(model, example_inputs, forward_fn=forward_fn,
+        result = comb_model(model, example_inputs, forward_fn=forward_fn,
                       ignore=ignore)
     scorer = IMPORTANCES.build(dict(type=importance))
     if getattr(scorer, 'uses_grad', False):

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmcpd.api import comb, prune
+from mmcpd.api import comb_model, prune_model
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import outputs_match
 from mmcpd.utils.config import input_shape, load_config
@@ -84,7 +84,7 @@ def check_model(config: str,
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            result = comb(model, x)
+            result = comb_model(model, x)
         rec['comb_seconds'] = round(time.perf_counter() - start, 2)
         rec['groups'] = len(result.groups)
         rec['prunable_groups'] = len(result.prunable)
@@ -98,7 +98,7 @@ def check_model(config: str,
         checks['comb'] = bool(result.prunable)
 
         step = 'prune'
-        spec, _ = prune(model, x, ratio, result=result)
+        spec, _ = prune_model(model, x, ratio, result=result)
         checks['prune'] = bool(spec)
 
         step = 'forward'

@@ -1,4 +1,5 @@
-"""``comb(model, inputs)``: the coupled groups of any model."""
+"""``trace_groups(model, inputs)``: the coupled groups of any model, as the
+tracer sees them (before verification; :func:`mmcpd.comb_model` verifies)."""
 import time
 import warnings
 from typing import Any, Callable, Optional, Sequence
@@ -11,12 +12,16 @@ from .result import CombResult
 from .trace import default_forward, trace
 
 
-def comb(model: nn.Module,
+def trace_groups(model: nn.Module,
          example_inputs: Any,
          *,
          forward_fn: Optional[Callable] = None,
          ignore: Sequence[str] = ()) -> CombResult:
-    """Find the coupled channel groups of ``model``.
+    """Trace ``model`` and resolve its coupled channel groups.
+
+    This is the tracing half of :func:`mmcpd.comb_model`, which every mmcpd
+    tool calls; it does not check the groups by pruning them, so a group
+    whose widths Python code ties (``C // num_heads``) can be wrong here.
 
     The model runs once on ``example_inputs`` (in eval mode, without
     gradients); every op's effect on channels is resolved by the handler
@@ -43,7 +48,7 @@ def comb(model: nn.Module,
         ValueError: An ``ignore`` pattern matches no module.
 
     Examples:
-        >>> result = comb(model, torch.randn(1, 3, 224, 224))
+        >>> result = trace_groups(model, torch.randn(1, 3, 224, 224))
         >>> print(result.prunable[0])
     """
     if isinstance(ignore, str):

@@ -31,9 +31,10 @@ def find_student(model: nn.Module) -> nn.Module:
 
 
 def _comb(model, example_inputs, ignore):
-    """Indirection so that the comb entry point is looked up at call time."""
-    from mmcpd.comb import comb
-    return comb(model, example_inputs, ignore=ignore)
+    """The verified comb (:func:`mmcpd.comb_model`), looked up at call time
+    so that tests can count or replace it."""
+    from mmcpd.api import comb_model
+    return comb_model(model, example_inputs, ignore=ignore)
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -47,7 +48,7 @@ class CPDHook(Hook):
     """Prune the (student) model to a target while it trains.
 
     Every ``interval`` iterations from ``start`` on, the units (channels,
-    heads, ...) of the coupled groups found by :func:`mmcpd.comb.comb` are
+    heads, ...) of the coupled groups found by :func:`mmcpd.comb_model` are
     ranked globally by importance per cost, and the lowest are removed until
     the schedule's fraction of params or FLOPs is gone; the last prune step
     reaches ``target``, and training then goes on with the architecture

@@ -17,7 +17,7 @@ X = torch.randn(1, 3, 32, 32)
 def resnet18():
     torch.manual_seed(0)
     model = build_model_from_cfg(small_config(RESNET18)).eval()
-    return model, mmcpd.comb(model, X)
+    return model, mmcpd.comb_model(model, X)
 
 
 def _copy(model):
@@ -32,7 +32,7 @@ def _widths(model):
 def test_flops_target_removes_that_much_in_rounded_widths(resnet18):
     model, result = resnet18
     pruned = _copy(model)
-    spec, _ = mmcpd.prune(
+    spec, _ = mmcpd.prune_model(
         pruned, X, target=0.5, round_to=8, min_channels=8, result=result)
     before = model_complexity(model, X)['flops']
     after = model_complexity(pruned, X)['flops']
@@ -59,8 +59,8 @@ def _written(model, result):
 def test_ranking_by_latency_keeps_flops_and_cuts_activations(resnet18):
     model, result = resnet18
     by_flops, by_latency = _copy(model), _copy(model)
-    mmcpd.prune(by_flops, X, target=0.5, round_to=8, result=result)
-    mmcpd.prune(
+    mmcpd.prune_model(by_flops, X, target=0.5, round_to=8, result=result)
+    mmcpd.prune_model(
         by_latency, X, target=0.5, round_to=8, rank_by='latency',
         act_weight=256.0, result=result)
     before = model_complexity(model, X)['flops']
@@ -74,7 +74,7 @@ def test_ranking_by_latency_keeps_flops_and_cuts_activations(resnet18):
 def test_ratio_prunes_every_group_alike(resnet18):
     model, result = resnet18
     pruned = _copy(model)
-    mmcpd.prune(pruned, X, 0.25, result=result)
+    mmcpd.prune_model(pruned, X, 0.25, result=result)
     ratios = {
         round(a / b, 2)
         for a, b in zip(_widths(pruned), _widths(model)) if a != b
@@ -85,14 +85,14 @@ def test_ratio_prunes_every_group_alike(resnet18):
 def test_bad_amounts_are_named(resnet18):
     model, result = resnet18
     with pytest.raises(ValueError, match='one of `ratio`'):
-        mmcpd.prune(_copy(model), X, 0.3, target=0.5, result=result)
+        mmcpd.prune_model(_copy(model), X, 0.3, target=0.5, result=result)
     with pytest.raises(ValueError, match='one of `ratio`'):
-        mmcpd.prune(_copy(model), X, result=result)
+        mmcpd.prune_model(_copy(model), X, result=result)
     with pytest.raises(ValueError, match='`target` should be in'):
-        mmcpd.prune(_copy(model), X, target=1.5, result=result)
+        mmcpd.prune_model(_copy(model), X, target=1.5, result=result)
     with pytest.raises(ValueError, match='`rank_by` should be None or'):
-        mmcpd.prune(_copy(model), X, target=0.5, rank_by='energy',
+        mmcpd.prune_model(_copy(model), X, target=0.5, rank_by='energy',
                     result=result)
     with pytest.raises(ValueError, match='cannot be reached'):
-        mmcpd.prune(
+        mmcpd.prune_model(
             _copy(model), X, target=0.95, max_ratio=0.5, result=result)

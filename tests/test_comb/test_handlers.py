@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcpd.comb import CombResult, comb
+from mmcpd.comb import CombResult, trace_groups
 
 from .equivalence import assert_masked_equals_pruned, random_removal
 
@@ -210,7 +210,7 @@ def test_masked_equals_pruned(case):
     cls, shape = CASES[case]
     model = cls().eval()
     x = torch.randn(*shape)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     assert result.prunable, f'{case}: nothing prunable'
     removed = random_removal(result)
     assert_masked_equals_pruned(model, result, x, removed)
@@ -224,7 +224,7 @@ def _group_of(result, name, dim=0):
 
 
 def test_conv_chain_groups():
-    result = comb(ConvChain(), torch.randn(*IMAGE))
+    result = trace_groups(ConvChain(), torch.randn(*IMAGE))
     g = _group_of(result, 'conv1.weight')
     names = {(m.name, m.dim, m.role) for m in g.members}
     assert names == {('conv1.weight', 0, 'out'), ('conv1.bias', 0, 'param'),
@@ -238,7 +238,7 @@ def test_conv_chain_groups():
 
 
 def test_residual_ties_both_branches():
-    result = comb(Residual(), torch.randn(*IMAGE))
+    result = trace_groups(Residual(), torch.randn(*IMAGE))
     g = _group_of(result, 'stem.weight')
     members = {m.name for m in g.members}
     assert {'b.weight', 'down.weight', 'head.weight', 'a.weight'} <= members
@@ -248,7 +248,7 @@ def test_residual_ties_both_branches():
 def test_grouped_and_depthwise_keep_groups_valid():
     model = Grouped().eval()
     x = torch.randn(*IMAGE)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     # grouped conv: index j of every group of 4 goes together (4 channels)
     g = _group_of(result, 'c1.weight')
     assert g.num_units == 4 and set(
@@ -265,7 +265,7 @@ def test_grouped_and_depthwise_keep_groups_valid():
 def test_groupnorm_removes_whole_groups():
     model = FlattenLinear().eval()
     x = torch.randn(*IMAGE)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     g = _group_of(result, 'conv.weight')
     assert g.num_units == 3 and {len(u) for u in g.members[0].units} == {2}
     pruned, _ = assert_masked_equals_pruned(model, result, x, {g.id: [1]})
@@ -275,7 +275,7 @@ def test_groupnorm_removes_whole_groups():
 def test_attention_prunes_whole_heads_and_updates_attributes():
     model = TinyViT().eval()
     x = torch.randn(*IMAGE)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     heads = [g for g in result.prunable if g.num_units == 4 and any(
         m.name.endswith('qkv.weight') and m.role == 'out'
         for m in g.members)]
@@ -298,7 +298,7 @@ def test_layernorm_masking_is_exact():
     the masked model compute the pruned model's statistics."""
     model = TinyViT().eval()
     x = torch.randn(*IMAGE)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     stream = _group_of(result, 'patch.weight')
     removed = {stream.id: [0, 3, 9]}
     assert any(s.kind == 'layer_norm' for s in result.norms)
@@ -308,7 +308,7 @@ def test_layernorm_masking_is_exact():
 def test_torch_multihead_attention_keeps_width_equal_heads():
     model = TorchMHA().eval()
     x = torch.randn(6, 2, 5)
-    result = comb(model, x)
+    result = trace_groups(model, x)
     g = _group_of(result, 'attn.in_proj_weight')
     assert g.num_units == 4
     pruned, spec = assert_masked_equals_pruned(model, result, x, {g.id: [2]})
@@ -332,29 +332,29 @@ class UnknownOp(nn.Module):
 def test_unknown_op_freezes_and_warns():
     model = UnknownOp().eval()
     with pytest.warns(UserWarning, match='no handler for op `cummax`'):
-        result = comb(model, torch.randn(*IMAGE))
+        result = trace_groups(model, torch.randn(*IMAGE))
     a = _group_of(result, 'a.weight')
     assert not a.prunable and 'cummax' in a.frozen
     assert _group_of(result, 'b.weight').prunable
 
 
 def test_ignore_patterns():
-    result = comb(ConvChain(), torch.randn(*IMAGE), ignore=['conv2'])
+    result = trace_groups(ConvChain(), torch.randn(*IMAGE), ignore=['conv2'])
     assert not _group_of(result, 'conv1.weight').prunable
     assert 'conv2' in _group_of(result, 'conv1.weight').frozen
     with pytest.raises(ValueError, match='nope'):
-        comb(ConvChain(), torch.randn(*IMAGE), ignore=['nope'])
+        trace_groups(ConvChain(), torch.randn(*IMAGE), ignore=['nope'])
 
 
 def test_untraceable_model_names_module():
     from mmcpd.comb import TraceError
     model = ConvChain()
     with pytest.raises(TraceError, match='conv1'):
-        comb(model, torch.randn(2, 5, 16, 16))
+        trace_groups(model, torch.randn(2, 5, 16, 16))
 
 
 def test_result_prints_and_round_trips_json():
-    result = comb(TinyViT(), torch.randn(*IMAGE))
+    result = trace_groups(TinyViT(), torch.randn(*IMAGE))
     text = str(result)
     assert 'prunable' in text and 'qkv.weight' in text
     data = json.loads(result.to_json())

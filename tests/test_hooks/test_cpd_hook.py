@@ -256,8 +256,8 @@ def _nonzero(scores):
 
 
 def _comb_groups(model):
-    from mmcpd.comb import comb
-    return comb(model.eval(), torch.randn(1, 3, 16, 16)).prunable
+    from mmcpd.api import comb_model
+    return comb_model(model.eval(), torch.randn(1, 3, 16, 16)).prunable
 
 
 @pytest.mark.parametrize('rank_by', [None, 'latency'])

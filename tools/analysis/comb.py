@@ -46,7 +46,7 @@ def main(argv=None):
     start = time.perf_counter()
     with warnings.catch_warnings(record=True):
         warnings.simplefilter('always')
-        result = mmcpd.comb(
+        result = mmcpd.comb_model(
             model, x, ignore=args.ignore, verify=not args.no_verify)
     seconds = time.perf_counter() - start
 
