@@ -15,15 +15,18 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmcpd.api import comb_model, prune_model
+from mmcpd.api import comb_model
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import outputs_match
 from mmcpd.utils.config import input_shape, load_config
 from .model import build_model_from_cfg
 
 #: The checks, in the order they run.
-CHECKS = ('build', 'comb', 'prune', 'forward', 'shape', 'smaller',
-          'rebuild', 'onnx')
+CHECKS = ('build', 'comb', 'prune', 'masked', 'shape', 'smaller', 'flops',
+          'rebuild', 'onnx', 'trained')
+
+#: Largest relative gap between the comb's FLOPs and mmengine's counter.
+FLOPS_RTOL = 0.02
 
 
 def _name(cfg) -> str:
@@ -45,24 +48,52 @@ def _name(cfg) -> str:
 def check_model(config: str,
                 ratio: float = 0.3,
                 size=None,
-                export_dir: Optional[str] = None) -> dict:
+                export_dir: Optional[str] = None,
+                train_iters: int = 4,
+                seed: int = 0) -> dict:
     """Run the chain on one config's model and record every check.
+
+    The model's parameters and buffers are randomised first
+    (:func:`~mmcpd.prune.verify.randomize_model`: norm affine and
+    statistics, zero-initialised scales), and random units are removed, so
+    that random init cannot hide a wrong cut.
+
+    Checks: ``build``; ``comb`` (verified, something prunable); ``prune``
+    (``ratio`` of every group's units, drawn at random); ``masked``: the
+    masked model (zeroed units, exact norms) computes what the pruned one
+    does (rel. 1e-4); ``shape``; ``smaller`` (params and FLOPs by mmengine's
+    counter); ``flops``: the comb's FLOPs of the deployed forward match
+    mmengine's counter within ``FLOPS_RTOL`` before and after pruning;
+    ``rebuild``: config + spec + weights give the pruned outputs;
+    ``onnx``: the export matches torch in onnxruntime; ``trained``: after
+    ``train_iters`` iterations with CPDHook (:func:`~mmcpd.apis.hook_check.
+    check_hook_run`), the deploy checkpoint computes what the masked student
+    does (0 skips it).
 
     Args:
         config (str): Config path or ``pkg::path``.
         ratio (float): Fraction of the units of each prunable group to
-            remove (by weight magnitude).
+            remove.
         size (int | tuple, optional): Input size; defaults to the config's
             ``crop_size`` or 224.
         export_dir (str, optional): Where to write the pruned model's ONNX
             file and spec.
+        train_iters (int): Iterations of the ``trained`` check; 0 skips it.
+            Defaults to 4.
+        seed (int): Seed of the randomised weights and units. Defaults to 0.
 
     Returns:
-        dict: ``checks`` (name -> bool), numbers (params, FLOPs, groups,
-        comb seconds), the ``error`` that stopped the chain, and ``ok``.
+        dict: ``checks`` (name -> bool), numbers (params, FLOPs by both
+        counters, prunable channels, comb seconds), the ``error`` that
+        stopped the chain, and ``ok``.
     """
     from mmcpd.deploy import export_onnx, model_complexity, verify_onnx
     from mmcpd.deploy.adapter import TensorModeAdapter
+    from mmcpd.prune.cost import model_cost
+    from mmcpd.prune.mask import exact_norms, zero_units
+    from mmcpd.prune.physical import prune_units
+    from mmcpd.prune.verify import randomize_model, random_units
+    from .hook_check import check_hook_run
 
     rec = dict(config=config, ok=False, checks={}, error=None)
     checks = rec['checks']
@@ -70,8 +101,9 @@ def check_model(config: str,
     try:
         cfg = load_config(config)
         rec['model'] = _name(cfg)
-        model = build_model_from_cfg(cfg)
-        x = torch.randn(*input_shape(cfg, size))
+        model = randomize_model(build_model_from_cfg(cfg), seed)
+        x = torch.randn(*input_shape(cfg, size),
+                        generator=torch.Generator().manual_seed(seed))
         rec['input'] = list(x.shape)
         original = copy.deepcopy(model)
         adapter = TensorModeAdapter(model)
@@ -98,13 +130,20 @@ def check_model(config: str,
         checks['comb'] = bool(result.prunable)
 
         step = 'prune'
-        spec, _ = prune_model(model, x, ratio, result=result)
+        removed = random_units(result, ratio, seed)
+        masked = copy.deepcopy(model)
+        spec = prune_units(model, result, removed)
         checks['prune'] = bool(spec)
 
-        step = 'forward'
+        step = 'masked'
+        zero_units(masked, result, removed)
         with torch.no_grad():
+            with exact_norms(masked, result, removed):
+                expected = TensorModeAdapter(masked)(x)
             y1 = adapter(x)
-        checks['forward'] = True
+        same, rec['masked_diff'] = outputs_match(expected, y1, rtol=1e-4)
+        checks['masked'] = same
+        del masked
         checks['shape'] = [t.shape for t in y0] == [t.shape for t in y1]
 
         step = 'smaller'
@@ -114,6 +153,18 @@ def check_model(config: str,
             flops=before['flops'], flops_pruned=after['flops'])
         checks['smaller'] = (after['params'] < before['params']
                              and after['flops'] < before['flops'])
+
+        step = 'flops'
+        cost = model_cost(original, result, 'flops')
+        batch = x.shape[0]
+        rec['comb_flops'] = cost.total() * batch
+        rec['comb_flops_pruned'] = cost.total(removed) * batch
+        rec['flops_ratio'] = round(rec['comb_flops'] / before['flops'], 4)
+        rec['flops_ratio_pruned'] = round(
+            rec['comb_flops_pruned'] / after['flops'], 4)
+        checks['flops'] = all(
+            abs(r - 1) <= FLOPS_RTOL
+            for r in (rec['flops_ratio'], rec['flops_ratio_pruned']))
 
         step = 'rebuild'
         rebuilt = apply_spec(original, spec)
@@ -135,11 +186,18 @@ def check_model(config: str,
             spec.save(osp.join(folder, f'{stem}_pruned.json'))
         else:
             os.remove(path)
+
+        if train_iters:
+            step = 'trained'
+            run = check_hook_run(cfg, size, iters=train_iters, seed=seed)
+            rec['trained_diff'] = run['diff']
+            checks['trained'] = run['ok']
     except Exception as e:  # the table records why a model stopped
         checks.setdefault(step, False)
         rec['error'] = f'{step}: {type(e).__name__}: {e}'[:500]
         rec['traceback'] = traceback.format_exc()[-2000:]
-    rec['ok'] = all(checks.get(c, False) for c in CHECKS)
+    wanted = CHECKS if train_iters else CHECKS[:-1]
+    rec['ok'] = all(checks.get(c, False) for c in wanted)
     return rec
 
 
@@ -150,8 +208,9 @@ def markdown_table(records: Sequence[dict]) -> str:
         return f'{n / scale:.2f}' if isinstance(n, (int, float)) else '-'
 
     head = ('| model | config | prunable groups | channels prunable | '
-            'params M | GFLOPs | comb s | ' + ' | '.join(CHECKS) + ' |')
-    lines = [head, '|' + '---|' * (7 + len(CHECKS))]
+            'params M | GFLOPs | comb / mmengine FLOPs | comb s | ' +
+            ' | '.join(CHECKS) + ' |')
+    lines = [head, '|' + '---|' * (8 + len(CHECKS))]
     for r in records:
         marks = ' | '.join(
             '-' if c not in r['checks'] else ('ok' if r['checks'][c] else
@@ -165,7 +224,9 @@ def markdown_table(records: Sequence[dict]) -> str:
                   if 'groups' in r else '-')
         share = (f"{100 * r['prunable_channels']:.0f}%"
                  if 'prunable_channels' in r else '-')
+        ratio = (f"{r['flops_ratio']:.3f} / {r['flops_ratio_pruned']:.3f}"
+                 if 'flops_ratio' in r else '-')
         lines.append(f"| {r.get('model', '?')} | `{r['config']}` | {groups} "
-                     f"| {share} | {params} | {flops} | "
+                     f"| {share} | {params} | {flops} | {ratio} | "
                      f"{r.get('comb_seconds', '-')} | {marks} |")
     return '\n'.join(lines)

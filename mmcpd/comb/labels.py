@@ -60,10 +60,19 @@ class LabelGraph:
         #: pending attribute rules: (module, attr, old, axis ids).
         self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
         #: multiply-accumulates per element of each weight, per sample.
-        self.param_macs: Dict[str, int] = {}
+        self.param_macs: Dict[str, float] = {}
         #: activation elements each output channel of a weight writes, per
         #: sample: weight name -> [channel dim, elements].
         self.channel_acts: Dict[str, List[int]] = {}
+        #: MACs of ops without weights (matmuls of activations, norms,
+        #: resizes), per sample: (site, MACs, ids of each labelled dim of the
+        #: op's index space); see :mod:`mmcpd.comb.flops`.
+        self.op_macs: List[Tuple[str, float, List[np.ndarray]]] = []
+        #: Samples in the traced batch (op MACs are divided by it).
+        self.batch = 1
+        #: False while the forward runs what the deployed model does not
+        #: (auxiliary heads): its ops are traced but cost nothing.
+        self.counting = True
         #: norms over channels: (module, ids of the normalised channels).
         self.channel_norms: List[Tuple[str, str, np.ndarray]] = []
         self.warnings: List[str] = []
@@ -104,6 +113,30 @@ class LabelGraph:
 
     def via_marks(self) -> List[Tuple[int, str]]:
         return [(int(ids[0]), via) for ids, via in self._union_via]
+
+    # costs -------------------------------------------------------------
+    def add_param_macs(self, name: str, per_element: float) -> None:
+        """Each element of weight ``name`` takes part in ``per_element``
+        more multiply-accumulates per sample (an int where it is one)."""
+        if self.counting:
+            if float(per_element).is_integer():
+                per_element = int(per_element)
+            self.param_macs[name] = self.param_macs.get(name, 0) + per_element
+
+    def add_channel_acts(self, name: str, dim: int, per_channel: int) -> None:
+        """Each channel along ``dim`` of weight ``name`` writes
+        ``per_channel`` more activation elements per sample."""
+        if self.counting:
+            entry = self.channel_acts.setdefault(name, [dim, 0])
+            entry[1] += int(per_channel)
+
+    def add_op_macs(self, site: str, total: float,
+                    factors: List[np.ndarray]) -> None:
+        """An op of the traced batch costs ``total`` MACs, a product over
+        the labelled dims whose ids are ``factors``."""
+        if self.counting and total > 0:
+            self.op_macs.append((site, float(total) / max(self.batch, 1),
+                                 [f.ravel() for f in factors]))
 
     # tensors -----------------------------------------------------------
     def register_leaf(self, tensor: torch.Tensor, name: str) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .group import AttrUpdate, CoupledGroup, Member
 from .labels import LabelGraph
-from .result import CombResult, NormSite
+from .result import CombResult, NormSite, OpMacs
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -169,7 +169,8 @@ def resolve(graph: LabelGraph, model: nn.Module,
         tuple(groups), attr_updates, norms, dict(graph.param_macs),
         list(dict.fromkeys(graph.warnings)), unexecuted,
         {k: list(v)
-         for k, v in graph.channel_acts.items()})
+         for k, v in graph.channel_acts.items()},
+        _op_macs(graph, comp, unit_of))
 
 
 def _matches_any(keys, patterns) -> str:
@@ -190,6 +191,22 @@ def _positions(comp, ids, unit_of):
     single = np.all(c == c[:, :1], axis=1)
     return [unit_of.get(int(c[r, 0])) if single[r] else None
             for r in range(len(rows))]
+
+
+def _op_macs(graph, comp, unit_of) -> Tuple[OpMacs, ...]:
+    """Each op's MACs per position of its labelled dims, and which units
+    own those positions."""
+    ops = []
+    for site, total, factors in graph.op_macs:
+        dims = []
+        for ids in factors:
+            owners = Counter(
+                unit_of.get(int(c), (-1, -1)) for c in comp[ids].tolist())
+            dims.append(
+                tuple((g, u, n) for (g, u), n in sorted(owners.items())))
+        positions = int(np.prod([len(ids) for ids in factors]))
+        ops.append(OpMacs(site, total / max(positions, 1), tuple(dims)))
+    return tuple(ops)
 
 
 def _attr_updates(graph, comp, unit_of, groups):

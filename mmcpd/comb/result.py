@@ -21,6 +21,35 @@ class NormSite:
     channels: Tuple[Tuple[int, int], ...]
 
 
+@dataclass(frozen=True)
+class OpMacs:
+    """The multiply-accumulates of an op without weights (a matmul of
+    activations, a norm, a resize), as they shrink with channels.
+
+    Per sample, the op costs ``macs * prod_d alive_d``, where ``alive_d``
+    sums the ``count`` of every ``(group, unit, count)`` of dim ``d`` whose
+    unit is kept (``(-1, -1, count)``: positions no group owns).
+
+    Args:
+        site (str): ``'op@module'``.
+        macs (float): MACs per sample and per position of the labelled dims
+            (the whole op's MACs when it has none).
+        dims (tuple): Per labelled dim of the op's index space, the
+            ``(group, unit, count)`` triples owning its positions.
+    """
+    site: str
+    macs: float
+    dims: Tuple[Tuple[Tuple[int, int, int], ...], ...] = ()
+
+    @property
+    def total(self) -> float:
+        """MACs per sample with every channel kept."""
+        total = self.macs
+        for dim in self.dims:
+            total *= sum(c for _, _, c in dim)
+        return total
+
+
 @dataclass
 class CombResult:
     """Coupled groups of a model, and what pruning them needs.
@@ -30,7 +59,7 @@ class CombResult:
         attr_updates (tuple[AttrUpdate]): Module attributes that follow
             group widths.
         norms (tuple[NormSite]): Norms over channels, for exact masking.
-        param_macs (dict[str, int]): Multiply-accumulates per element of
+        param_macs (dict[str, float]): Multiply-accumulates per element of
             each weight in one forward of one sample at the traced size.
         warnings (list[str]): Ops that froze channels, and why.
         unexecuted (list[str]): Modules with parameters that the traced
@@ -38,14 +67,18 @@ class CombResult:
         channel_acts (dict[str, list[int]]): For conv and linear weights,
             ``[dim, n]``: each channel along ``dim`` (the output channels)
             writes ``n`` activation elements per sample at the traced size.
+        op_macs (tuple[OpMacs]): MACs of the ops without weights; with
+            ``param_macs`` they are the FLOPs of the deployed forward as
+            mmengine counts them (see :mod:`mmcpd.comb.flops`).
     """
     groups: Tuple[CoupledGroup, ...]
     attr_updates: Tuple[AttrUpdate, ...] = ()
     norms: Tuple[NormSite, ...] = ()
-    param_macs: Dict[str, int] = field(default_factory=dict)
+    param_macs: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     unexecuted: List[str] = field(default_factory=list)
     channel_acts: Dict[str, List[int]] = field(default_factory=dict)
+    op_macs: Tuple[OpMacs, ...] = ()
 
     @property
     def prunable(self) -> List[CoupledGroup]:
@@ -81,7 +114,10 @@ class CombResult:
             warnings=list(self.warnings),
             unexecuted=list(self.unexecuted),
             channel_acts={k: list(v)
-                          for k, v in self.channel_acts.items()})
+                          for k, v in self.channel_acts.items()},
+            op_macs=[[op.site, op.macs, [[list(t) for t in dim]
+                                         for dim in op.dims]]
+                     for op in self.op_macs])
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -102,4 +138,8 @@ class CombResult:
             norms, dict(data.get('param_macs', {})),
             list(data.get('warnings', [])), list(data.get('unexecuted', [])),
             {k: list(v)
-             for k, v in data.get('channel_acts', {}).items()})
+             for k, v in data.get('channel_acts', {}).items()},
+            tuple(
+                OpMacs(site, float(macs),
+                       tuple(tuple(tuple(t) for t in dim) for dim in dims))
+                for site, macs, dims in data.get('op_macs', ())))

@@ -5,14 +5,19 @@ torch function the forward calls, whatever Python control flow leads there,
 and hands each call to the handler registered for it. Forward hooks on the
 modules tell which module made each call.
 """
-from typing import Any, Callable, List, Tuple
+import contextlib
+from typing import Any, Callable, Iterator, List, Tuple
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .flops import count_flops
 from .handlers import HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
+
+#: The graphs of the traces running now (innermost last).
+_ACTIVE: List[LabelGraph] = []
 
 
 class TraceError(RuntimeError):
@@ -75,7 +80,24 @@ class _Recorder(TorchFunctionMode):
             self.graph.warnings.append(reason)
             ctx.freeze_inputs(reason)
             ctx.frozen_output(reason)
+        count_flops(ctx)
         return out
+
+
+@contextlib.contextmanager
+def not_deployed() -> Iterator[None]:
+    """Trace what runs inside (its channels are tied as usual) without
+    counting its FLOPs: for parts of a forward that the deployed model does
+    not run, such as auxiliary heads."""
+    graph = _ACTIVE[-1] if _ACTIVE else None
+    before = graph.counting if graph is not None else None
+    if graph is not None:
+        graph.counting = False
+    try:
+        yield
+    finally:
+        if graph is not None:
+            graph.counting = before
 
 
 def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
@@ -83,15 +105,19 @@ def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
 
     Classifiers return their head's logits (``mode='tensor'``). Segmentors
     return the decode head's logits and every auxiliary head's, so the
-    channels feeding an auxiliary head are pruned with it too.
+    channels feeding an auxiliary head are pruned with it too; the
+    auxiliary heads (dropped at inference) and the second feature pass that
+    feeds them are traced :func:`not_deployed`, so the FLOPs are those of
+    the deployed forward.
     """
     if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
         outs = [model._forward(inputs)]
         aux = getattr(model, 'auxiliary_head', None)
         if aux is not None:
-            feats = model.extract_feat(inputs)
-            heads = aux if isinstance(aux, nn.ModuleList) else [aux]
-            outs += [head.forward(feats) for head in heads]
+            with not_deployed():
+                feats = model.extract_feat(inputs)
+                heads = aux if isinstance(aux, nn.ModuleList) else [aux]
+                outs += [head.forward(feats) for head in heads]
         return outs
     try:
         from mmengine.model import BaseModel
@@ -115,6 +141,8 @@ def trace(model: nn.Module,
             was running.
     """
     graph = LabelGraph()
+    if isinstance(inputs, torch.Tensor) and inputs.dim() > 0:
+        graph.batch = int(inputs.shape[0])
     for name, p in model.named_parameters():
         graph.register_leaf(p, name)
     for name, b in model.named_buffers():
@@ -136,6 +164,7 @@ def trace(model: nn.Module,
         handles.append(module.register_forward_hook(post))
     was_training = model.training
     model.eval()
+    _ACTIVE.append(graph)
     try:
         with torch.no_grad(), _Recorder(graph, stack):
             out = forward_fn(model, inputs)
@@ -146,6 +175,7 @@ def trace(model: nn.Module,
             f'{type(e).__name__} in module `{where}` '
             f'({type(stack[-1][1]).__name__}): {e}') from e
     finally:
+        _ACTIVE.remove(graph)
         for h in handles:
             h.remove()
         model.train(was_training)

@@ -22,11 +22,26 @@ from torch import nn
 
 from .adapter import TensorModeAdapter
 
-__all__ = ['model_complexity', 'onnx_complexity']
+__all__ = ['model_complexity', 'onnx_complexity', 'sdpa_flop_jit']
+
+
+def sdpa_flop_jit(inputs, outputs) -> int:
+    """mmengine handle for ``aten::scaled_dot_product_attention``, which
+    mmengine's counter leaves out: ``QK^T`` and ``attention x V``, one FLOP
+    per multiply-add as for ``aten::matmul``."""
+    from mmengine.analysis.jit_handles import get_shape
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = int(np.prod(q[:-2]))
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
 def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
     """Parameters and FLOPs of ``model`` in tensor mode on ``inputs``.
+
+    FLOPs are :class:`mmengine.analysis.FlopAnalyzer`'s (its handles for
+    convolutions, matmuls, norms, upsampling, ...), plus
+    :func:`sdpa_flop_jit` for fused attention, which mmengine has no handle
+    for.
 
     Args:
         model (nn.Module): An MMPretrain/MMSeg model or plain module.
@@ -36,7 +51,7 @@ def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
         dict: ``params`` (int), ``flops`` (int, multiply-adds of the whole
         batch) and ``flops_counter`` (``'mmengine.analysis'``).
     """
-    from mmengine.analysis import get_model_complexity_info
+    from mmengine.analysis import FlopAnalyzer
     from mmengine.logging import MMLogger
 
     adapter = model if isinstance(model, TensorModeAdapter) else \
@@ -47,14 +62,18 @@ def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
     logger.setLevel(logging.ERROR)
     try:
         with torch.no_grad():
-            info = get_model_complexity_info(
-                adapter, inputs=(inputs, ), show_table=False, show_arch=False)
+            analyzer = FlopAnalyzer(adapter, (inputs, ))
+            analyzer.set_op_handle(
+                'aten::scaled_dot_product_attention', sdpa_flop_jit)
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            flops = analyzer.total()
     finally:
         logger.setLevel(level)
     params = sum(p.numel() for p in adapter.parameters())
     return dict(
         params=int(params),
-        flops=int(info['flops']),
+        flops=int(flops),
         flops_counter='mmengine.analysis')
 
 

@@ -1,9 +1,11 @@
 """What a model costs, in parameters or FLOPs, with some units removed."""
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
 
 from mmcpd.comb.group import CoupledGroup
+from mmcpd.comb.result import OpMacs
 
 Removed = Mapping[int, Iterable[int]]
 
@@ -27,6 +29,10 @@ class CostModel:
     (``metric='flops'``, from the comb's ``param_macs``; parameters that the
     traced forward never used cost nothing). A parameter with some indices
     of some dimensions removed keeps :math:`\prod_d alive_d` elements.
+    FLOPs also count the ops without weights (the comb's ``op_macs``:
+    attention matmuls, norms, resizes), each :math:`m \prod_d alive_d` over
+    the channels of its labelled dims, so that the total is what
+    mmengine's counter gives for the deployed forward.
 
     ``metric='latency'`` adds to the FLOPs what a roofline model adds for
     memory traffic: every output channel of a conv or linear layer writes
@@ -56,6 +62,8 @@ class CostModel:
         channel_acts (Mapping[str, Sequence[int]], optional): ``[dim, n]``
             per weight; used by ``'latency'``.
         act_weight (float): :math:`\beta`. Defaults to ``ACT_WEIGHT``.
+        op_macs (Sequence[OpMacs]): MACs of the ops without weights; used
+            by ``'flops'`` and ``'latency'``. Defaults to ().
     """
 
     def __init__(self,
@@ -64,7 +72,8 @@ class CostModel:
                  metric: str = 'params',
                  param_macs: Optional[Mapping[str, int]] = None,
                  channel_acts: Optional[Mapping[str, Sequence[int]]] = None,
-                 act_weight: float = ACT_WEIGHT):
+                 act_weight: float = ACT_WEIGHT,
+                 op_macs: Sequence[OpMacs] = ()):
         if metric not in METRICS:
             raise ValueError(f'`metric` should be one of {METRICS}, but '
                              f'got {metric!r}')
@@ -90,6 +99,7 @@ class CostModel:
                 if name in self.shapes:
                     self.linear[(name, int(dim))] = float(
                         act_weight) * per_channel
+        self.ops = tuple(op_macs) if metric != 'params' else ()
         self.groups = {g.id: g for g in groups}
         # member.units is computed on access: keep it once per member
         self._units = {(g.id, i): m.units
@@ -127,7 +137,19 @@ class CostModel:
             total += numel * self.weights[name]
         for (name, dim), per_index in self.linear.items():
             total += per_index * alive[name][dim]
+        for op, dims in self._op_alive(removed or {}):
+            total += op.macs * float(np.prod(dims))
         return total
+
+    def _op_alive(self, removed: Removed):
+        """Each op, with the positions kept along each of its dims."""
+        gone = {(int(g), int(u)) for g, units in removed.items()
+                for u in units}
+        for op in self.ops:
+            yield op, [
+                sum(c for g, u, c in dim if (g, u) not in gone)
+                for dim in op.dims
+            ]
 
     def unit_costs(self, removed: Optional[Removed] = None
                    ) -> Dict[int, torch.Tensor]:
@@ -153,6 +175,12 @@ class CostModel:
                 costs += sizes * (
                     rest + self.linear.get((member.name, member.dim), 0.0))
             out[gid] = costs
+        for op, alive in self._op_alive(removed or {}):
+            for d, dim in enumerate(op.dims):
+                rest = op.macs * float(np.prod(alive[:d] + alive[d + 1:]))
+                for g, u, c in dim:
+                    if g in out:
+                        out[g][u] += c * rest
         return out
 
 
@@ -181,4 +209,5 @@ def model_cost(model: torch.nn.Module,
                          '(`param_macs`) from the comb result')
     return CostModel(shapes, result.groups, metric,
                      macs if metric != 'params' else None,
-                     getattr(result, 'channel_acts', None), act_weight)
+                     getattr(result, 'channel_acts', None), act_weight,
+                     getattr(result, 'op_macs', ()))

@@ -122,3 +122,61 @@ def verify_groups(model: nn.Module,
         for g, why in sorted(bad.items())
     ]
     return dataclasses.replace(result, groups=groups, warnings=warnings)
+
+
+@torch.no_grad()
+def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every floating parameter and buffer values random init hides.
+
+    Random initialisation leaves many tensors trivial: norm scales at one
+    and shifts at zero, zero-initialised scales (layer scale, GRN's gamma,
+    the last BN of a residual branch), BatchNorm statistics at zero mean and
+    unit variance. A pruning bug that only shows through such a tensor (a
+    removed channel that a norm still counts, a scale that should have been
+    cut) is invisible until the tensor is non-trivial. Every constant tensor
+    ``v`` becomes ``v + |v| * U(-0.5, 0.5)`` (``U(-0.5, 0.5)`` for zeros),
+    running variances ``U(0.5, 1.5)``, running means ``N(0, 0.5)``; other
+    weights are drawn again from a normal of their own mean and std.
+    Integer and non-finite tensors are left as they are.
+
+    Args:
+        model (nn.Module): Changed in place.
+        seed (int): Seed of the draws. Defaults to 0.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, t in tensors:
+        if not t.is_floating_point() or t.numel() == 0 or \
+                not bool(torch.isfinite(t).all()):
+            continue
+        uniform = torch.rand(t.shape, generator=gen, dtype=torch.float32)
+        normal = torch.randn(t.shape, generator=gen, dtype=torch.float32)
+        if name.endswith('running_var'):
+            new = 0.5 + uniform
+        elif name.endswith('running_mean'):
+            new = 0.5 * normal
+        elif t.numel() == 1 or bool((t == t.flatten()[0]).all()):
+            value = float(t.flatten()[0])
+            new = (uniform - 0.5 if abs(value) < 1e-3 else value *
+                   (0.5 + uniform))
+        else:
+            std, mean = t.float().std(), t.float().mean()
+            new = mean + std * normal
+        t.copy_(new.to(t.dtype))
+    return model
+
+
+def random_units(result: CombResult, ratio: float = 0.3,
+                 seed: int = 0) -> Dict[int, List[int]]:
+    """``ratio`` of the units of every prunable group, drawn at random
+    (at least one removed, at least one kept)."""
+    gen = torch.Generator().manual_seed(seed)
+    removed = {}
+    for group in result.prunable:
+        k = min(max(1, int(group.num_units * ratio)), group.num_units - 1)
+        removed[group.id] = sorted(
+            torch.randperm(group.num_units, generator=gen)[:k].tolist())
+    return removed

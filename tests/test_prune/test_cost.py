@@ -1,29 +1,60 @@
-import pytest
+"""The cost the hook steers by, against counts made without the comb.
 
-from mmcpd.prune.cost import CostModel
-from .toy import ToyNet, toy_groups, toy_macs
+FLOPs are checked against a by-hand count of a toy net and against
+mmengine's counter (:func:`mmcpd.deploy.model_complexity`) on zoo models,
+before and after pruning random units: classifiers, attention (fused and
+plain), and segmentors with auxiliary heads.
+"""
+import copy
+
+import pytest
+import torch
+
+from mmcpd.api import comb_model
+from mmcpd.apis import build_model_from_cfg
+from mmcpd.comb import trace_groups
+from mmcpd.deploy import model_complexity
+from mmcpd.prune.cost import CostModel, model_cost
+from mmcpd.prune.physical import prune_units
+from mmcpd.prune.verify import random_units, randomize_model
+from mmcpd.utils.config import load_config
+from .toy import ToyNet, toy_groups
 
 
 def _numel(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def _macs(model, size=8):
-    macs = toy_macs(model, size)
-    return sum(p.numel() * macs[n] for n, p in model.named_parameters())
+def _by_hand_flops(c1, c2, classes=3, size=8):
+    """MACs of ToyNet in eval mode, by mmengine's conventions: convs and the
+    linear layer one per multiply-add, eval BatchNorm 2 per element."""
+    hw = size * size
+    conv1 = hw * c1 * 3 * 9
+    conv2 = hw * c2 * c1 * 9
+    bns = 2 * hw * (c1 + c2)
+    fc = c2 * classes
+    return conv1 + conv2 + bns + fc
 
 
-def test_totals_equal_the_smaller_model():
-    model = ToyNet(6, 8)
-    shapes = {n: p.shape for n, p in model.named_parameters()}
-    groups = toy_groups(model)
+def test_params_and_flops_equal_a_count_by_hand():
+    model = ToyNet(6, 8).eval()
+    x = torch.randn(1, 3, 8, 8)
+    result = trace_groups(model, x)
     removed = {0: [0, 3], 1: [1, 2, 7]}
-    params = CostModel(shapes, groups, 'params')
-    flops = CostModel(shapes, groups, 'flops', toy_macs(model))
-    small = ToyNet(4, 5)
+    # the comb's groups are the hand-built ones
+    assert [sorted(m.name for m in g.members) for g in result.prunable] == [
+        sorted(m.name for m in g.members) for g in toy_groups(model)
+    ]
+    params = model_cost(model, result, 'params')
+    flops = model_cost(model, result, 'flops')
     assert params.total() == _numel(model)
-    assert params.total(removed) == _numel(small)
-    assert flops.total(removed) == _macs(small)
+    assert params.total(removed) == _numel(ToyNet(4, 5))
+    assert flops.total() == _by_hand_flops(6, 8)
+    assert flops.total(removed) == _by_hand_flops(4, 5)
+    # and mmengine's counter agrees
+    assert model_complexity(model, x)['flops'] == _by_hand_flops(6, 8)
+    assert model_complexity(ToyNet(4, 5).eval(),
+                            x)['flops'] == _by_hand_flops(4, 5)
 
 
 def test_unit_costs_count_every_member():
@@ -36,29 +67,91 @@ def test_unit_costs_count_every_member():
     assert cost.unit_costs({1: [0, 1, 2]})[0][0].item() == 27 + 2 + 45
 
 
+def test_unit_costs_are_what_removing_the_unit_saves():
+    """For FLOPs with ops without weights (BN, attention) too."""
+    model = build_model_from_cfg(
+        load_config('mmpretrain::deit/deit-tiny_4xb256_in1k.py'))
+    x = torch.randn(1, 3, 32, 32)
+    result = comb_model(model, x)
+    cost = model_cost(model, result, 'flops')
+    removed = random_units(result, 0.3)
+    units = cost.unit_costs(removed)
+    for group in result.prunable[:4]:
+        alive = [u for u in range(group.num_units)
+                 if u not in removed.get(group.id, [])]
+        u = alive[0]
+        more = dict(removed)
+        more[group.id] = list(removed.get(group.id, [])) + [u]
+        saved = cost.total(removed) - cost.total(more)
+        assert units[group.id][u].item() == pytest.approx(saved, rel=1e-9)
+
+
 def test_latency_adds_the_written_activations_of_each_channel():
-    model = ToyNet(6, 8)
-    shapes = {n: p.shape for n, p in model.named_parameters()}
-    groups = toy_groups(model)
-    # at 8x8, every output channel of conv1 and conv2 writes 64 elements;
-    # the classifier's 3 outputs are one element each
-    acts = {'conv1.weight': [0, 64], 'conv2.weight': [0, 64],
-            'fc.weight': [0, 1]}
-    flops = CostModel(shapes, groups, 'flops', toy_macs(model))
-    latency = CostModel(shapes, groups, 'latency', toy_macs(model), acts,
-                        act_weight=2.0)
+    model = ToyNet(6, 8).eval()
+    result = trace_groups(model, torch.randn(1, 3, 8, 8))
+    flops = model_cost(model, result, 'flops')
+    latency = model_cost(model, result, 'latency', act_weight=2.0)
     removed = {0: [0, 3], 1: [1, 2, 7]}
     # ToyNet(4, 5) is left: 4 + 5 channels write 64 elements, 3 logits 1
     assert latency.total(removed) == flops.total(removed) + 2.0 * (
         (4 + 5) * 64 + 3)
     assert latency.total() == flops.total() + 2.0 * ((6 + 8) * 64 + 3)
     # a channel of either group saves its 64 writes on top of its MACs
-    for gid in (0, 1):
-        extra = latency.unit_costs()[gid] - flops.unit_costs()[gid]
+    for group in result.prunable:
+        extra = (latency.unit_costs()[group.id] -
+                 flops.unit_costs()[group.id])
         assert extra.tolist() == [2.0 * 64] * len(extra)
-    # beta = 0 is the FLOPs
-    zero = CostModel(shapes, groups, 'latency', toy_macs(model), acts, 0.0)
+    zero = model_cost(model, result, 'latency', act_weight=0.0)
     assert zero.total(removed) == flops.total(removed)
+
+
+ZOO = [
+    ('mmpretrain::resnet/resnet18_8xb32_in1k.py', 64),
+    ('mmpretrain::mobilenet_v2/mobilenet-v2_8xb32_in1k.py', 64),
+    ('mmpretrain::deit/deit-tiny_4xb256_in1k.py', 64),  # fused attention
+    ('mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py', 64),  # padded
+    ('mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 96),
+    ('mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py', 64),
+]
+
+
+@pytest.mark.parametrize('config,size', ZOO, ids=[z[0] for z in ZOO])
+def test_comb_flops_match_mmengine_before_and_after_pruning(config, size):
+    """Within 2% of mmengine's counter on the deployed forward (no
+    auxiliary heads), also after removing random units."""
+    cfg = load_config(config)
+    if 'swin' in config:  # windows larger than the small maps: pad them
+        cfg.model.backbone.pad_small_map = True
+    model = randomize_model(build_model_from_cfg(cfg))
+    x = torch.randn(1, 3, size, size)
+    result = comb_model(model, x)
+    cost = model_cost(model, result, 'flops')
+    counted = model_complexity(model, x)['flops']
+    assert cost.total() == pytest.approx(counted, rel=0.02)
+    removed = random_units(result, 0.4, seed=1)
+    pruned = copy.deepcopy(model)
+    prune_units(pruned, result, removed)
+    counted = model_complexity(pruned, x)['flops']
+    assert cost.total(removed) == pytest.approx(counted, rel=0.02)
+
+
+def test_auxiliary_heads_cost_nothing():
+    """PSPNet-R18 with its FCN auxiliary head: the auxiliary head is traced
+    (its input channels prune with the backbone) but costs nothing, and the
+    backbone counts once."""
+    cfg = load_config(
+        'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    model = build_model_from_cfg(cfg)
+    x = torch.randn(1, 3, 64, 64)
+    result = comb_model(model, x)
+    assert any(m.name.startswith('auxiliary_head.') for g in result.groups
+               for m in g.members)
+    assert not [n for n in result.param_macs
+                if n.startswith('auxiliary_head.')]
+    assert not [op.site for op in result.op_macs
+                if '@auxiliary_head' in op.site]
+    # the stem's first conv (stride 2) writes 32 x 32 outputs, once
+    assert result.param_macs['backbone.stem.0.weight'] == 32 * 32
 
 
 def test_bad_metric_is_named():

@@ -43,13 +43,6 @@ def toy_groups(model: ToyNet):
                          ('conv@conv2', )))
 
 
-def toy_macs(model: ToyNet, size: int = 8):
-    """MACs per element of each parameter for a ``size`` x ``size`` input."""
-    hw = size * size
-    return {n: (hw if n.startswith('conv') else 1)
-            for n, _ in model.named_parameters()}
-
-
 def zero_unit(model: nn.Module, group: CoupledGroup, unit: int) -> None:
     """Remove ``unit`` of ``group`` by zeroing its entries (reference)."""
     tensors = dict(model.named_parameters())

@@ -88,10 +88,18 @@ def multi_head_attention(ctx: OpContext) -> None:
     labels = couple(graph, [(graph.get(query), tuple(query.shape), keys)],
                     ctx.via)
     graph.set(out, labels + [Block((out.dim() - 1, ), out_rows)])
-    tokens = int(np.prod(query.shape[:-1])) // max(query.shape[1], 1)
-    for name, w in (('in', in_w), ('out', out_w)):
-        leaf = graph.leaf_name(w)
-        graph.param_macs[leaf] = graph.param_macs.get(leaf, 0) + tokens
+    # queries (L, N, E) meet q's rows, keys and values (S, N, E) k's and v's
+    # (fewer with spatial reduction): a unit removes as many rows of each,
+    # so their mean per element stays exact
+    batch = max(graph.batch, 1)
+    tokens = int(np.prod(query.shape[:-1])) / batch
+    sources = int(np.prod(key.shape[:-1])) / batch
+    graph.add_param_macs(graph.leaf_name(in_w), (tokens + 2 * sources) / 3)
+    graph.add_param_macs(graph.leaf_name(out_w), tokens)
+    # QK^T and attention x V: 2 * L * S multiply-adds per channel of the
+    # heads (query (L, N, E), key (S, N, E)), split over the heads' channels
+    pairs = int(np.prod(query.shape[:-1])) * key.shape[0]
+    graph.add_op_macs(ctx.via, 2 * pairs * query.shape[-1], [out_cols])
     per_head = heads[:, :1]
     attr_update(ctx, 'num_heads', per_head)
     for attr in ('embed_dim', 'kdim', 'vdim'):

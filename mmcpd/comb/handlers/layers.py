@@ -13,11 +13,17 @@ from ..labels import Block, dim_ids
 from .base import OpContext, function, method, register
 
 
+def _per_sample(ctx: OpContext, t: torch.Tensor, channel_dim: int) -> int:
+    """Positions of ``t`` per channel and per sample of the traced batch
+    (windows or frames folded into the batch dim count)."""
+    return int(round(t.numel() / max(t.shape[channel_dim], 1) /
+                     max(ctx.graph.batch, 1)))
+
+
 def _macs(ctx: OpContext, weight: torch.Tensor, per_element: int) -> None:
     name = ctx.graph.leaf_name(weight)
     if name is not None:
-        macs = ctx.graph.param_macs
-        macs[name] = macs.get(name, 0) + int(per_element)
+        ctx.graph.add_param_macs(name, per_element)
 
 
 def _acts(ctx: OpContext, weight: torch.Tensor, dim: int,
@@ -26,8 +32,7 @@ def _acts(ctx: OpContext, weight: torch.Tensor, dim: int,
     ``per_channel`` activation elements per sample."""
     name = ctx.graph.leaf_name(weight)
     if name is not None:
-        entry = ctx.graph.channel_acts.setdefault(name, [dim, 0])
-        entry[1] += int(per_channel)
+        ctx.graph.add_channel_acts(name, dim, per_channel)
 
 
 def _bias(ctx: OpContext, bias, out_ids: np.ndarray) -> None:
@@ -89,7 +94,7 @@ def conv(ctx: OpContext) -> None:
             graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
         graph.union_along(out_ids.reshape(groups, c_out // groups), [0])
     _bias(ctx, bias, out_ids)
-    spatial = int(np.prod(out.shape[2:])) if out.dim() > 2 else 1
+    spatial = _per_sample(ctx, out, 1)
     _macs(ctx, weight, spatial)
     _acts(ctx, weight, 0, spatial)
     blocks = [Block((1, ), out_ids)]
@@ -117,8 +122,8 @@ def conv_transpose(ctx: OpContext) -> None:
     else:
         graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
     _bias(ctx, bias, out_ids)
-    _macs(ctx, weight, int(np.prod(x.shape[2:])))
-    _acts(ctx, weight, 1, int(np.prod(out.shape[2:])))
+    _macs(ctx, weight, _per_sample(ctx, x, 1))
+    _acts(ctx, weight, 1, _per_sample(ctx, out, 1))
     graph.set(out, [Block((1, ), out_ids)])
 
 
@@ -140,8 +145,9 @@ def linear(ctx: OpContext) -> None:
                             ([Block((0, ), in_ids)], tuple(weight.shape[1:]),
                              ['k'])], ctx.via)
     _bias(ctx, bias, out_ids)
-    _macs(ctx, weight, int(np.prod(x.shape[1:-1])))
-    _acts(ctx, weight, 0, int(np.prod(x.shape[1:-1])))
+    tokens = _per_sample(ctx, x, nd - 1)
+    _macs(ctx, weight, tokens)
+    _acts(ctx, weight, 0, tokens)
     graph.set(out, labels + [Block((nd - 1, ), out_ids)])
 
 
