@@ -329,12 +329,13 @@ def test_amp_scores_equal_fp32_scores(tmp_path, monkeypatch, clip):
                     lambda m: _amp(m, monkeypatch, **kwargs))
     fp32, amp = fp32[-1], amp[-1]
     assert (fp32 > 0).all()
-    # bfloat16 keeps 8 significant bits: the forward and the backward
-    # through it are each off by about 2**-8 relative, a squared sum over a
-    # unit by about 2**-6 (1.5%) for the large scores; small scores (sums
-    # that cancel) are compared against the largest of them instead.
+    # bfloat16 keeps 8 significant bits, so activations and gradients are
+    # each off by ~2**-9 relative and a unit's squared sum by a few 2**-9;
+    # units whose sum cancels are off by more relative to themselves, so
+    # the bound is on the error against the largest score (measured: 0.6%
+    # of it, total 0.3%). A loss scale left in would multiply by 1024**2.
     torch.testing.assert_close(amp, fp32, rtol=0.05,
-                               atol=0.01 * float(fp32.max()))
+                               atol=0.02 * float(fp32.max()))
     assert float(amp.sum() / fp32.sum()) == pytest.approx(1, abs=0.02)
 
 
