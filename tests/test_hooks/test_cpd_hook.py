@@ -171,13 +171,15 @@ class _CountSteps(Hook):
         self.counts.append(cpd.importance.num_steps)
 
 
+@pytest.mark.parametrize('clip', [None, dict(max_norm=1.0)])
 @pytest.mark.parametrize('accumulate', [1, 2])
-def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate):
+def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate,
+                                                    clip):
     runner = make_runner(
         tmp_path, dict(HOOK, num_steps=1), max_iters=4,
         optim_wrapper=dict(
             optimizer=dict(type='SGD', lr=0.01),
-            accumulative_counts=accumulate))
+            accumulative_counts=accumulate, clip_grad=clip))
     counter = _CountSteps()
     runner.register_hook(counter, priority='HIGHEST')
     runner.train()
