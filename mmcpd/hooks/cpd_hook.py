@@ -43,6 +43,48 @@ def _check_int(name: str, value, low: int) -> None:
             f'`{name}` should be an int >= {low}, but got {value!r}')
 
 
+class _ClipGradTap:
+    """Calls ``read`` right before ``wrapper`` clips its gradients.
+
+    mmengine's ``OptimWrapper.step`` clips and then steps the optimizer;
+    ``AmpOptimWrapper.step`` unscales, clips and then lets the GradScaler
+    step it. So a ``torch.optim.Optimizer`` step pre-hook sees clipped
+    gradients, and there is no hook between unscaling and clipping: this
+    wraps ``_clip_grad`` of this one wrapper instance (its class is left
+    alone) until :meth:`remove`. ``_clip_grad`` runs once per real step
+    (``step`` runs only when ``update_params`` updates), with the
+    accumulated gradient under ``accumulative_counts``.
+    """
+
+    def __init__(self, wrapper, read):
+        self.wrapper = wrapper
+        self._previous = vars(wrapper).get('_clip_grad')
+        clip = wrapper._clip_grad
+
+        def read_then_clip():
+            read()
+            clip()
+
+        self._tapped = read_then_clip
+        wrapper._clip_grad = read_then_clip
+
+    def remove(self) -> None:
+        if vars(self.wrapper).get('_clip_grad') is not self._tapped:
+            return  # replaced by someone else since: leave theirs in place
+        if self._previous is None:
+            del self.wrapper._clip_grad
+        else:
+            self.wrapper._clip_grad = self._previous
+
+
+def _tap_clip_grad(wrapper, read) -> Optional[_ClipGradTap]:
+    """A :class:`_ClipGradTap` if ``wrapper`` clips gradients, else None."""
+    if not getattr(wrapper, 'clip_grad_kwargs', None) or not callable(
+            getattr(wrapper, '_clip_grad', None)):
+        return None
+    return _ClipGradTap(wrapper, read)
+
+
 @HOOKS.register_module()
 class CPDHook(Hook):
     """Prune the (student) model to a target while it trains.
@@ -57,10 +99,14 @@ class CPDHook(Hook):
     optimizer and DDP stay as they are; at the end of training the small
     model is cut out and saved to ``work_dir/<deploy_file>``.
 
-    Importance is read from the normal training backward passes, right
-    before each optimizer step (a ``torch.optim.Optimizer`` step pre-hook),
-    so it costs no extra forward or backward, sees unscaled gradients under
-    AMP and one accumulated gradient per step under gradient accumulation.
+    Importance is read from the normal training backward passes, once per
+    optimizer step, after AMP unscaling and before gradient clipping (in a
+    ``torch.optim.Optimizer`` step pre-hook, or right before the optimizer
+    wrapper clips when it has ``clip_grad``), so it costs no extra forward
+    or backward and sees one accumulated gradient per step under gradient
+    accumulation. Steps with NaN or inf gradients are left out of the
+    scores and counted (``importance.skipped_steps``, logged as
+    ``cpd_skipped_steps`` at every prune step).
 
     Args:
         interval (int): Iterations between prune steps.
@@ -194,6 +240,7 @@ class CPDHook(Hook):
         self.schedule: Optional[PruneSchedule] = None
         self._restored: Optional[dict] = None
         self._handles: List = []
+        self._read_in_clip = False
         self._dead: Optional[DeadUnits] = None
         self._exact = False
         self._norm_ctx = None
@@ -295,7 +342,7 @@ class CPDHook(Hook):
     # every step
     def _register_optimizer_hooks(self, runner) -> None:
         self._remove_optimizer_hooks()
-        wrappers = runner.optim_wrapper.values() if isinstance(
+        wrappers = list(runner.optim_wrapper.values()) if isinstance(
             runner.optim_wrapper, OptimWrapperDict) else [runner.optim_wrapper]
         self._optimizers = [w.optimizer for w in wrappers]
         for optimizer in self._optimizers:
@@ -303,6 +350,13 @@ class CPDHook(Hook):
                 optimizer.register_step_pre_hook(self._before_step))
             self._handles.append(
                 optimizer.register_step_post_hook(self._after_step))
+        # Importance is read at the steps of the first wrapper, where the
+        # gradients are unscaled (AMP) and not yet clipped: in its optimizer
+        # step pre-hook, or right before it clips when `clip_grad` is set.
+        tap = _tap_clip_grad(wrappers[0], self._read_grads)
+        self._read_in_clip = tap is not None
+        if tap is not None:
+            self._handles.append(tap)
 
     def _remove_optimizer_hooks(self) -> None:
         for handle in self._handles:
@@ -314,13 +368,17 @@ class CPDHook(Hook):
                 and self._runner.iter >= self.start
                 and self.step < self.schedule.num_steps)
 
+    def _read_grads(self) -> None:
+        if self._gathering():
+            self.importance.accumulate()
+
     def _before_step(self, optimizer, args, kwargs) -> None:
         if optimizer is not self._optimizers[0]:
             return
         if self._dead:
             self._dead.zero_grads()
-        if self._gathering():
-            self.importance.accumulate()
+        if not self._read_in_clip:
+            self._read_grads()
 
     def _after_step(self, optimizer, args, kwargs) -> None:
         # Gradients were zeroed before the step, so SGD / Adam / AdamW
@@ -367,6 +425,13 @@ class CPDHook(Hook):
             if record.get(key) is not None:
                 runner.message_hub.update_scalar(f'train/cpd_{key}',
                                                  record[key])
+        skipped = ''
+        if self.importance.uses_grad:
+            count = self.importance.skipped_steps
+            runner.message_hub.update_scalar('train/cpd_skipped_steps',
+                                             count)
+            skipped = f', {count} steps with NaN/inf gradients left out of ' \
+                'the importance so far'
         flops = record.get('flops_ratio')
         runner.logger.info(
             f'CPDHook step {step}/{self.schedule.num_steps} at iter '
@@ -376,7 +441,7 @@ class CPDHook(Hook):
             f'{record["params"]:.0f} ({record["params_ratio"]:.1%})' +
             (f', FLOPs {record["flops"]:.3g} ({flops:.1%})'
              if flops is not None else '') +
-            f', {len(new)} groups pruned this step')
+            f', {len(new)} groups pruned this step{skipped}')
 
     def _record(self, it: int, groups_pruned: int = 0) -> dict:
         params = self.params_cost.total(self.removed)

@@ -171,13 +171,15 @@ class _CountSteps(Hook):
         self.counts.append(cpd.importance.num_steps)
 
 
+@pytest.mark.parametrize('clip', [None, dict(max_norm=1.0)])
 @pytest.mark.parametrize('accumulate', [1, 2])
-def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate):
+def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate,
+                                                    clip):
     runner = make_runner(
         tmp_path, dict(HOOK, num_steps=1), max_iters=4,
         optim_wrapper=dict(
             optimizer=dict(type='SGD', lr=0.01),
-            accumulative_counts=accumulate))
+            accumulative_counts=accumulate, clip_grad=clip))
     counter = _CountSteps()
     runner.register_hook(counter, priority='HIGHEST')
     runner.train()
@@ -223,41 +225,164 @@ def test_unreachable_target_names_the_guards(tmp_path):
         runner.train()
 
 
-def test_amp_loss_scale_is_removed_at_the_step_hook():
-    """CPDHook gathers in the optimizer's step pre-hook: under a GradScaler
-    the gradients are unscaled by then, so scores do not depend on the
-    loss scale."""
-    from mmcpd.prune.importance import HessianImportance
-
-    def scores(scale):
-        torch.manual_seed(0)
-        model = ToyClassifier()
-        groups = _comb_groups(model)
-        imp = HessianImportance()
-        imp.setup(model, groups)
-        opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        opt.register_step_pre_hook(lambda *a: imp.accumulate())
-        scaler = torch.amp.GradScaler('cpu', init_scale=scale)
-        x = torch.randn(4, 3, 16, 16)
-        loss = model(x, torch.tensor([0, 1, 0, 1]), mode='loss')['loss']
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        return imp.scores()
-
-    plain, scaled = scores(1.0), scores(2.0**12)
-    assert _nonzero(plain)
-    for gid in plain:
-        torch.testing.assert_close(scaled[gid], plain[gid], rtol=1e-4,
-                                   atol=0)
+# Gradient reading: the runs below train with lr = 0, so that the weights
+# (and so the gradients) of every run stay the same whatever its wrapper
+# does to the step; the scores then differ only by how they are read.
+ITERS = 4
 
 
-def _nonzero(scores):
-    return all(float(s.sum()) > 0 for s in scores.values())
+class _RecordScores(Hook):
+    """The importance scores after every iteration, flat, before CPDHook's
+    prune step resets them (this hook runs first)."""
+    priority = 'HIGHEST'
+
+    def __init__(self):
+        self.scores = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        scores = _hook(runner).importance.scores()
+        self.scores.append(torch.cat([scores[k] for k in sorted(scores)]))
 
 
-def _comb_groups(model):
-    from mmcpd.api import comb_model
-    return comb_model(model.eval(), torch.randn(1, 3, 16, 16)).prunable
+class _ReadAfterClip(Hook):
+    """A second Hessian score read in the optimizer's step pre-hook, i.e.
+    after the wrapper clipped the gradients (what CPDHook must not do)."""
+    priority = 'LOWEST'  # after CPDHook combed the model
+
+    def before_train(self, runner):
+        from mmcpd.prune.importance import HessianImportance
+        cpd = _hook(runner)
+        self.importance = HessianImportance()
+        self.importance.setup(cpd.student, cpd.groups)
+        runner.optim_wrapper.optimizer.register_step_pre_hook(
+            lambda *args: self.importance.accumulate())
+
+    def flat(self):
+        scores = self.importance.scores()
+        return torch.cat([scores[k] for k in sorted(scores)])
+
+
+class _Poison(Hook):
+    """Sets ``model.poison`` during iteration ``at`` only."""
+
+    def __init__(self, model, at):
+        self.model, self.at = model, at
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.model.poison = runner.iter == self.at
+
+
+def _sgd(model):
+    return torch.optim.SGD(model.parameters(), lr=0.0)
+
+
+def _amp(model, monkeypatch, **kwargs):
+    """mmengine's AmpOptimWrapper, bfloat16 autocast, loss scale 1024."""
+    from mmengine.optim.optimizer import amp_optimizer_wrapper as amp
+    # its constructor insists on a GPU; the step logic runs on CPU as is
+    monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
+    wrapper = amp.AmpOptimWrapper(
+        optimizer=_sgd(model), loss_scale=1024.0, dtype='bfloat16',
+        **kwargs)
+    # mmengine 0.10.7 builds torch.cuda.amp.GradScaler, which disables
+    # itself without CUDA; torch's CPU GradScaler scales for real.
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=1024.0)
+    return wrapper
+
+
+def _train(tmp_path, name, optim_wrapper, *hooks, poison_iter=None):
+    """Train ToyClassifier ITERS iterations with CPDHook (one prune step at
+    the end); ``optim_wrapper(model)`` builds the wrapper. Returns the
+    runner and the recorded scores."""
+    torch.manual_seed(0)
+    model = ToyClassifier()
+    model.poison = False
+    if poison_iter is not None:  # a NaN in one gradient at that iteration
+        model.stem[0].weight.register_hook(
+            lambda g: g * float('nan') if model.poison else g)
+    runner = make_runner(
+        tmp_path / name,
+        dict(HOOK, interval=ITERS, num_steps=1),
+        max_iters=ITERS,
+        model=model,
+        optim_wrapper=optim_wrapper(model),
+        experiment_name=f'read_grads_{name}')
+    record = _RecordScores()
+    runner.register_hook(record)
+    for hook in hooks:
+        runner.register_hook(hook)
+    if poison_iter is not None:
+        runner.register_hook(_Poison(model, poison_iter))
+    runner.train()
+    return runner, record.scores
+
+
+@pytest.mark.parametrize('clip', [False, True])
+def test_amp_scores_equal_fp32_scores(tmp_path, monkeypatch, clip):
+    """Real CPDHook under mmengine's AmpOptimWrapper: the loss scale
+    (1024, so 1024**2 on the squared scores) is removed before the scores
+    are read, also when the wrapper unscales only to clip."""
+    from mmengine.optim import OptimWrapper
+    _, fp32 = _train(tmp_path, 'fp32',
+                     lambda m: OptimWrapper(optimizer=_sgd(m)))
+    kwargs = dict(clip_grad=dict(max_norm=1e-3)) if clip else {}
+    _, amp = _train(tmp_path, 'amp',
+                    lambda m: _amp(m, monkeypatch, **kwargs))
+    fp32, amp = fp32[-1], amp[-1]
+    assert (fp32 > 0).all()
+    # bfloat16 keeps 8 significant bits, so activations and gradients are
+    # each off by ~2**-9 relative and a unit's squared sum by a few 2**-9;
+    # units whose sum cancels are off by more relative to themselves, so
+    # the bound is on the error against the largest score (measured: 0.6%
+    # of it, total 0.3%). A loss scale left in would multiply by 1024**2.
+    torch.testing.assert_close(amp, fp32, rtol=0.05,
+                               atol=0.02 * float(fp32.max()))
+    assert float(amp.sum() / fp32.sum()) == pytest.approx(1, abs=0.02)
+
+
+def test_scores_are_read_before_gradient_clipping(tmp_path):
+    from mmengine.optim import OptimWrapper
+    _, plain = _train(tmp_path, 'plain',
+                      lambda m: OptimWrapper(optimizer=_sgd(m)))
+    after_clip = _ReadAfterClip()
+    runner, clipped = _train(
+        tmp_path, 'clipped',
+        lambda m: OptimWrapper(
+            optimizer=_sgd(m), clip_grad=dict(max_norm=1e-4)),
+        after_clip)
+    assert (plain[-1] > 0).all()
+    torch.testing.assert_close(clipped[-1], plain[-1], rtol=1e-6, atol=0)
+    # the clipping was real: read after it, the scores shrink by the clip
+    # factor squared
+    assert float(after_clip.flat().sum()) < 1e-4 * float(plain[-1].sum())
+    # and the wrapper is left as it was
+    assert '_clip_grad' not in vars(runner.optim_wrapper)
+
+
+def test_step_with_nan_gradient_is_left_out_of_the_scores(
+        tmp_path, monkeypatch, recwarn):
+    """A NaN gradient at iteration 1 under AMP with clipping (GradScaler
+    skips the optimizer step, the importance must skip it too)."""
+    clip = dict(clip_grad=dict(max_norm=1e3))
+    _, clean = _train(tmp_path, 'clean',
+                      lambda m: _amp(m, monkeypatch, **clip))
+    recwarn.clear()
+    runner, poisoned = _train(tmp_path, 'poisoned',
+                              lambda m: _amp(m, monkeypatch, **clip),
+                              poison_iter=1)
+    without_iter_1 = clean[-1] - (clean[1] - clean[0])
+    assert torch.isfinite(poisoned[-1]).all()
+    torch.testing.assert_close(poisoned[-1], without_iter_1, rtol=1e-5,
+                               atol=1e-6 * float(clean[-1].max()))
+    torch.testing.assert_close(poisoned[1], clean[0], rtol=0, atol=0)
+    cpd = _hook(runner)
+    assert cpd.importance.skipped_steps == 1
+    assert runner.message_hub.get_scalar(
+        'train/cpd_skipped_steps').current() == 1
+    assert cpd.state_dict()['importance']['skipped_steps'] == 1
+    skips = [w for w in recwarn if 'NaN or inf' in str(w.message)]
+    assert len(skips) == 1, [str(w.message) for w in recwarn]
 
 
 @pytest.mark.parametrize('rank_by', [None, 'latency'])

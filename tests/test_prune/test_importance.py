@@ -179,11 +179,74 @@ def test_hessian_predicts_real_loss_increase_better_than_baselines():
     assert mean['hessian'] > mean['random'] + 0.3, runs
 
 
-def test_non_finite_scores_are_ranked_last():
+def _poison(model, value):
+    """A gradient of group 0 only turns non-finite."""
+    model.conv1.weight.grad[2, 1, 0, 0] = value
+
+
+@pytest.mark.parametrize('cls', [HessianImportance, TaylorImportance])
+@pytest.mark.parametrize('value', [float('nan'), float('inf'),
+                                   -float('inf')])
+def test_step_with_non_finite_gradient_is_skipped_in_every_group(
+        cls, value, recwarn):
+    model, groups, imp = _setup(cls)
+    clean = cls()
+    clean.setup(model, groups)
+    for seed in range(3):
+        _backward(model, seed)
+        if seed == 1:
+            _poison(model, value)
+        else:
+            clean.accumulate()
+        imp.accumulate()
+    scores, expected = imp.scores(), clean.scores()
+    for g in groups:  # group 1's gradients were finite: skipped too
+        assert torch.isfinite(scores[g.id]).all()
+        torch.testing.assert_close(scores[g.id], expected[g.id], rtol=0,
+                                   atol=0)
+    assert (imp.num_steps, imp.skipped_steps) == (2, 1)
+    skips = [w for w in recwarn if 'NaN or inf' in str(w.message)]
+    assert len(skips) == 1
+    assert '1 skipped so far' in str(skips[0].message)
+
+
+def test_skips_are_warned_once_counted_over_prune_steps_and_resumed():
+    model, groups, imp = _setup(HessianImportance)
+    with pytest.warns(UserWarning, match='NaN or inf') as record:
+        for seed in range(4):
+            _backward(model, seed)
+            if seed % 2:
+                _poison(model, float('nan'))
+            imp.accumulate()
+            if seed == 1:
+                imp.scores()
+                imp.reset()  # a prune step: the count goes on
+    assert len([w for w in record if 'NaN or inf' in str(w.message)]) == 1
+    assert imp.skipped_steps == 2
+    other = HessianImportance()
+    other.setup(model, groups)
+    other.load_state_dict(imp.state_dict())
+    assert other.skipped_steps == 2
+
+
+def test_interval_with_only_skipped_steps_names_the_cause():
+    model, _, imp = _setup(HessianImportance)
+    with pytest.warns(UserWarning, match='NaN or inf'):
+        for seed in range(2):
+            _backward(model, seed)
+            _poison(model, float('inf'))
+            imp.accumulate()
+    with pytest.raises(RuntimeError, match='all 2 optimizer steps.*NaN'):
+        imp.scores()
+
+
+def test_overflowing_scores_are_ranked_last():
     model, groups, imp = _setup(HessianImportance)
     _backward(model, 0)
-    model.conv1.weight.grad[2] = float('nan')
     imp.accumulate()
+    state = imp.state_dict()
+    state['acc'][2] = float('inf')  # e.g. a float32 sum that overflowed
+    imp.load_state_dict(state)
     with pytest.warns(UserWarning, match='NaN or inf'):
         scores = imp.scores()
     assert scores[0][2] == float('inf')

@@ -15,11 +15,13 @@ class BaseImportance(metaclass=ABCMeta):
     """Scores every unit of the prunable groups: low scores go first.
 
     A score is built in three phases, driven by :class:`~mmcpd.hooks.CPDHook`:
-    :meth:`setup` once the groups are known, :meth:`accumulate` after every
-    backward pass, right before the optimizer step (only for scores with
-    ``uses_grad = True``), and :meth:`scores` at each prune step, followed by
-    :meth:`reset`. Scores are per unit and are *not* normalised by cost: the
-    selection divides by the cost of each unit.
+    :meth:`setup` once the groups are known, :meth:`accumulate` once per
+    optimizer step, after AMP unscaling and before gradient clipping (only
+    for scores with ``uses_grad = True``; a step whose gradients are not
+    finite is skipped and counted in :attr:`skipped_steps`), and
+    :meth:`scores` at each prune step, followed by :meth:`reset`. Scores are
+    per unit and are *not* normalised by cost: the selection divides by the
+    cost of each unit.
 
     To add a score, subclass this, implement :meth:`_compute` (and
     :meth:`accumulate` if it reads gradients) and register it::
@@ -35,6 +37,11 @@ class BaseImportance(metaclass=ABCMeta):
         self.units: UnitMap = None
         self.model: nn.Module = None
         self.num_steps = 0
+        #: Optimizer steps whose gradients were not finite and were left
+        #: out of the scores, over the whole run (not reset by :meth:`reset`).
+        self.skipped_steps = 0
+        self._skipped_since_reset = 0
+        self._warned = False
 
     def setup(self, model: nn.Module, groups: Sequence[CoupledGroup]) -> None:
         """Build the index tables for ``groups`` of ``model``.
@@ -77,13 +84,31 @@ class BaseImportance(metaclass=ABCMeta):
     def reset(self) -> None:
         """Forget what was accumulated (called after each prune step)."""
         self.num_steps = 0
+        self._skipped_since_reset = 0
 
     def state_dict(self) -> dict:
         """What a checkpoint must hold to resume the accumulation."""
-        return dict(num_steps=self.num_steps)
+        return dict(
+            num_steps=self.num_steps,
+            skipped_steps=self.skipped_steps,
+            skipped_since_reset=self._skipped_since_reset)
 
     def load_state_dict(self, state: dict) -> None:
         self.num_steps = int(state.get('num_steps', 0))
+        self.skipped_steps = int(state.get('skipped_steps', 0))
+        self._skipped_since_reset = int(state.get('skipped_since_reset', 0))
+
+    def _skip_step(self) -> None:
+        """Count a step left out for its non-finite gradients; warn once."""
+        self.skipped_steps += 1
+        self._skipped_since_reset += 1
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f'{type(self).__name__}: skipped an optimizer step whose '
+                f'gradients are NaN or inf ({self.skipped_steps} skipped so '
+                'far); such steps add nothing to the scores, are counted in '
+                '`skipped_steps` and are not warned about again')
 
     def _params(self) -> Dict[str, torch.Tensor]:
         return named_tensors(self.model)
@@ -109,6 +134,12 @@ class GradImportance(BaseImportance):
         self._buffers: Dict[str, torch.Tensor] = {}
 
     def accumulate(self) -> None:
+        """Add this step's scores, or skip the step if they are not finite.
+
+        A step is skipped as a whole (no group gets anything from it) when
+        any gradient element the score reads is NaN or inf, or when its
+        per-unit scores overflow; it is counted in :attr:`skipped_steps`.
+        """
         params = self._params()
         values = {}
         for name in self.units.names:
@@ -122,8 +153,18 @@ class GradImportance(BaseImportance):
             values[name] = torch.mul(param.detach(), param.grad, out=buf)
         if not values:
             return
-        sums = self.units.unit_sums(values)[:-1]
-        step = self._per_step(sums)
+        # The last entry sums the positions outside every group, so the
+        # sums cover every element read: w * g is NaN or inf wherever g is
+        # (0 * inf is NaN too), and NaN and inf never cancel in a sum.
+        sums = self.units.unit_sums(values)
+        step = self._per_step(sums[:-1])
+        # No communication is needed to decide the same on every DDP rank:
+        # DDP all-reduces the gradients in the backward pass, so at the
+        # optimizer step every rank holds the same gradients (and weights).
+        # The scores are all-reduced only at the prune step (`scores`).
+        if not bool(torch.isfinite(sums).all() & torch.isfinite(step).all()):
+            self._skip_step()
+            return
         self._acc = step if self._acc is None else self._acc + step
         self.num_steps += 1
 
@@ -132,6 +173,11 @@ class GradImportance(BaseImportance):
         """Scores of one step from the unit sums of ``w * dL/dw``."""
 
     def _compute(self) -> torch.Tensor:
+        if self._acc is None and self._skipped_since_reset:
+            raise RuntimeError(
+                f'{type(self).__name__} has no gradients to score: the '
+                f'gradients of all {self._skipped_since_reset} optimizer '
+                'steps since the last prune step were NaN or inf')
         if self._acc is None:
             raise RuntimeError(
                 f'{type(self).__name__} has no gradients to score: no '

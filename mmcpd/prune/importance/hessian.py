@@ -34,11 +34,14 @@ class HessianImportance(GradImportance):
     The sum over ``i`` runs over every member of the group (producer
     weights and biases, norm affine parameters, consumer input weights):
     exactly the parameters that pruning the unit zeroes, so coupled channels
-    are scored as one. Gradients are read right before each optimizer step,
-    so under gradient accumulation :math:`L_b` is the loss of the whole
-    accumulated batch, under AMP the loss scale is already removed, and under
-    DDP the gradient is the all-reduced one. The score divided by the unit's
-    cost (params or FLOPs) is what the selection ranks.
+    are scored as one. :class:`~mmcpd.hooks.CPDHook` reads the gradients
+    once per optimizer step, after AMP unscaling and before gradient
+    clipping, so under gradient accumulation :math:`L_b` is the loss of the
+    whole accumulated batch, the loss scale is removed, the clipping factor
+    is not applied, and under DDP the gradient is the all-reduced one. A
+    step with a NaN or inf gradient is skipped and counted
+    (``skipped_steps``). The score divided by the unit's cost (params or
+    FLOPs) is what the selection ranks.
 
     This is the Group-Fisher form of the CPD paper (the squared gradient of
     a batch, not per sample: per-sample gradients would cost an extra
