@@ -6,8 +6,8 @@ and distillation losses in mmengine's registries, so
 
 The steps, one call each::
 
-    result = mmcpd.comb_model(model, torch.randn(1, 3, 224, 224))  # coupled groups
-    spec, result = mmcpd.prune_model(model, inputs, ratio=0.3)   # physically
+    result = mmcpd.comb_model(model, torch.randn(1, 3, 224, 224))  # groups
+    spec, result = mmcpd.prune_model(model, inputs, ratio=0.3)  # physically
 """
 from mmengine.config.utils import MODULE2PACKAGE
 

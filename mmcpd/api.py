@@ -1,7 +1,8 @@
 """The public entry points, one per step: comb a model, prune it.
 
-``mmcpd.comb_model(model, inputs)`` traces the model, resolves its coupled groups
-and (by default) verifies each prunable group by removing it for real;
+``mmcpd.comb_model(model, inputs)`` traces the model, resolves its coupled
+groups and (by default) verifies each prunable group by removing it for
+real;
 ``mmcpd.prune_model(model, inputs, ratio)`` removes a fraction of the units of
 every prunable group, or ``mmcpd.prune_model(model, inputs, target=0.5)`` half
 of the FLOPs, by a named importance, and returns the pruned architecture's
@@ -24,11 +25,11 @@ from .registry import IMPORTANCES
 
 
 def comb_model(model: nn.Module,
-         example_inputs: Any,
-         *,
-         forward_fn: Optional[Callable] = None,
-         ignore: Sequence[str] = (),
-         verify: bool = True) -> CombResult:
+               example_inputs: Any,
+               *,
+               forward_fn: Optional[Callable] = None,
+               ignore: Sequence[str] = (),
+               verify: bool = True) -> CombResult:
     """Coupled channel groups of ``model``, found by tracing it once.
 
     Args:
@@ -90,21 +91,21 @@ def select_lowest(result: CombResult, scores: dict, ratio: float,
 
 
 def prune_model(model: nn.Module,
-          example_inputs: Any,
-          ratio: Optional[float] = None,
-          *,
-          target: Optional[float] = None,
-          metric: str = 'flops',
-          rank_by: Optional[str] = None,
-          act_weight: float = ACT_WEIGHT,
-          importance: str = 'magnitude',
-          round_to: int = 1,
-          min_channels: int = 1,
-          max_ratio: float = 0.9,
-          forward_fn: Optional[Callable] = None,
-          ignore: Sequence[str] = (),
-          result: Optional[CombResult] = None
-          ) -> Tuple[PrunedSpec, CombResult]:
+                example_inputs: Any,
+                ratio: Optional[float] = None,
+                *,
+                target: Optional[float] = None,
+                metric: str = 'flops',
+                rank_by: Optional[str] = None,
+                act_weight: float = ACT_WEIGHT,
+                importance: str = 'magnitude',
+                round_to: int = 1,
+                min_channels: int = 1,
+                max_ratio: float = 0.9,
+                forward_fn: Optional[Callable] = None,
+                ignore: Sequence[str] = (),
+                result: Optional[CombResult] = None
+                ) -> Tuple[PrunedSpec, CombResult]:
     """Prune a model in one shot, in place, by a data-free importance.
 
     Two ways to say how much:
@@ -175,8 +176,8 @@ def prune_model(model: nn.Module,
         raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
                          f'but got {rank_by!r}')
     if result is None:
-        result = comb_model(model, example_inputs, forward_fn=forward_fn,
-                      ignore=ignore)
+        result = comb_model(
+            model, example_inputs, forward_fn=forward_fn, ignore=ignore)
     scorer = IMPORTANCES.build(dict(type=importance))
     if getattr(scorer, 'uses_grad', False):
         raise ValueError(f'importance {importance!r} needs gradients from '

@@ -102,7 +102,9 @@ def check_hook_run(config,
 
     Returns:
         dict: ``ok``, ``diff`` (largest relative difference), ``sparsity``
-        (FLOPs removed), ``removed_units``.
+        (FLOPs removed), ``removed_units``, ``failed_verification`` (groups
+        the hook's comb froze because pruning them for real broke the
+        model).
     """
     from mmengine.runner import Runner
 
@@ -158,4 +160,7 @@ def check_hook_run(config,
         ok=bool(ok),
         diff=float(diff),
         sparsity=float(cpd.history[-1]['sparsity']),
-        removed_units=sum(len(v) for v in cpd.removed.values()))
+        removed_units=sum(len(v) for v in cpd.removed.values()),
+        failed_verification=sum(
+            'failed verification' in (g.frozen or '')
+            for g in cpd.comb_result.groups))

@@ -5,6 +5,6 @@ from .result import CombResult, NormSite, OpMacs
 from .trace import TraceError, default_forward, not_deployed
 
 __all__ = [
-    'trace_groups', 'CombResult', 'CoupledGroup', 'Member', 'AttrUpdate', 'NormSite',
-    'OpMacs', 'TraceError', 'default_forward', 'not_deployed'
+    'trace_groups', 'CombResult', 'CoupledGroup', 'Member', 'AttrUpdate',
+    'NormSite', 'OpMacs', 'TraceError', 'default_forward', 'not_deployed'
 ]

@@ -13,10 +13,10 @@ from .trace import default_forward, trace
 
 
 def trace_groups(model: nn.Module,
-         example_inputs: Any,
-         *,
-         forward_fn: Optional[Callable] = None,
-         ignore: Sequence[str] = ()) -> CombResult:
+                 example_inputs: Any,
+                 *,
+                 forward_fn: Optional[Callable] = None,
+                 ignore: Sequence[str] = ()) -> CombResult:
     """Trace ``model`` and resolve its coupled channel groups.
 
     This is the tracing half of :func:`mmcpd.comb_model`, which every mmcpd

@@ -92,7 +92,7 @@ def test_bad_amounts_are_named(resnet18):
         mmcpd.prune_model(_copy(model), X, target=1.5, result=result)
     with pytest.raises(ValueError, match='`rank_by` should be None or'):
         mmcpd.prune_model(_copy(model), X, target=0.5, rank_by='energy',
-                    result=result)
+                          result=result)
     with pytest.raises(ValueError, match='cannot be reached'):
         mmcpd.prune_model(
             _copy(model), X, target=0.95, max_ratio=0.5, result=result)

@@ -1,4 +1,4 @@
-"""Which zoo models mmcpd prunes, exactly: the equivalence oracle per model.
+"""Which zoo models mmcpd prunes exactly: the equivalence oracle per model.
 
     python tools/analysis/coverage.py CONFIG [CONFIG ...] --ratio 0.3 \
         --out coverage.json [--md docs/coverage.md] [--timeout 900] \

@@ -12,7 +12,6 @@ columns of ``out_proj`` and a slab of ``head_dim`` channels of the input
 width: a unit removes a head and keeps ``embed_dim == num_heads * head_dim``.
 """
 import numpy as np
-import torch.nn.functional as F
 
 from ..couple import broadcast_keys, couple
 from ..labels import Block, dim_ids

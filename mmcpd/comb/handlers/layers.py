@@ -6,7 +6,6 @@ those rows. Its input channels (weight dim 1) are tied to the input's.
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..couple import broadcast_keys, couple
 from ..labels import Block, dim_ids
