@@ -262,13 +262,13 @@ def test_convnext_v2_zoo_grn_masked_equals_pruned():
     model = randomise(build_model_from_cfg(cfg).eval(), scale=0.3)
     x = torch.randn(1, 3, 32, 32)
     result = comb_model(model, x)
-    assert not [w for w in result.warnings if 'failed verification' in w]
+    assert not [w for w in result.warnings if 'failed verification' in w
+                or 'outside torch' in w or 'mixes' in w]
     grn_sites = [s for s in result.norms if s.module.endswith('.grn')]
     assert len(grn_sites) == 12  # one channel mean per block, 2+2+6+2
     removed = random_removal(result, 0.3, seed=1)
     hidden = [g.id for g in result.prunable
-              if any(m.name.endswith('pointwise_conv1.weight')
-                     for m in g.members)]
+              if g.members[0].name.endswith('pointwise_conv1.weight')]
     assert len(hidden) == 12 and set(hidden) <= set(removed)
 
     def forward(m, i):
