@@ -176,3 +176,35 @@ def test_traced_buffers_and_attributes_are_not_opaque():
     result = trace_groups(Clean().eval(), torch.randn(*IMAGE))
     assert not [w for w in result.warnings if 'outside torch' in w
                 or 'no traced op' in w or 'out of torch' in w]
+
+
+class PSA(nn.Module):
+    """mmcv's PSAMask (a C++ op, as in PSANet): 9 mask channels in, one
+    channel per position (8 x 8) out."""
+
+    def __init__(self):
+        super().__init__()
+        from mmcv.ops import PSAMask
+        self.a = nn.Conv2d(3, 9, 1)
+        self.b = nn.Conv2d(3, 64, 1)
+        self.psamask = PSAMask('collect', (3, 3))
+        self.c = nn.Conv2d(64, 6, 1)
+        self.d = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = self.psamask(self.a(x)) + self.b(x)
+        return self.d(F.relu(self.c(y)))
+
+
+def test_mmcv_extension_op_freezes_producer_and_consumer():
+    model = randomise(PSA().eval())
+    x = torch.randn(*IMAGE)
+    with pytest.warns(UserWarning, match='module `psamask` returns a tensor '
+                      'written outside torch'):
+        result = trace_groups(model, x)
+    for name in ('a.weight', 'b.weight'):
+        group = _group(result, name)
+        assert not group.prunable and '`psamask`' in group.frozen
+    c = _group(result, 'c.weight')
+    assert c.prunable
+    assert_masked_equals_pruned(model, result, x, {c.id: [1, 4]})
