@@ -20,9 +20,8 @@ made in it that no traced op read) and the tensor itself.
 """
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary

@@ -139,7 +139,6 @@ def trace(model: nn.Module,
             graph.register_leaf(b, name)
     stack: List[Tuple[str, Any]] = [('', model)]
     calls: List[Counter] = [Counter()]
-    watch = Provenance(graph, model, inputs)
     handles = []
     for name, module in model.named_modules():
         if not name:
@@ -159,6 +158,8 @@ def trace(model: nn.Module,
         handles.append(module.register_forward_hook(post))
     was_training = model.training
     model.eval()
+    # after eval(): some modules cache tensors there (LeViT's biases)
+    watch = Provenance(graph, model, inputs)
     try:
         with torch.no_grad(), _Recorder(graph, stack, calls, watch):
             out = forward_fn(model, inputs)

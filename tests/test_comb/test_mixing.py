@@ -8,13 +8,14 @@ rebuilt, and naive masking (without the exact ops) differs, so the rule is
 what makes it pass.
 """
 import copy
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcpd.comb import trace_groups
+from mmcpd.comb import CombResult, trace_groups
 from mmcpd.prune.mask import zero_units
 from mmcpd.prune.physical import prune_units
 
@@ -140,6 +141,8 @@ def test_several_calls_in_one_module_are_told_apart():
     result = trace_groups(model, x)
     sites = sorted((s.index, len(s.channels)) for s in result.norms)
     assert sites == [(0, 8), (1, 6)]
+    back = CombResult.from_dict(json.loads(result.to_json()))
+    assert back.norms == result.norms
     removed = random_removal(result, 0.5)
     assert len(removed) == 2
     assert_masked_equals_pruned(model, result, x, removed)
@@ -258,7 +261,8 @@ def test_convnext_v2_zoo_grn_masked_equals_pruned():
     from mmcpd import comb_model
     from mmcpd.apis import build_model_from_cfg
     from mmcpd.utils.config import load_config
-    cfg = load_config('mmpretrain::convnext_v2/convnext-v2-atto_32xb32_in1k.py')
+    cfg = load_config(
+        'mmpretrain::convnext_v2/convnext-v2-atto_32xb32_in1k.py')
     model = randomise(build_model_from_cfg(cfg).eval(), scale=0.3)
     x = torch.randn(1, 3, 32, 32)
     result = comb_model(model, x)

@@ -162,12 +162,17 @@ class Clean(Base):
         super().__init__()
         self.scale = torch.full((1, 8, 1, 1), 2.0)  # a plain attribute
 
+    def train(self, mode=True):
+        # made when the tracer calls eval(), as LeViT caches its biases
+        self.cached = torch.rand(1, 8, 1, 1)
+        return super().train(mode)
+
     def forward(self, x):
         y = self.a(x)
         buf = y.new_zeros(y.shape)
         buf[:, :4] = y[:, :4]
         acc = torch.zeros_like(y)
-        acc.add_(self.b(x) * self.scale)
+        acc.add_(self.b(x) * self.scale * self.cached)
         n = int(x.shape[0])
         return self.tail(buf + acc + n)
 
