@@ -75,6 +75,9 @@ class LabelGraph:
         self.counting = True
         #: norms over channels: (module, ids of the normalised channels).
         self.channel_norms: List[Tuple[str, str, np.ndarray]] = []
+        #: other ops mixing channels (softmax, reductions, ...): (module,
+        #: op, call index, dim, keeps the dim, ids of the mixed channels).
+        self.channel_mixes: List[tuple] = []
         self.warnings: List[str] = []
 
     # ids ---------------------------------------------------------------

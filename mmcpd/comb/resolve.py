@@ -245,17 +245,53 @@ def _attr_updates(graph, comp, unit_of, groups):
     return tuple(found.values()), groups
 
 
+def _site_channels(comp, ids, unit_of, groups):
+    """``(group, unit)`` per position, and whether any group is prunable."""
+    channels, prunable = [], False
+    for pos in _positions(comp, ids, unit_of):
+        if pos is None:
+            channels.append((-1, -1))
+        else:
+            channels.append(pos)
+            prunable = prunable or groups[pos[0]].prunable
+    return tuple(channels), prunable
+
+
 def _norm_sites(graph, comp, unit_of, groups):
     sites = []
     for scope, kind, ids in graph.channel_norms:
-        channels = []
-        prunable = False
-        for pos in _positions(comp, ids, unit_of):
-            if pos is None:
-                channels.append((-1, -1))
-            else:
-                channels.append(pos)
-                prunable = prunable or groups[pos[0]].prunable
+        channels, prunable = _site_channels(comp, ids, unit_of, groups)
         if prunable:
-            sites.append(NormSite(scope, kind, tuple(channels)))
+            sites.append(NormSite(scope, kind, channels))
+    seen = {}
+    clash = set()
+    for scope, kind, index, dim, keeps, ids in graph.channel_mixes:
+        channels, prunable = _site_channels(comp, ids, unit_of, groups)
+        if not prunable:
+            continue
+        site = NormSite(scope, kind, channels, dim, index, keeps)
+        key = (scope, kind, index, dim, len(channels))
+        if seen.setdefault(key, site) != site:  # a module called twice
+            clash.add(key)
+        sites.append(site)
+    if clash:  # the same call mixes other channels on another module call
+        bad = {}
+        for site in sites:
+            key = (site.module, site.kind, site.index, site.dim,
+                   len(site.channels))
+            if site.index >= 0 and key in clash:
+                for gid, _ in site.channels:
+                    if gid >= 0:
+                        bad[gid] = (f'`{site.kind}` in `{site.module}` mixes '
+                                    'other channels on each call')
+        for gid, why in bad.items():
+            g = groups[gid]
+            if not g.frozen:
+                groups[gid] = CoupledGroup(g.id, g.members, g.num_units,
+                                           g.via, why)
+        graph.warnings.extend(dict.fromkeys(bad.values()))
+        sites = [
+            s for s in sites
+            if any(gid >= 0 and groups[gid].prunable for gid, _ in s.channels)
+        ]
     return tuple(dict.fromkeys(sites))

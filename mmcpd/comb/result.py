@@ -8,17 +8,31 @@ from .group import AttrUpdate, CoupledGroup
 
 @dataclass(frozen=True)
 class NormSite:
-    """A LayerNorm / GroupNorm whose statistics run over pruned channels.
+    """An op whose result runs over pruned channels (a norm or a mix).
+
+    LayerNorm and GroupNorm are found by ``kind`` in their module. Other
+    channel-mixing ops (softmax, reductions, p-norms, local response norm)
+    are found by ``kind`` and ``index``: the call's place among the module's
+    calls of that op, counted anew at each call of the module.
 
     Args:
-        module (str): The module that calls the norm.
-        kind (str): ``'layer_norm'`` or ``'group_norm'``.
-        channels (tuple[tuple[int, int]]): For each normalised channel, the
+        module (str): The module that calls the op.
+        kind (str): ``'layer_norm'``, ``'group_norm'`` or the op's name
+            (``'softmax'``, ``'mean'``, ...).
+        channels (tuple[tuple[int, int]]): For each mixed channel, the
             ``(group id, unit)`` that owns it, ``(-1, -1)`` when none does.
+        dim (int): The mixed channel dim of the op's input (mixes only).
+            Defaults to -1.
+        index (int): The call's index (mixes only). Defaults to -1.
+        keeps_dim (bool): The op's output keeps the channel dim (softmax),
+            rather than reducing it. Defaults to False.
     """
     module: str
     kind: str
     channels: Tuple[Tuple[int, int], ...]
+    dim: int = -1
+    index: int = -1
+    keeps_dim: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class CombResult:
         groups (tuple[CoupledGroup]): All groups, frozen ones included.
         attr_updates (tuple[AttrUpdate]): Module attributes that follow
             group widths.
-        norms (tuple[NormSite]): Norms over channels, for exact masking.
+        norms (tuple[NormSite]): Norms and other ops over channels, for
+            exact masking.
         param_macs (dict[str, float]): Multiply-accumulates per element of
             each weight in one forward of one sample at the traced size.
         warnings (list[str]): Ops that froze channels, and why.
@@ -131,7 +146,9 @@ class CombResult:
             for a in data.get('attr_updates', ()))
         norms = tuple(
             NormSite(n['module'], n['kind'],
-                     tuple(tuple(c) for c in n['channels']))
+                     tuple(tuple(c) for c in n['channels']),
+                     n.get('dim', -1), n.get('index', -1),
+                     n.get('keeps_dim', False))
             for n in data.get('norms', ()))
         return cls(
             tuple(CoupledGroup.from_dict(g) for g in data['groups']), attrs,

@@ -3,9 +3,12 @@
 The tracer is a :class:`~torch.overrides.TorchFunctionMode`: it sees every
 torch function the forward calls, whatever Python control flow leads there,
 and hands each call to the handler registered for it. Forward hooks on the
-modules tell which module made each call.
+modules tell which module made each call. Data that leaves torch or comes
+from where the tracer cannot see (numpy, ``.item()``, C++ extension ops) is
+caught by :class:`~mmcpd.comb.opaque.Provenance`.
 """
 import contextlib
+from collections import Counter
 from typing import Any, Callable, Iterator, List, Tuple
 
 import torch
@@ -13,8 +16,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .flops import count_flops
-from .handlers import HANDLERS, OpContext, handle_unknown
+from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
+from .opaque import Provenance
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -44,10 +48,13 @@ _SETITEM = {torch.Tensor.__setitem__}
 
 class _Recorder(TorchFunctionMode):
 
-    def __init__(self, graph: LabelGraph, stack: List[Tuple[str, Any]]):
+    def __init__(self, graph: LabelGraph, stack: List[Tuple[str, Any]],
+                 calls: List[Counter], watch: Provenance):
         super().__init__()
         self.graph = graph
         self.stack = stack
+        self.calls = calls
+        self.watch = watch
 
     def _labelled(self, value) -> bool:
         graph = self.graph
@@ -59,19 +66,30 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        if not (_has_tensor(out) or func in _SETITEM):
-            return out
-        if not (self._labelled(args) or self._labelled(list(
-                kwargs.values()))):
-            return out
         scope, module = self.stack[-1]
+        name = op_name(func)
+        self.watch.before(name, scope, args, kwargs)
+        out = func(*args, **kwargs)
+        index = 0
         try:
+            if func in COUNTED:  # mixing ops: the masked model counts too
+                index = self.calls[-1][name]
+                self.calls[-1][name] += 1
             handler = HANDLERS.get(func, handle_unknown)
         except TypeError:  # unhashable callable
             handler = handle_unknown
+        if (_has_tensor(out) or func in _SETITEM) and (
+                self._labelled(args) or self._labelled(list(
+                    kwargs.values()))):
+            self._handle(handler, func, args, kwargs, out, scope, module,
+                         name, index)
+        self.watch.after(func, name, scope, args, kwargs, out)
+        return out
+
+    def _handle(self, handler, func, args, kwargs, out, scope, module, name,
+                index):
         ctx = OpContext(self.graph, func, args, kwargs, out, scope, module,
-                        op_name(func))
+                        name, index)
         try:
             handler(ctx)
         except Exception as e:  # a handler bug must not give a wrong model
@@ -81,7 +99,6 @@ class _Recorder(TorchFunctionMode):
             ctx.freeze_inputs(reason)
             ctx.frozen_output(reason)
         count_flops(ctx)
-        return out
 
 
 @contextlib.contextmanager
@@ -149,6 +166,7 @@ def trace(model: nn.Module,
         if b.is_floating_point():
             graph.register_leaf(b, name)
     stack: List[Tuple[str, Any]] = [('', model)]
+    calls: List[Counter] = [Counter()]
     handles = []
     for name, module in model.named_modules():
         if not name:
@@ -156,17 +174,23 @@ def trace(model: nn.Module,
 
         def pre(mod, args, name=name):
             stack.append((name, mod))
+            calls.append(Counter())
+            watch.enter(name, args)
 
         def post(mod, args, output):
             stack.pop()
+            calls.pop()
+            watch.leave(output)
 
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
     was_training = model.training
     model.eval()
+    # after eval(): some modules cache tensors there (LeViT's biases)
+    watch = Provenance(graph, model, inputs)
     _ACTIVE.append(graph)
     try:
-        with torch.no_grad(), _Recorder(graph, stack):
+        with torch.no_grad(), _Recorder(graph, stack, calls, watch):
             out = forward_fn(model, inputs)
     except Exception as e:
         where = stack[-1][0] or type(model).__name__

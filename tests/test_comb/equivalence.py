@@ -8,6 +8,22 @@ from mmcpd.prune.physical import prune_units
 from mmcpd.prune.spec import apply_spec
 
 
+@torch.no_grad()
+def randomise(model, seed=0, scale=0.5):
+    """Every floating parameter and buffer random (variances positive), so
+    that zero-initialised scales or unit statistics hide nothing."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(model.named_parameters()) + list(
+            model.named_buffers()):
+        if not t.is_floating_point():
+            continue
+        r = torch.randn(t.shape, generator=g, dtype=t.dtype) * scale
+        if name.endswith('running_var'):
+            r = r.abs() + 0.5
+        t.copy_(r)
+    return model
+
+
 def random_removal(result, ratio=0.3, seed=0):
     g = torch.Generator().manual_seed(seed)
     removed = {}

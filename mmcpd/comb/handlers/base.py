@@ -61,6 +61,9 @@ class OpContext:
         out: What the function returned.
         scope (str): Name of the innermost module running, '' for the root.
         module (nn.Module, optional): That module.
+        name (str): The op's name.
+        call_index (int): For channel-mixing ops, how many calls of this op
+            the module made before in the same call of the module.
     """
     graph: LabelGraph
     func: Any
@@ -70,6 +73,7 @@ class OpContext:
     scope: str
     module: Optional[nn.Module] = None
     name: str = ''
+    call_index: int = 0
     via: str = field(init=False)
 
     def __post_init__(self):

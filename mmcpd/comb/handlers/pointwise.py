@@ -37,10 +37,10 @@ _UNARY = [
     'dropout2d', 'dropout3d', 'alpha_dropout', 'feature_alpha_dropout',
     'contiguous', 'clone', 'detach', 'detach_', 'float', 'double', 'half',
     'bfloat16', 'int', 'long', 'bool', 'cpu', 'cuda', 'requires_grad_',
-    'softmax', 'log_softmax', 'softmin', 'normalize', 'hardswish',
+    'hardswish',
     'hardsigmoid', 'relu6', 'silu_', 'gelu_', 'elu_', 'leaky_relu_',
     'hardtanh_', 'relu6_', 'selu_', 'celu_', 'rrelu_', 'threshold_',
-    'pin_memory', 'numpy'
+    'pin_memory'
 ]
 # ops that copy the first input's layout; other tensor args carry no data
 _FIRST_ONLY = ['to', 'type', 'type_as', 'new_tensor']

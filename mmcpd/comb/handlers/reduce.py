@@ -1,21 +1,31 @@
 """Reductions, pooling, resizing and padding.
 
-A reduction over a dimension drops it: its channels may shrink freely (a
-mean over fewer channels still has the same shape). Pooling, resizing and
-padding change only spatial dims; channels pass through. When such an op
-changes the size of a labelled dim, those channels are frozen.
+A reduction over a batch, token or spatial dim drops it and leaves the
+channels alone. A reduction over a channel dim (a channel mean, max, norm,
+logsumexp, ...) mixes the channels: it is recorded by
+:func:`~.mixing.mix` so that the masked model reduces over the kept
+channels only, as the sliced model does. Pooling, resizing and padding
+change only spatial dims; channels pass through. When such an op changes
+the size of a labelled dim, those channels are frozen.
 """
+from typing import List
+
 import torch
 import torch.nn.functional as F
 
 from ..couple import couple
 from .base import OpContext, function, method, register
+from .mixing import counted, mix
 
 _REDUCE = [
     'mean', 'sum', 'nansum', 'amax', 'amin', 'std', 'var', 'norm',
     'logsumexp', 'prod', 'argmax', 'argmin', 'all', 'any', 'count_nonzero',
-    'median', 'nanmean', 'max', 'min', 'std_mean', 'var_mean'
+    'median', 'nanmedian', 'mode', 'nanmean', 'max', 'min', 'std_mean',
+    'var_mean', 'aminmax'
 ]
+# where the ``dim`` argument sits, when not second, and its default
+_DIM_AT = {'norm': 2, 'linalg_vector_norm': 2}
+_DIM_DEFAULT = {'mode': -1}
 _SPATIAL = [
     'avg_pool1d', 'avg_pool2d', 'avg_pool3d', 'max_pool1d', 'max_pool2d',
     'max_pool3d', 'adaptive_avg_pool1d', 'adaptive_avg_pool2d',
@@ -23,7 +33,7 @@ _SPATIAL = [
     'adaptive_max_pool3d', 'lp_pool1d', 'lp_pool2d', 'interpolate',
     'upsample', 'upsample_nearest', 'upsample_bilinear', 'pad',
     'max_pool1d_with_indices', 'max_pool2d_with_indices',
-    'grid_sample', 'fractional_max_pool2d', 'local_response_norm'
+    'grid_sample', 'fractional_max_pool2d'
 ]
 
 
@@ -36,44 +46,30 @@ def _funcs(names, module=None):
     return [f for f in found if f is not None]
 
 
-def _dims(ctx: OpContext, nd: int):
-    dim = ctx.kwargs.get('dim', ctx.kwargs.get('axis'))
-    if dim is None and len(ctx.args) > 1 and not isinstance(
-            ctx.args[1], torch.Tensor):
-        dim = ctx.args[1]
+def _reduced_dims(ctx: OpContext, nd: int) -> List[int]:
+    """The dims a reduction runs over (all of them when none is given)."""
+    dim = ctx.arg(_DIM_AT.get(ctx.name, 1), 'dim')
     if dim is None:
-        return None
-    if isinstance(dim, int):
+        dim = ctx.kwargs.get('axis', _DIM_DEFAULT.get(ctx.name))
+    if isinstance(dim, int) and not isinstance(dim, bool):
         dim = [dim]
+    if not isinstance(dim, (list, tuple)) or not len(dim):
+        return list(range(nd))  # no dim (or p / unbiased in its place)
     return [d % nd for d in dim]
 
 
-@register(*_funcs(_REDUCE))
+@counted(_funcs(_REDUCE), torch.linalg.vector_norm)
 def reduction(ctx: OpContext) -> None:
-    """Reduced dims disappear (or become size 1); the others pass."""
+    """Reduced dims disappear (or become size 1); the others pass. A
+    reduction over channels is a channel-mixing site (see ``mix``)."""
     ins = ctx.inputs
     if ctx.name in ('max', 'min') and len(ins) > 1:
         from .pointwise import pointwise  # elementwise max(a, b)
         return pointwise(ctx)
-    x = ins[0]
-    outs = ctx.outputs
-    dims = _dims(ctx, x.dim())
-    if dims is None:
-        dims = list(range(x.dim()))
-    keepdim = bool(ctx.kwargs.get('keepdim', False)) or (
-        len(ctx.args) > 2 and ctx.args[2] is True)
-    keys, out_dim = [], 0
-    for d in range(x.dim()):
-        if d in dims:
-            keys.append(None)
-            if keepdim:
-                out_dim += 1
-        else:
-            keys.append(out_dim)
-            out_dim += 1
-    labels = couple(ctx.graph, [(ctx.graph.get(x), tuple(x.shape), keys)],
-                    ctx.via)
-    for out in outs:
+    x, outs = ins[0], ctx.outputs
+    out_dims = outs[0].dim() if outs else 0
+    labels = mix(ctx, x, _reduced_dims(ctx, x.dim()), False, out_dims)
+    for out in ctx.outputs:
         ctx.graph.set(out, labels)
 
 
