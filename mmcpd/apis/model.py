@@ -17,7 +17,6 @@ What :func:`init_model` does, in order:
    naming the first tensor that does not fit.
 """
 import copy
-import os.path as osp
 from pathlib import Path
 from typing import Dict, Optional, Union
 

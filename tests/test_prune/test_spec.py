@@ -92,7 +92,7 @@ def _edit(spec: PrunedSpec, module: str, attr: str, value) -> PrunedSpec:
         ('fc', 'out_channels', 9, ['`fc`', 'Linear', '`out_channels`']),
     ])
 def test_edited_spec_is_refused_and_named(pruned, module, attr, value,
-                                         needles):
+                                          needles):
     _, _, spec = pruned
     model = Net()
     before = {k: v.shape for k, v in model.state_dict().items()}
