@@ -6,14 +6,17 @@ What :func:`init_model` does, in order:
    ``student`` of a ``DistillWrapper``), with SyncBN reverted to BN;
 2. read the checkpoint with ``torch.load(weights_only=True)`` and the
    allow-list of :mod:`mmcpd.utils.checkpoint`;
-3. resize the model to the pruned architecture when the checkpoint carries a
-   spec under :data:`mmcpd.prune.spec.CHECKPOINT_KEY`;
-4. keep the student's weights of a DistillWrapper checkpoint (the teacher
+3. cut a CPDHook *training* checkpoint (full-size masked weights plus the
+   hook's state) to its deploy form, with the same code as
+   ``tools/convert_checkpoint.py``;
+4. resize the model to the pruned architecture when the checkpoint carries a
+   spec under :data:`mmcpd.prune.spec.CHECKPOINT_KEY` (the spec is checked
+   against itself and the model first);
+5. keep the student's weights of a DistillWrapper checkpoint (the teacher
    and the connectors are training-time only) and load them strictly,
    naming the first tensor that does not fit.
 """
 import copy
-import os.path as osp
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -23,6 +26,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 from torch import nn
 
+from mmcpd.prune.convert import STATE_KEY, deploy_from_training
 from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec
 from mmcpd.utils.checkpoint import CheckpointError, load_checkpoint_file
 from mmcpd.utils.config import resolve_config_path
@@ -36,6 +40,8 @@ __all__ = [
 STUDENT_PREFIX = 'student.'
 #: Prefix that DDP (and old mmcv runners) put in front of every name.
 DDP_PREFIX = 'module.'
+#: The tool that turns training checkpoints into deploy checkpoints.
+CONVERT_TOOL = 'tools/convert_checkpoint.py'
 
 
 def _is_distill_wrapper(model_cfg: dict) -> bool:
@@ -162,11 +168,53 @@ def _check_fits(model: nn.Module, state_dict: Dict[str, torch.Tensor],
             '; '.join(parts))
 
 
+def _check_not_full_size(model: nn.Module, spec: PrunedSpec,
+                         state_dict: Dict[str, torch.Tensor],
+                         path: str) -> None:
+    """Refuse full-size weights next to a spec without the hook's state."""
+    current = model.state_dict()
+    full = [
+        n for n, shape in spec.shapes.items()
+        if n in state_dict and n in current
+        and list(state_dict[n].shape) != list(shape)
+        and state_dict[n].shape == current[n].shape
+    ]
+    if full:
+        name = full[0]
+        raise CheckpointError(
+            f'checkpoint `{path}` holds full-size weights (`{name}` has '
+            f'shape {list(state_dict[name].shape)}) next to a pruned spec '
+            f'that makes it {spec.shapes[name]}, but no `{STATE_KEY}` state '
+            'to cut them with: load the deploy checkpoint that '
+            f'`{CONVERT_TOOL}` writes from the original training '
+            'checkpoint (or that CPDHook writes at the end of training)')
+
+
+def _cut_training_checkpoint(model: nn.Module, checkpoint: dict, path: str,
+                             config_name: str) -> dict:
+    """The deploy checkpoint of a CPDHook training checkpoint."""
+    try:
+        return deploy_from_training(model, checkpoint)
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise CheckpointError(
+            f'checkpoint `{path}` is a CPDHook training checkpoint '
+            '(full-size masked weights), but it cannot be cut to the '
+            f'pruned model of config `{config_name}`: {err}. Convert it '
+            f'with `python {CONVERT_TOOL} CONFIG {path} OUT.pth` and the '
+            'config it was trained with, then load OUT.pth') from err
+
+
 def load_pruned_checkpoint(model: nn.Module,
                            checkpoint: Union[str, dict],
                            config_name: str = '<config>',
                            path: Optional[str] = None) -> dict:
-    """Load a plain, pruned or DistillWrapper checkpoint into ``model``.
+    """Load a plain, pruned, DistillWrapper or training checkpoint.
+
+    A CPDHook training checkpoint (full-size masked weights and the hook's
+    state under ``'cpd_hook'``) is cut to its deploy form first, by
+    :func:`~mmcpd.prune.convert.deploy_from_training` (what
+    ``tools/convert_checkpoint.py`` runs), so ``model`` ends up the pruned
+    student either way.
 
     Args:
         model (nn.Module): The model that the checkpoint's config builds
@@ -182,22 +230,29 @@ def load_pruned_checkpoint(model: nn.Module,
 
     Raises:
         FileNotFoundError: The checkpoint file does not exist.
-        CheckpointError: The file is not a checkpoint, or its tensors do not
-            fit the model (the message names the first culprit).
+        CheckpointError: The file is not a checkpoint, its spec does not fit
+            itself or the model, its tensors do not fit the model (the
+            message names the first culprit), or it holds full-size
+            training weights that cannot be cut here (the message names
+            ``tools/convert_checkpoint.py``).
     """
     if isinstance(checkpoint, (str, Path)):
         path = str(checkpoint)
         checkpoint = load_checkpoint_file(path)
     path = path or '<checkpoint>'
-    state_dict = _state_dict_of(checkpoint, path)
-    spec = _spec_of(checkpoint)
+    weights = checkpoint
+    if STATE_KEY in checkpoint:
+        weights = _cut_training_checkpoint(model, checkpoint, path,
+                                           config_name)
+    state_dict = _state_dict_of(weights, path)
+    spec = _spec_of(weights)
     if spec:
+        _check_not_full_size(model, spec, state_dict, path)
         try:
             apply_spec(model, spec)
-        except KeyError as err:
-            raise CheckpointError(
-                f'the pruned spec in checkpoint `{path}` does not fit '
-                f'config `{config_name}`: {err.args[0]}') from err
+        except ValueError as err:
+            raise CheckpointError(f'checkpoint `{path}` with config '
+                                  f'`{config_name}`: {err}') from err
     _check_fits(model, state_dict, path, config_name)
     model.load_state_dict(state_dict, strict=True)
     return checkpoint
@@ -211,8 +266,10 @@ def init_model(config: Union[str, Path, Config],
 
     Works like ``mmpretrain.apis.init_model`` and ``mmseg.apis.init_model``,
     and also for the checkpoints mmcpd writes: a pruned one is rebuilt at
-    its pruned widths from the spec it carries, and a ``DistillWrapper``
-    one yields the student only.
+    its pruned widths from the spec it carries, a ``DistillWrapper`` one
+    yields the student only, and a CPDHook training checkpoint (full-size
+    masked weights) yields the pruned student, cut as
+    ``tools/convert_checkpoint.py`` cuts it.
 
     Args:
         config (str | Path | Config): The config of the original (unpruned)

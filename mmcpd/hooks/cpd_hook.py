@@ -1,4 +1,5 @@
 """CPDHook: iterative structured pruning inside mmengine training."""
+import copy
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -95,9 +96,11 @@ class CPDHook(Hook):
     the schedule's fraction of params or FLOPs is gone; the last prune step
     reaches ``target``, and training then goes on with the architecture
     fixed. Removed units are masked (held at zero together with their
-    gradients, optimizer state and norm statistics), so shapes, the
-    optimizer and DDP stay as they are; at the end of training the small
-    model is cut out and saved to ``work_dir/<deploy_file>``.
+    gradients, optimizer state and norm statistics, and in the averaged
+    model of an ``EMAHook``), so shapes, the optimizer and DDP stay as they
+    are; at the end of training the small model is cut out and saved to
+    ``work_dir/<deploy_file>`` (with an ``EMAHook``, from the EMA weights
+    that validation used).
 
     Importance is read from the normal training backward passes, once per
     optimizer step, after AMP unscaling and before gradient clipping (in a
@@ -468,7 +471,50 @@ class CPDHook(Hook):
             self._dead.zero_tensors()
             for optimizer in self._optimizers:
                 self._dead.zero_optimizer_state(optimizer)
+        for ema, _ in self._ema_students(runner):
+            # An average of zeros stays zero: zeroed at each prune step,
+            # the EMA copies of removed units stay dead, as the student's.
+            DeadUnits(ema, self.comb_result.groups,
+                      self.removed).zero_tensors()
         self._activate_exact_norms()
+
+    def _ema_students(self, runner) -> List[tuple]:
+        """The student's copies in the averaged models of EMA hooks, each
+        with whether its buffers are averaged too.
+
+        mmengine's ``EMAHook`` averages a deep copy of the model
+        (``ema_model.module``), swaps its parameters (and buffers, with
+        ``update_buffers=True``) in for validation and saves it as the
+        checkpoints' ``state_dict``.
+        """
+        from mmengine.model import BaseAveragedModel
+        students = []
+        for hook in getattr(runner, 'hooks', ()):
+            averaged = getattr(hook, 'ema_model', None)
+            if isinstance(averaged, BaseAveragedModel):
+                model = averaged.module
+                prefix = self.student_prefix.rstrip('.')
+                students.append(
+                    (model.get_submodule(prefix) if prefix else model,
+                     averaged.update_buffers))
+        return students
+
+    @torch.no_grad()
+    def _deploy_source(self, runner) -> nn.Module:
+        """The student as validation sees it: with an EMAHook, the EMA
+        parameters (and buffers, if averaged) in a copy of the student."""
+        ema = self._ema_students(runner)
+        if not ema:
+            return self.student
+        averaged, with_buffers = ema[0]
+        model = copy.deepcopy(self.student)
+        pairs = [(model.parameters(), averaged.parameters())]
+        if with_buffers:
+            pairs.append((model.buffers(), averaged.buffers()))
+        for mine, theirs in pairs:
+            for a, b in zip(mine, theirs):
+                a.copy_(b)
+        return model
 
     def _activate_exact_norms(self) -> None:
         """Make masked LayerNorm / GroupNorm count kept channels only."""
@@ -533,11 +579,14 @@ class CPDHook(Hook):
             runner.logger.info(f'CPDHook: plot saved to {path}')
         if self.deploy_file:
             path = osp.join(runner.work_dir, self.deploy_file)
+            # With an EMAHook, the EMA weights that validation saw.
+            ema = bool(self._ema_students(runner))
             ckpt = deploy_checkpoint(
-                self.student, self.comb_result, self.removed,
-                dict(self.history[-1], iter=int(runner.iter)))
+                self._deploy_source(runner), self.comb_result, self.removed,
+                dict(self.history[-1], iter=int(runner.iter), ema=ema))
             torch.save(ckpt, path)
-            runner.logger.info(f'CPDHook: pruned model saved to {path}')
+            runner.logger.info(f'CPDHook: pruned model saved to {path}' +
+                               (' (EMA weights)' if ema else ''))
 
     # ------------------------------------------------------------------
     # checkpoints

@@ -13,7 +13,6 @@ from mmcpd.distill.connector import build_connector
 from mmcpd.distill.recorder import (as_tensor, check_module_names,
                                     record_outputs)
 from mmcpd.distill.term import DistillTerm, build_terms
-from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec
 from mmcpd.registry import MODELS
 
 ModelType = Union[dict, nn.Module]
@@ -59,32 +58,24 @@ def _build(model: ModelType, role: str) -> nn.Module:
 
 
 def _load_teacher(teacher: nn.Module, path: str) -> None:
-    """Load a checkpoint (plain or DistillWrapper) into the teacher."""
-    if '://' not in path and not osp.isfile(path):
+    """Load a checkpoint into the teacher: plain, pruned (the teacher is
+    resized to its spec), DistillWrapper (its student) or CPDHook training
+    checkpoint (its student, cut to the deploy model); the same loader as
+    :func:`mmcpd.apis.init_model`."""
+    from mmcpd.apis.model import load_pruned_checkpoint
+    from mmcpd.utils.checkpoint import mmengine_safe_globals
+    if '://' in path:
+        with mmengine_safe_globals():
+            ckpt = _load_checkpoint(path, map_location='cpu')
+        if not isinstance(ckpt, dict):
+            raise ValueError(f'`teacher_checkpoint` {path!r} should hold a '
+                             f'dict, but holds a {type(ckpt).__name__}')
+    elif not osp.isfile(path):
         raise FileNotFoundError(
             f'`teacher_checkpoint` {path!r} does not exist')
-    ckpt = _load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'`teacher_checkpoint` {path!r} should hold a '
-                         f'dict, but holds a {type(ckpt).__name__}')
-    state = ckpt.get('state_dict', ckpt)
-    state = {
-        k[7:] if k.startswith('module.') else k: v
-        for k, v in state.items()
-    }
-    if any(k.startswith('student.') for k in state):
-        # A DistillWrapper checkpoint: its student is the teacher now.
-        state = {
-            k[8:]: v
-            for k, v in state.items() if k.startswith('student.')
-        }
-    if ckpt.get(CHECKPOINT_KEY):
-        apply_spec(teacher, PrunedSpec.from_dict(ckpt[CHECKPOINT_KEY]))
-    try:
-        teacher.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f'`teacher_checkpoint` {path!r} does not fit the '
-                         f'teacher model: {err}') from err
+    else:
+        ckpt = path
+    load_pruned_checkpoint(teacher, ckpt, '<teacher>', path)
 
 
 @MODELS.register_module()

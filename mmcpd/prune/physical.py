@@ -11,11 +11,10 @@ from typing import Dict, Mapping, Sequence, Set, Tuple
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
-from torch.nn.modules.conv import _ConvNd
 
 from mmcpd.comb import CombResult
-from .spec import PrunedSpec
+from .spec import PrunedSpec, tensor_holders
+from .spec_check import width_attrs
 
 
 def removed_indices(result: CombResult,
@@ -69,46 +68,6 @@ def attr_values(result: CombResult,
     return values
 
 
-def _standard_attrs(module: nn.Module) -> dict:
-    """Width attributes of torch's own layers, read off their tensors."""
-    if isinstance(module, _ConvNd):
-        w = module.weight
-        if module.transposed:
-            return dict(in_channels=w.shape[0],
-                        out_channels=w.shape[1] * module.groups)
-        return dict(in_channels=w.shape[1] * module.groups,
-                    out_channels=w.shape[0])
-    if isinstance(module, nn.Linear):
-        return dict(in_features=module.weight.shape[1],
-                    out_features=module.weight.shape[0])
-    if isinstance(module, _NormBase):
-        t = module.weight if module.weight is not None else \
-            module.running_mean
-        return dict(num_features=t.shape[0]) if t is not None else {}
-    if isinstance(module, nn.GroupNorm) and module.weight is not None:
-        return dict(num_channels=module.weight.shape[0])
-    if isinstance(module, nn.LayerNorm) and module.weight is not None:
-        return dict(normalized_shape=tuple(module.weight.shape))
-    if isinstance(module, nn.PReLU):
-        return dict(num_parameters=module.weight.numel())
-    if isinstance(module, nn.MultiheadAttention):
-        return dict(head_dim=module.embed_dim // module.num_heads)
-    return {}
-
-
-def _holders(model: nn.Module):
-    """Every (module, attr) that holds each parameter or buffer object."""
-    holders = defaultdict(list)
-    for mod in model.modules():
-        for attr, p in mod._parameters.items():
-            if p is not None:
-                holders[id(p)].append((mod, attr))
-        for attr, b in mod._buffers.items():
-            if b is not None:
-                holders[id(b)].append((mod, attr))
-    return holders
-
-
 @torch.no_grad()
 def prune_units(model: nn.Module, result: CombResult,
                 removed: Mapping[int, Sequence[int]]) -> PrunedSpec:
@@ -128,8 +87,9 @@ def prune_units(model: nn.Module, result: CombResult,
     indices = removed_indices(result, removed)
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
-    holders = _holders(model)
+    holders = tensor_holders(model)
     modules = dict(model.named_modules())
+    module_names = {id(m): n for n, m in modules.items()}
     spec = PrunedSpec()
     touched = set()
     by_name = defaultdict(dict)
@@ -151,7 +111,8 @@ def prune_units(model: nn.Module, result: CombResult,
             else:
                 mod._buffers[attr] = new
         spec.shapes[name] = list(new.shape)
-        touched.add(name.rpartition('.')[0])
+        # every module holding the tensor (shared weights) follows it
+        touched.update(module_names[id(mod)] for mod, _ in holders[id(old)])
     values = attr_values(result, removed)
     for mod_name, attrs in values.items():
         for attr, value in attrs.items():
@@ -160,7 +121,7 @@ def prune_units(model: nn.Module, result: CombResult,
     for mod_name in touched:
         module = modules[mod_name]
         attrs = dict(values.get(mod_name, {}))
-        attrs.update(_standard_attrs(module))
+        attrs.update(width_attrs(module))
         for attr, value in attrs.items():
             setattr(module, attr, value)
         if attrs:
