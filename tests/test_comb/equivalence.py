@@ -6,34 +6,11 @@ import torch
 from mmcpd.prune.mask import exact_norms, zero_units
 from mmcpd.prune.physical import prune_units
 from mmcpd.prune.spec import apply_spec
+from mmcpd.prune.verify import random_units as random_removal  # noqa: F401
+from mmcpd.prune.verify import randomize_model as randomise  # noqa: F401
 
 
 @torch.no_grad()
-def randomise(model, seed=0, scale=0.5):
-    """Every floating parameter and buffer random (variances positive), so
-    that zero-initialised scales or unit statistics hide nothing."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in list(model.named_parameters()) + list(
-            model.named_buffers()):
-        if not t.is_floating_point():
-            continue
-        r = torch.randn(t.shape, generator=g, dtype=t.dtype) * scale
-        if name.endswith('running_var'):
-            r = r.abs() + 0.5
-        t.copy_(r)
-    return model
-
-
-def random_removal(result, ratio=0.3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    removed = {}
-    for group in result.prunable:
-        k = min(max(1, int(group.num_units * ratio)), group.num_units - 1)
-        removed[group.id] = torch.randperm(
-            group.num_units, generator=g)[:k].tolist()
-    return removed
-
-
 def flat(value):
     if isinstance(value, torch.Tensor):
         return [value]

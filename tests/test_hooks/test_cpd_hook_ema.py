@@ -18,7 +18,7 @@ from mmcpd.prune.convert import convert_checkpoint  # noqa: E402
 from mmcpd.prune.mask import exact_norms  # noqa: E402
 from mmcpd.prune.spec import PrunedSpec, apply_spec  # noqa: E402
 from mmcpd.utils.config import resolve_config_path  # noqa: E402
-from ..random_weights import randomise_  # noqa: E402
+from mmcpd.prune.verify import randomize_model  # noqa: E402
 from .test_cpd_hook_mmpretrain import MODEL, runner_kwargs  # noqa: E402
 
 #: A small ConvNeXt (LayerNorm, depthwise convs, layer scale).
@@ -74,7 +74,7 @@ def test_ema_copies_of_removed_units_stay_dead(tmp_path, name):
     ema_cfg = ema_cfg()
     init = tmp_path / 'random.pth'
     torch.save(
-        {'state_dict': randomise_(_build(model_cfg), seed=2).state_dict()},
+        {'state_dict': randomize_model(_build(model_cfg), seed=2).state_dict()},
         init)
     cpd = dict(type='CPDHook', interval=2, target=0.3, num_steps=2,
                input_shape=(1, 3, 32, 32))

@@ -9,7 +9,7 @@ from torch import nn
 import mmcpd
 from mmcpd.prune.spec import PrunedSpec, apply_spec
 from mmcpd.prune.spec_check import check_applied
-from ..random_weights import randomise_
+from mmcpd.prune.verify import randomize_model
 
 
 class Net(nn.Module):
@@ -38,7 +38,7 @@ def pruned():
     """A random Net, its copy pruned by mmcpd and the spec (JSON round
     trip), with units of every group removed."""
     torch.manual_seed(0)
-    original = randomise_(Net(), seed=3).eval()
+    original = randomize_model(Net(), seed=3).eval()
     small = copy.deepcopy(original)
     spec, _ = mmcpd.prune_model(
         small, torch.randn(1, 3, 8, 8), ratio=0.25, importance='random')
