@@ -37,7 +37,7 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from .handlers.base import OpContext, function, method
+from .handlers.base import OpContext, function, method, register_in
 from .labels import Labels
 
 FlopRule = Callable[[OpContext], None]
@@ -50,15 +50,7 @@ Operand = Tuple[torch.Tensor, Sequence[Hashable]]
 
 def flop_rule(*funcs) -> Callable[[FlopRule], FlopRule]:
     """Register a FLOPs rule for torch functions (missing ones skipped)."""
-
-    def wrap(rule: FlopRule) -> FlopRule:
-        for func in funcs:
-            for f in (func if isinstance(func, list) else [func]):
-                if f is not None:
-                    FLOP_RULES[f] = rule
-        return rule
-
-    return wrap
+    return register_in(FLOP_RULES, *funcs)
 
 
 def count_flops(ctx: OpContext) -> None:

@@ -180,6 +180,17 @@ class LabelGraph:
             return labels
         return []
 
+    def set_frozen(self, tensor: torch.Tensor, reason: str) -> None:
+        """Give ``tensor`` new ids, frozen, on every dim of size > 1: what it
+        feeds must not be pruned through it."""
+        blocks = []
+        for d in range(tensor.dim()):
+            if tensor.shape[d] > 1:
+                ids = self.new_ids((tensor.shape[d], ))
+                self.freeze(ids, reason)
+                blocks.append(Block((d, ), ids))
+        self.set(tensor, blocks)
+
     def set(self, tensor, labels: Labels) -> None:
         if not isinstance(tensor, torch.Tensor):
             return

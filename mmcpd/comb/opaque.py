@@ -196,13 +196,7 @@ class Provenance:
                 call.made.append((serial, blocks))
 
     def _freeze_new(self, t: torch.Tensor, reason: str) -> None:
-        blocks = []
-        for d in range(t.dim()):
-            if t.shape[d] > 1:
-                ids = self.graph.new_ids((t.shape[d], ))
-                self.graph.freeze(ids, reason)
-                blocks.append(Block((d, ), ids))
-        self.graph.set(t, blocks)
+        self.graph.set_frozen(t, reason)
         self.graph.warnings.append(reason)
 
     def opaque(self, t: torch.Tensor, call: Optional[_Call],

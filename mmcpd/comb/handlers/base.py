@@ -2,7 +2,6 @@
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -12,17 +11,23 @@ Handler = Callable[['OpContext'], None]
 HANDLERS: Dict[Any, Handler] = {}
 
 
-def register(*funcs) -> Callable[[Handler], Handler]:
-    """Register a handler for torch functions (missing ones are skipped)."""
+def register_in(table: Dict[Any, Callable], *funcs) -> Callable:
+    """Register a rule in ``table`` for torch functions (lists of them
+    allowed, missing ones skipped)."""
 
-    def wrap(handler: Handler) -> Handler:
+    def wrap(rule: Callable) -> Callable:
         for func in funcs:
             for f in (func if isinstance(func, list) else [func]):
                 if f is not None:
-                    HANDLERS[f] = handler
-        return handler
+                    table[f] = rule
+        return rule
 
     return wrap
+
+
+def register(*funcs) -> Callable[[Handler], Handler]:
+    """Register a handler for torch functions (missing ones are skipped)."""
+    return register_in(HANDLERS, *funcs)
 
 
 def method(name: str):
@@ -104,15 +109,8 @@ class OpContext:
         Used where an op's effect on channels is unknown: whatever it feeds
         must not be pruned through it.
         """
-        from ..labels import Block
         for t in self.outputs:
-            blocks = []
-            for d in range(t.dim()):
-                if t.shape[d] > 1:
-                    ids = self.graph.new_ids((t.shape[d], ))
-                    self.graph.freeze(ids, reason)
-                    blocks.append(Block((d, ), ids))
-            self.graph.set(t, blocks)
+            self.graph.set_frozen(t, reason)
 
 
 def handle_unknown(ctx: OpContext) -> None:
