@@ -20,6 +20,7 @@ loss, distillation loss) read from the runs' logged scalars. Writes
 
 Examples:
     python tools/analysis/distill_ablation.py                 # ~25 min
+    python tools/analysis/distill_ablation.py --verbose       # full logs
     python tools/analysis/distill_ablation.py --seeds 0 \\
         --variants none cwd --baseline work_dirs/demo/seg/baseline/iter_600.pth
 """
@@ -94,6 +95,11 @@ def parse_args(argv=None):
         help='only redo the table and the plot of a saved ablation.json '
         '(into --work-dir)')
     parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full log on the console (always written to the "
+        'work dirs)')
+    parser.add_argument(
         '--quick',
         action='store_true',
         help='8 samples a batch, 32 train and 16 val samples (a smoke '
@@ -145,7 +151,7 @@ def run_variant(args, variant: str, seed: int, baseline: str) -> Dict:
     else:
         cfg.distill.distill_losses = losses
     start = time.perf_counter()
-    train(cfg)
+    train(cfg, args.verbose, f'{variant} seed {seed}')
     wall = time.perf_counter() - start
     pruned = osp.join(work_dir, hook.get('deploy_file', 'pruned_deploy.pth'))
     base_cfg = _prepare(args, BASELINE, work_dir, 1)
@@ -278,7 +284,9 @@ def report(base: Dict, runs: List[Dict], args) -> Dict[str, Dict]:
         f.write(table)
     plot(runs, summary, base, osp.join(args.work_dir, 'ablation.png'))
     print('\n' + table, flush=True)
-    print(f'written: {args.work_dir}/ablation.json, .md, .png', flush=True)
+    print(f'written: {args.work_dir}/ablation.json, .md, .png; full logs '
+          f'of each run in {args.work_dir}/<variant>_seed<seed>/<time>/',
+          flush=True)
     return summary
 
 
@@ -298,7 +306,7 @@ def main(argv=None) -> Optional[Dict]:
     if baseline is None:
         print(f'training the baseline ({args.baseline_iters} iters)',
               flush=True)
-        baseline = train(base_cfg)
+        baseline = train(base_cfg, args.verbose, 'baseline')
     base = dict(
         checkpoint=baseline,
         metric=evaluate(base_cfg, baseline,
