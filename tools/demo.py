@@ -40,6 +40,7 @@ from mmengine.config import Config
 from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
                                    log_file, prepare_config, shrink_data,
                                    train)
+from mmcpd.apis.progress import warnings_to_log
 from mmcpd.utils import add_mmengine_safe_globals
 
 TASKS = dict(
@@ -173,8 +174,10 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
 
     progress(f"{task['name']}: evaluating baseline and pruned model")
     metrics = dict(
-        baseline=evaluate(base_cfg, base_ckpt, osp.join(root, 'eval')),
-        pruned=evaluate(base_cfg, pruned_ckpt, osp.join(root, 'eval')))
+        baseline=evaluate(base_cfg, base_ckpt, osp.join(root, 'eval'),
+                          args.verbose),
+        pruned=evaluate(base_cfg, pruned_ckpt, osp.join(root, 'eval'),
+                        args.verbose))
 
     progress(f"{task['name']}: exporting to ONNX and timing "
              f"({settings['runs']} runs each, interleaved)")
@@ -247,6 +250,13 @@ def markdown(results: Dict[str, Dict], wall_s: float) -> str:
 def main(argv=None) -> Dict[str, Dict]:
     args = parse_args(argv)
     add_mmengine_safe_globals()
+    # without --verbose, Python warnings go to the runs' log files
+    with warnings_to_log(not args.verbose):
+        return _main(args)
+
+
+def _main(args) -> Dict[str, Dict]:
+    """Both tasks, the table and the paths of what was written."""
     settings = dict(QUICK if args.quick else FULL)
     for name in ('baseline_iters', 'cpd_iters', 'runs'):
         if getattr(args, name) is not None:

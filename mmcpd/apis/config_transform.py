@@ -310,28 +310,39 @@ class CPDRunner(Runner):
         spec; EMA models of ``EMAHook`` are rebuilt at the new size. Any
         other checkpoint loads as :meth:`Runner.load_checkpoint` does.
         """
-        from mmengine.runner.checkpoint import _load_checkpoint
+        from mmengine.runner.checkpoint import (_load_checkpoint,
+                                                _load_checkpoint_to_model)
 
         from mmcpd.models import unwrap_student
         from .model import load_pruned_checkpoint
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
-        if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in \
-                checkpoint or STATE_KEY in checkpoint:
-            return super().load_checkpoint(filename, map_location, strict,
-                                           list(revise_keys))
-        student = unwrap_student(self.model)
-        load_pruned_checkpoint(
-            student, checkpoint, config_name=str(self.cfg.filename),
-            path=filename)
-        for hook in self.hooks:
-            if isinstance(hook, EMAHook):  # holds a copy of the full model
-                hook.before_run(self)
+        # read once; mmengine's "Loads checkpoint by ..." goes to the log
+        checkpoint = _load_checkpoint(
+            filename, map_location=map_location, logger='current')
+        deploy = isinstance(checkpoint, dict) and \
+            CHECKPOINT_KEY in checkpoint and STATE_KEY not in checkpoint
+        if deploy:
+            load_pruned_checkpoint(
+                unwrap_student(self.model),
+                checkpoint,
+                config_name=str(self.cfg.filename),
+                path=filename)
+            for hook in self.hooks:
+                if isinstance(hook, EMAHook):  # a copy of the full model
+                    hook.before_run(self)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        if not deploy:  # as Runner.load_checkpoint does
+            model = self.model.module if is_model_wrapper(
+                self.model) else self.model
+            checkpoint = _load_checkpoint_to_model(
+                model, checkpoint, strict, revise_keys=list(revise_keys))
         self._has_loaded = True
-        self.logger.info(
-            f'Load the pruned checkpoint {filename}: the model is resized '
-            f"to its spec ({len(checkpoint[CHECKPOINT_KEY]['shapes'])} "
-            'tensors)')
+        if deploy:
+            self.logger.info(
+                f'Load the pruned checkpoint {filename}: the model is '
+                'resized to its spec '
+                f"({len(checkpoint[CHECKPOINT_KEY]['shapes'])} tensors)")
+        else:
+            self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
     def train(self):

@@ -154,19 +154,28 @@ def log_file(work_dir: str) -> Optional[str]:
     return files[-1] if files else None
 
 
-def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, float]:
+def evaluate(cfg: Config,
+             checkpoint: str,
+             work_dir: str,
+             verbose: bool = True) -> Dict[str, float]:
     """Val metrics of the (plain, pruned or distilled) model in a checkpoint.
 
     Args:
         cfg (Config): The config of the (unpruned) model and its val data.
         checkpoint (str): Any checkpoint :func:`init_model` loads.
-        work_dir (str): Where the evaluation runner logs.
+        work_dir (str): Where the evaluation runner logs (warnings only).
+        verbose (bool): Show the warnings on the console too. Defaults to
+            True.
 
     Returns:
         dict: Metric name to value.
     """
     model = init_model(cfg, checkpoint, device='cpu')
-    runner = Runner(
+    if verbose:
+        runner_cls = Runner
+    else:
+        from .progress import QuietCPDRunner as runner_cls
+    runner = runner_cls(
         model=model,
         work_dir=work_dir,
         val_dataloader=copy.deepcopy(cfg.val_dataloader),

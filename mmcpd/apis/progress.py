@@ -3,11 +3,13 @@
 mmengine's runner logs to the console and to
 ``<work_dir>/<timestamp>/<timestamp>.log`` at the config's ``log_level``.
 :class:`QuietCPDRunner` keeps that file at ``log_level`` (INFO: the config,
-every logged iteration, the CPDHook's prune steps and tables) and shows
-only warnings and errors on the console, where :class:`ProgressBarHook`
-draws one bar per run instead.
+every logged iteration, the CPDHook's prune steps and tables, warnings) and
+shows only errors on the console, where :class:`ProgressBarHook` draws one
+bar per run instead.
 """
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 from mmengine.hooks import Hook
 
@@ -23,14 +25,47 @@ def console_level(logger: logging.Logger, level: int) -> None:
             handler.setLevel(max(handler.level, level))
 
 
+class _CurrentLoggerHandler(logging.Handler):
+    """Hands records to mmengine's current logger: into the run's log file,
+    and to the console at the console handler's level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from mmengine.logging import MMLogger
+        MMLogger.get_current_instance().handle(record)
+
+
+@contextmanager
+def warnings_to_log(enabled: bool = True) -> Iterator[None]:
+    """Within the context, Python warnings (``warnings.warn``) go to
+    mmengine's current logger instead of stderr.
+
+    Args:
+        enabled (bool): False leaves warnings as they are. Defaults to True.
+    """
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger('py.warnings')
+    handler, propagate = _CurrentLoggerHandler(), logger.propagate
+    logging.captureWarnings(True)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logging.captureWarnings(False)
+
+
 class QuietCPDRunner(CPDRunner):
     """A :class:`~mmcpd.apis.config_transform.CPDRunner` whose console shows
-    warnings and errors only; the log file has everything."""
+    errors only; the log file has everything."""
 
     def build_logger(self, log_level='INFO', log_file=None, **kwargs):
-        """mmengine's logger, its console handler set to WARNING."""
+        """mmengine's logger, its console handler set to ERROR."""
         logger = super().build_logger(log_level, log_file, **kwargs)
-        console_level(logger, logging.WARNING)
+        console_level(logger, logging.ERROR)
         return logger
 
 
@@ -70,7 +105,7 @@ class ProgressBarHook(Hook):
         postfix = {}
         loss = outputs.get('loss') if isinstance(outputs, dict) else None
         if loss is not None:
-            postfix['loss'] = f'{float(loss):.3f}'
+            postfix['loss'] = f'{float(loss.detach()):.3f}'
         cpd = self._cpd
         if cpd is not None and getattr(cpd, 'schedule', None) is not None:
             last = cpd.history[-1] if cpd.history else {}

@@ -41,6 +41,7 @@ from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
                                    prepare_config, read_scalars, shrink_data,
                                    train)
 from mmcpd.deploy import model_complexity
+from mmcpd.apis.progress import warnings_to_log
 from mmcpd.utils import add_mmengine_safe_globals
 
 BASELINE = 'unet-s4-d8_fcn_1xb16_digits-seg.py'
@@ -155,7 +156,8 @@ def run_variant(args, variant: str, seed: int, baseline: str) -> Dict:
     wall = time.perf_counter() - start
     pruned = osp.join(work_dir, hook.get('deploy_file', 'pruned_deploy.pth'))
     base_cfg = _prepare(args, BASELINE, work_dir, 1)
-    metric = evaluate(base_cfg, pruned, osp.join(work_dir, 'eval'))[METRIC]
+    metric = evaluate(base_cfg, pruned, osp.join(work_dir, 'eval'),
+                      args.verbose)[METRIC]
     flops = _flops(base_cfg, pruned)
     curves = dict(
         iter=[], task=[], distill=[], total=[], val_iter=[], val_metric=[])
@@ -293,6 +295,13 @@ def report(base: Dict, runs: List[Dict], args) -> Dict[str, Dict]:
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     add_mmengine_safe_globals()
+    # without --verbose, Python warnings go to the runs' log files
+    with warnings_to_log(not args.verbose):
+        return _main(args)
+
+
+def _main(args) -> Optional[Dict]:
+    """The baseline, every variant and seed, the report."""
     os.makedirs(args.work_dir, exist_ok=True)
     if args.from_json:
         with open(args.from_json) as f:
@@ -309,8 +318,8 @@ def main(argv=None) -> Optional[Dict]:
         baseline = train(base_cfg, args.verbose, 'baseline')
     base = dict(
         checkpoint=baseline,
-        metric=evaluate(base_cfg, baseline,
-                        osp.join(args.work_dir, 'eval'))[METRIC],
+        metric=evaluate(base_cfg, baseline, osp.join(args.work_dir, 'eval'),
+                        args.verbose)[METRIC],
         flops=_flops(base_cfg, baseline))
     runs = []
     total = len(args.variants) * len(args.seeds)
