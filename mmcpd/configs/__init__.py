@@ -6,7 +6,7 @@ configs written with ``read_base()``::
     from mmengine.config import read_base
 
     with read_base():
-        from mmpretrain.configs.resnet.resnet18_8xb32_in1k import *
+        from .my_resnet18 import *  # your pure-Python config
         from mmcpd.configs._base_.cpd_kd import *
 
     cpd.update(target=0.6)  # in this style a child updates, not merges

@@ -2,7 +2,7 @@
 # unpruned model, for segmentation, in mmengine's pure-Python config style:
 # configs/_base_/cpd_cwd.py.
 #   with read_base():
-#       from mmseg.configs.xxx import *   # or your own pure-Python config
+#       from .my_segformer import *  # your pure-Python config
 #       from mmcpd.configs._base_.cpd_cwd import *
 from mmengine.config import read_base
 

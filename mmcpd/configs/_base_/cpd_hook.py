@@ -1,7 +1,7 @@
 # CPD pruning without distillation, in mmengine's pure-Python config style:
 # the same settings as configs/_base_/cpd_hook.py (docs/cpd_configs.md).
 #   with read_base():
-#       from mmpretrain.configs.resnet.resnet18_8xb32_in1k import *
+#       from .my_resnet18 import *  # your pure-Python config
 #       from mmcpd.configs._base_.cpd_hook import *
 #   cpd.update(target=0.7)
 from mmcpd.apis.config_transform import CPDRunner

@@ -1,7 +1,7 @@
 # CPD with logit KD from the unpruned model, for classification, in
 # mmengine's pure-Python config style: configs/_base_/cpd_kd.py.
 #   with read_base():
-#       from mmpretrain.configs.resnet.resnet18_8xb32_in1k import *
+#       from .my_resnet18 import *  # your pure-Python config
 #       from mmcpd.configs._base_.cpd_kd import *
 from mmengine.config import read_base
 
