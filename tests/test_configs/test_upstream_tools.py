@@ -87,9 +87,10 @@ def _run(env, *args) -> subprocess.CompletedProcess:
 
 def _results(proc) -> list:
     """The words that the snippet printed after ``RESULT``."""
+    # a progress bar of the inferencer may share the line
     return [
-        word for line in proc.stdout.splitlines()
-        if line.startswith('RESULT ') for word in line.split()[1:]
+        word for line in proc.stdout.splitlines() if 'RESULT ' in line
+        for word in line[line.index('RESULT '):].split()[1:]
     ]
 
 
