@@ -3,12 +3,17 @@ any model and adds its hook to any config's hooks."""
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
+from mmengine.registry import MODELS, RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
+import mmcpd
+from mmcpd.apis import build_model_from_cfg
 from mmcpd.apis.config_transform import (RUNNER_TYPE, CPDRunner,
-                                         transform_config, wrap_for_distill)
+                                         deploy_config, transform_config,
+                                         wrap_for_distill)
+from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.utils.config import example_input_shape
 
 CONFIGS = osp.join(
@@ -149,3 +154,54 @@ def test_plain_runner_with_cpd_settings_fails_before_training(tmp_path):
         runner.train()
     assert RUNNER_TYPE in str(err.value)
     assert runner.iter == 0
+
+
+# ----------------------------------------------------------------------
+# a pruned (deploy) checkpoint with the CPD config
+
+
+def _deploy_checkpoint(cfg: Config, path: str) -> dict:
+    """The demo ResNet pruned by 30% of its FLOPs, every tensor random."""
+    torch.manual_seed(0)
+    model = build_model_from_cfg(cfg)
+    spec, _ = mmcpd.prune_model(
+        model, torch.randn(1, 3, 32, 32), target=0.3, round_to=8)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.uniform_(0.5, 1.5)
+    torch.save({'state_dict': model.state_dict(),
+                CHECKPOINT_KEY: spec.to_dict()}, path)
+    return model.state_dict()
+
+
+def test_cpd_runner_tests_a_pruned_checkpoint_with_an_ema_hook(tmp_path):
+    path = tmp_path / 'cpd_ema.py'
+    path.write_text(
+        f'_base_ = [{DEMO!r}, {osp.join(BASES, "cpd_kd.py")!r}]\n'
+        # ConvNeXt's zoo config brings an EMAHook of its own
+        "custom_hooks = [dict(type='EMAHook', momentum=1e-4)]\n"
+        'test_dataloader = dict(batch_size=8, dataset=dict(indices=8))\n')
+    cfg = Config.fromfile(str(path))
+    cfg.work_dir = str(tmp_path / 'work')
+    ckpt = str(tmp_path / 'pruned_deploy.pth')
+    state = _deploy_checkpoint(cfg, ckpt)
+    cfg.load_from = ckpt
+    runner = RUNNERS.build(cfg)
+    assert isinstance(runner, CPDRunner)
+    metrics = runner.test()  # EMA swaps its copy in and out: same shapes
+    assert 0 <= metrics['accuracy/top1'] <= 100
+    student = runner.model.student.state_dict()
+    assert set(student) == set(state)
+    assert all(torch.equal(student[k], v) for k, v in state.items())
+    ema = [h for h in runner.hooks if type(h).__name__ == 'EMAHook'][0]
+    ema_student = ema.ema_model.module.student.state_dict()
+    assert all(ema_student[k].shape == v.shape for k, v in state.items())
+
+    # the deploy config builds the small model for any builder
+    deploy = deploy_config(runner.cfg, torch.load(ckpt)[CHECKPOINT_KEY])
+    assert 'cpd' not in deploy and 'distill' not in deploy
+    assert [h['type'] for h in deploy.custom_hooks] == ['EMAHook']
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(deploy.model)
+    model.load_state_dict(state)  # strict: every shape fits
