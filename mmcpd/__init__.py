@@ -11,8 +11,9 @@ The steps, one call each::
 """
 from mmengine.config.utils import MODULE2PACKAGE
 
-# `mmcpd::_base_/cpd_kd.py` in a config's `_base_` resolves once mmcpd is
-# imported (tools/train.py imports it before reading the config).
+# `mmcpd::_base_/cpd_kd.py` in a config's `_base_`: an installed mmcpd adds
+# its scope to mmengine's table in every interpreter (mmcpd-scope.pth, see
+# _mmcpd_scope.py); with mmcpd only on PYTHONPATH, importing it does.
 MODULE2PACKAGE.setdefault('mmcpd', 'mmcpd')
 
 from . import datasets, distill, hooks, models  # noqa: F401, E402

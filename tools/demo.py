@@ -20,6 +20,11 @@ Examples:
     python tools/demo.py                       # both tasks
     python tools/demo.py --task cls --work-dir work_dirs/demo
     python tools/demo.py --quick               # a smoke test (the tests)
+    python tools/demo.py --verbose             # mmengine's full console log
+
+The console shows one line per stage and a progress bar per training run;
+mmengine's full log of each run (config, every logged iteration, the prune
+steps and the channel tables) is in ``<work-dir>/<task>/<stage>/<time>/``.
 """
 import argparse
 import json
@@ -33,7 +38,9 @@ import mmcpd  # noqa: F401  registers mmcpd's modules
 from mmengine.config import Config
 
 from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
-                                   prepare_config, shrink_data, train)
+                                   log_file, prepare_config, shrink_data,
+                                   train)
+from mmcpd.apis.progress import warnings_to_log
 from mmcpd.utils import add_mmengine_safe_globals
 
 TASKS = dict(
@@ -99,6 +106,11 @@ def parse_args(argv=None):
         '--runs',
         type=int,
         help=f"timed onnxruntime runs per model (default {FULL['runs']})")
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full log on the console (it is always written to "
+        'the work dirs)')
     args = parser.parse_args(argv)
     for name in ('baseline_iters', 'cpd_iters', 'runs'):
         value = getattr(args, name)
@@ -125,8 +137,7 @@ class Progress:
 
 
 def _prepare(path: str, work_dir: str, iters: int, quick: bool) -> Config:
-    cfg = prepare_config(path, work_dir, iters,
-                         'WARNING' if quick else 'INFO')
+    cfg = prepare_config(path, work_dir, iters)
     if quick:
         shrink_data(cfg, QUICK['batch_size'], *QUICK['samples'])
     return cfg
@@ -145,25 +156,28 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
     progress(f"{task['name']}: training the baseline ({base_iters} iters)")
     base_cfg = _prepare(base_path, osp.join(root, 'baseline'), base_iters,
                         args.quick)
-    base_ckpt = train(base_cfg)
+    base_ckpt = train(base_cfg, args.verbose, f'{key} baseline')
 
     progress(f"{task['name']}: pruning with CPD + distillation from the "
              f"baseline ({settings['cpd_iters']} iters)")
     cpd_cfg = _prepare(cpd_path, osp.join(root, 'cpd'), settings['cpd_iters'],
                        args.quick)
     cpd_cfg.load_from = base_ckpt
-    train(cpd_cfg)
+    train(cpd_cfg, args.verbose, f'{key} CPD')
     hook = find_cpd_hook(cpd_cfg)
     pruned_ckpt = osp.join(cpd_cfg.work_dir,
                            hook.get('deploy_file', 'pruned_deploy.pth'))
     if not osp.isfile(pruned_ckpt):
         raise FileNotFoundError(
             f'the CPDHook wrote no pruned model to {pruned_ckpt}')
+    plot = osp.join(cpd_cfg.work_dir, hook.get('plot_file') or '')
 
     progress(f"{task['name']}: evaluating baseline and pruned model")
     metrics = dict(
-        baseline=evaluate(base_cfg, base_ckpt, osp.join(root, 'eval')),
-        pruned=evaluate(base_cfg, pruned_ckpt, osp.join(root, 'eval')))
+        baseline=evaluate(base_cfg, base_ckpt, osp.join(root, 'eval'),
+                          args.verbose),
+        pruned=evaluate(base_cfg, pruned_ckpt, osp.join(root, 'eval'),
+                        args.verbose))
 
     progress(f"{task['name']}: exporting to ONNX and timing "
              f"({settings['runs']} runs each, interleaved)")
@@ -179,6 +193,13 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
         runs=settings['runs'],
         progress=not args.quick,
         interleave=True)
+    files = dict(
+        pruned_checkpoint=pruned_ckpt,
+        deploy_config=osp.splitext(pruned_ckpt)[0] + '.py',
+        onnx=[bench['models'][n]['onnx'] for n in ('baseline', 'pruned')],
+        plot=plot if osp.isfile(plot) else None,
+        logs=[log_file(base_cfg.work_dir),
+              log_file(cpd_cfg.work_dir)])
     rows = {}
     for name in ('baseline', 'pruned'):
         entry = bench['models'][name]
@@ -197,7 +218,8 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
         baseline=rows['baseline'],
         pruned=rows['pruned'],
         speedup=bench['speedup'],
-        system=bench['system'])
+        system=bench['system'],
+        files=files)
 
 
 def markdown(results: Dict[str, Dict], wall_s: float) -> str:
@@ -228,6 +250,13 @@ def markdown(results: Dict[str, Dict], wall_s: float) -> str:
 def main(argv=None) -> Dict[str, Dict]:
     args = parse_args(argv)
     add_mmengine_safe_globals()
+    # without --verbose, Python warnings go to the runs' log files
+    with warnings_to_log(not args.verbose):
+        return _main(args)
+
+
+def _main(args) -> Dict[str, Dict]:
+    """Both tasks, the table and the paths of what was written."""
     settings = dict(QUICK if args.quick else FULL)
     for name in ('baseline_iters', 'cpd_iters', 'runs'):
         if getattr(args, name) is not None:
@@ -250,7 +279,15 @@ def main(argv=None) -> Dict[str, Dict]:
     with open(md_path, 'w') as f:
         f.write(table)
     print('\n' + table, flush=True)
-    print(f'written: {json_path}, {md_path}', flush=True)
+    for res in results.values():
+        files = res['files']
+        print(f"{res['task']}:\n"
+              f"  pruned checkpoint: {files['pruned_checkpoint']}\n"
+              f"  its deploy config: {files['deploy_config']}\n"
+              f"  ONNX (baseline, pruned): {', '.join(files['onnx'])}\n"
+              f"  pruning plot: {files['plot']}\n"
+              f"  full logs: {', '.join(filter(None, files['logs']))}")
+    print(f'results: {json_path}, {md_path}', flush=True)
     return results
 
 

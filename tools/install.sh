@@ -81,13 +81,18 @@ else
 fi
 
 echo "[mmcpd] mmcpd (editable)"
-# Installed from this checkout, where mmengine looks for `mmcpd::` configs?
+# Installed from this checkout, with the configs where mmengine looks for
+# `mmcpd::` (mmcpd/.mim) and the start-up hook (mmcpd-scope.pth) that lets
+# any tool, MMPretrain's and MMSeg's included, read `mmcpd::` paths?
 INSTALLED=$(cd / && "$PY" -W ignore -c 'import os, mmcpd
 from mmengine.utils import get_installed_path
 here = os.path.realpath(os.path.dirname(mmcpd.__file__))
 if os.path.realpath(get_installed_path("mmcpd")) == here:
     print(os.path.dirname(here))' 2>/dev/null || true)
-if [ "$INSTALLED" != "$(realpath "$ROOT")" ] || [ ! -e "$ROOT/mmcpd/.mim" ]; then
+if [ "$INSTALLED" != "$(realpath "$ROOT")" ] ||
+    [ ! -e "$ROOT/mmcpd/.mim/configs/_base_" ] ||
+    ! (cd / && "$PY" -c 'from mmengine.config.utils import MODULE2PACKAGE
+assert "mmcpd" in MODULE2PACKAGE' 2>/dev/null); then
     # A legacy (egg-link) editable install: mmengine finds `mmcpd::` configs
     # under the package's location, which PEP 660 installs hide.
     pip_install --no-deps --no-build-isolation --no-use-pep517 -e "$ROOT"

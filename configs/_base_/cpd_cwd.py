@@ -1,16 +1,15 @@
-# CPD for segmentation: the CPDHook (./cpd_hook.py) and channel-wise
-# distillation (CWD) of the decode head's seg logits from the unpruned
-# model. Adopt it by inheriting it after your MMSeg config:
+# CPD for segmentation: the `cpd` pruning settings (./cpd_hook.py) and
+# channel-wise distillation (CWD) of the decode head's seg logits from the
+# unpruned model. Adopt it by inheriting it after your MMSeg config:
 #   _base_ = ['mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
 #             'mmcpd::_base_/cpd_cwd.py']
 #   load_from = '<your trained checkpoint>'
-# and give the hook an input of your crop size (see docs/cpd_configs.md).
+# The model is combed at your crop size (the pre-processor's `size`).
 # `runner_type` builds the runner with mmcpd's CPDRunner, which wraps your
 # `model` into a DistillWrapper(student=model, **distill) first: the
 # teacher is a frozen copy of the student as loaded from `load_from`.
 _base_ = ['./cpd_hook.py']
 
-runner_type = 'mmcpd.apis.config_transform.CPDRunner'
 distill = dict(
     # CWD (Shu et al., ICCV 2021): per channel, softmax over positions, KL,
     # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers

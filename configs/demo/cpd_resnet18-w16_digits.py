@@ -9,19 +9,10 @@ _base_ = ['./resnet18-w16_1xb64_digits.py', '../_base_/cpd_kd.py']
 # the baseline checkpoint that tools/train.py writes by default
 load_from = 'work_dirs/resnet18-w16_1xb64_digits/iter_300.pth'
 
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=10,
-        num_steps=10,
-        target=0.5,
-        metric='flops',
-        importance='hessian',
-        round_to=8,
-        rank_by='latency',
-        min_channels=8,
-        input_shape=(1, 3, 32, 32))
-]
+# what differs from the CPD base (configs/_base_/cpd_hook.py): 10 prune
+# steps, one every 10 iterations; the model is combed at 32x32 (the crop
+# of the train pipeline)
+cpd = dict(interval=10, num_steps=10)
 distill = dict(distill_losses=[dict(type='KDLoss', tau=4.0, loss_weight=1.0)])
 
 # fine-tuning schedule: a tenth of the baseline's learning rate

@@ -8,22 +8,13 @@
 _base_ = ['./unet-s4-d8_fcn_1xb16_digits-seg.py', '../_base_/cpd_cwd.py']
 
 # the baseline checkpoint that tools/train.py writes by default
-load_from = 'work_dirs/unet-s4-d8_fcn_1xb16_digits-seg/iter_300.pth'
+load_from = 'work_dirs/unet-s4-d8_fcn_1xb16_digits-seg/iter_600.pth'
 
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=10,
-        num_steps=10,
-        target=0.5,
-        metric='flops',
-        importance='hessian',
-        round_to=8,
-        rank_by='latency',
-        min_channels=8,
-        input_shape=(1, 3, 64, 64))
-]
-distill = dict(distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)])
+# what differs from the CPD base (configs/_base_/cpd_hook.py): 10 prune
+# steps, one every 10 iterations; the model is combed at 64x64 (the
+# pre-processor's size)
+cpd = dict(interval=10, num_steps=10)
+# distillation: the base's CWD (tau 4, weight 3) of the seg logits
 
 # fine-tuning schedule: a fifth of the baseline's learning rate
 max_iters = 200

@@ -10,19 +10,7 @@ load_from = 'https://download.openmmlab.com/mmclassification/v0/deit/deit-small_
 
 # 100 epochs of 1,251 iterations (4 GPUs x 256 images); 100 prune steps
 # over the first 20 epochs, then fine-tuning.
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=250,
-        end=25020,
-        target=0.4,
-        metric='params',
-        importance='hessian',
-        round_to=8,
-        min_channels=8,
-        input_shape=(1, 3, 224, 224))
-]
-distill = dict(distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)])
+cpd = dict(interval=250, end=25020, target=0.4, metric='params')
 
 optim_wrapper = dict(optimizer=dict(lr=1e-4))
 param_scheduler = [

@@ -10,19 +10,7 @@ load_from = 'https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_
 
 # 30 epochs of 5,005 iterations (8 GPUs x 32 images); 100 prune steps over
 # the first 10 epochs, then 20 epochs of fine-tuning with the pruned model.
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=500,
-        end=50050,
-        target=0.55,
-        metric='flops',
-        importance='hessian',
-        round_to=8,
-        min_channels=8,
-        input_shape=(1, 3, 224, 224))
-]
-distill = dict(distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)])
+cpd = dict(interval=500, end=50050, target=0.55)
 
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = dict(

@@ -13,20 +13,12 @@ load_from = 'https://download.openmmlab.com/mmclassification/v0/resnext/resnext5
 # 60 epochs of 5,005 iterations (8 GPUs x 32 images); 200 prune steps over
 # the first 20 epochs (a high target needs a slow schedule), then 40
 # epochs of fine-tuning. Grouped convs keep whole groups: multiples of 32.
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=500,
-        end=100100,
-        target=0.768,
-        metric='flops',
-        importance='hessian',
-        round_to=32,
-        min_channels=32,
-        max_ratio=0.9,
-        input_shape=(1, 3, 224, 224))
-]
-distill = dict(distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)])
+cpd = dict(
+    interval=500,
+    end=100100,
+    target=0.768,
+    round_to=32,
+    min_channels=32)
 
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = dict(

@@ -15,19 +15,7 @@ load_from = 'https://download.openmmlab.com/mmsegmentation/v0.5/segformer/segfor
 model = dict(backbone=dict(init_cfg=None))
 
 # 40k iterations: 100 prune steps over the first 20k, then fine-tuning.
-custom_hooks = [
-    dict(
-        type='mmcpd.hooks.CPDHook',
-        interval=200,
-        end=20000,
-        target=0.3,
-        metric='flops',
-        importance='hessian',
-        round_to=8,
-        min_channels=8,
-        input_shape=(1, 3, 512, 512))
-]
-distill = dict(distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)])
+cpd = dict(interval=200, end=20000, target=0.3)
 
 param_scheduler = [
     dict(

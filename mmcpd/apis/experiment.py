@@ -17,6 +17,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .config_transform import CPDRunner
+from .cpd_settings import CPD_KEY, is_cpd_hook
 from .model import init_model
 
 
@@ -32,9 +33,13 @@ def config_dir() -> str:
 
 
 def find_cpd_hook(cfg: Config) -> Optional[dict]:
-    """The CPDHook entry of ``cfg.custom_hooks``, or None."""
+    """The CPDHook settings of ``cfg``: its ``cpd`` field, else the
+    CPDHook entry of ``cfg.custom_hooks``, else None. Changing the dict
+    changes the config."""
+    if cfg.get(CPD_KEY, None) is not None:
+        return cfg[CPD_KEY]
     for hook in cfg.get('custom_hooks', None) or []:
-        if str(hook.get('type', '')).endswith('CPDHook'):
+        if is_cpd_hook(hook):
             return hook
     return None
 
@@ -119,27 +124,58 @@ def shrink_data(cfg: Config, batch_size: int, train_samples: int,
     return cfg
 
 
-def train(cfg: Config) -> str:
-    """Train with ``cfg`` (by :class:`CPDRunner`: a ``distill`` field wraps
-    the model); the path of the last checkpoint."""
-    runner = CPDRunner.from_cfg(cfg)
+def train(cfg: Config, verbose: bool = True, desc: str = 'train') -> str:
+    """Train with ``cfg`` by :class:`CPDRunner` (``distill`` wraps the
+    model, ``cpd`` adds the CPDHook).
+
+    Args:
+        cfg (Config): An iteration-based training config.
+        verbose (bool): Log to the console as mmengine does. False shows a
+            progress bar instead and only warnings; the log file in the
+            work dir has everything either way. Defaults to True.
+        desc (str): The label of the progress bar. Defaults to ``'train'``.
+
+    Returns:
+        str: The path of the last checkpoint.
+    """
+    if verbose:
+        runner = CPDRunner.from_cfg(cfg)
+    else:
+        from .progress import ProgressBarHook, QuietCPDRunner
+        runner = QuietCPDRunner.from_cfg(cfg)
+        runner.register_hook(ProgressBarHook(desc))
     runner.train()
     return osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
 
 
-def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, float]:
+def log_file(work_dir: str) -> Optional[str]:
+    """The log file of the latest run in ``work_dir``, or None."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    return files[-1] if files else None
+
+
+def evaluate(cfg: Config,
+             checkpoint: str,
+             work_dir: str,
+             verbose: bool = True) -> Dict[str, float]:
     """Val metrics of the (plain, pruned or distilled) model in a checkpoint.
 
     Args:
         cfg (Config): The config of the (unpruned) model and its val data.
         checkpoint (str): Any checkpoint :func:`init_model` loads.
-        work_dir (str): Where the evaluation runner logs.
+        work_dir (str): Where the evaluation runner logs (warnings only).
+        verbose (bool): Show the warnings on the console too. Defaults to
+            True.
 
     Returns:
         dict: Metric name to value.
     """
     model = init_model(cfg, checkpoint, device='cpu')
-    runner = Runner(
+    if verbose:
+        runner_cls = Runner
+    else:
+        from .progress import QuietCPDRunner as runner_cls
+    runner = runner_cls(
         model=model,
         work_dir=work_dir,
         val_dataloader=copy.deepcopy(cfg.val_dataloader),

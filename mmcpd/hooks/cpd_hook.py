@@ -252,6 +252,9 @@ class CPDHook(Hook):
     # ------------------------------------------------------------------
     # setup
     def before_train(self, runner) -> None:
+        # a plain Runner ignores `distill` / `cpd`: fail, do not fall back
+        from mmcpd.apis.config_transform import check_cpd_fields
+        check_cpd_fields(runner)
         self._runner = runner
         student = find_student(runner.model)
         self.student = student

@@ -1,4 +1,9 @@
-"""Models: the DistillWrapper that runs a frozen teacher beside the student."""
+"""Models: the DistillWrapper that runs a frozen teacher beside the student,
+and the builder of a config's model at pruned widths."""
 from .distill_wrapper import DistillWrapper, unwrap_student
+from .pruned_model import build_pruned_model
 
-__all__ = ['DistillWrapper', 'unwrap_student']
+PrunedModel = build_pruned_model
+
+__all__ = ['DistillWrapper', 'PrunedModel', 'build_pruned_model',
+           'unwrap_student']

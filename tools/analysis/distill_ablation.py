@@ -20,6 +20,7 @@ loss, distillation loss) read from the runs' logged scalars. Writes
 
 Examples:
     python tools/analysis/distill_ablation.py                 # ~25 min
+    python tools/analysis/distill_ablation.py --verbose       # full logs
     python tools/analysis/distill_ablation.py --seeds 0 \\
         --variants none cwd --baseline work_dirs/demo/seg/baseline/iter_600.pth
 """
@@ -40,6 +41,7 @@ from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
                                    prepare_config, read_scalars, shrink_data,
                                    train)
 from mmcpd.deploy import model_complexity
+from mmcpd.apis.progress import warnings_to_log
 from mmcpd.utils import add_mmengine_safe_globals
 
 BASELINE = 'unet-s4-d8_fcn_1xb16_digits-seg.py'
@@ -94,6 +96,11 @@ def parse_args(argv=None):
         help='only redo the table and the plot of a saved ablation.json '
         '(into --work-dir)')
     parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's full log on the console (always written to the "
+        'work dirs)')
+    parser.add_argument(
         '--quick',
         action='store_true',
         help='8 samples a batch, 32 train and 16 val samples (a smoke '
@@ -145,11 +152,12 @@ def run_variant(args, variant: str, seed: int, baseline: str) -> Dict:
     else:
         cfg.distill.distill_losses = losses
     start = time.perf_counter()
-    train(cfg)
+    train(cfg, args.verbose, f'{variant} seed {seed}')
     wall = time.perf_counter() - start
     pruned = osp.join(work_dir, hook.get('deploy_file', 'pruned_deploy.pth'))
     base_cfg = _prepare(args, BASELINE, work_dir, 1)
-    metric = evaluate(base_cfg, pruned, osp.join(work_dir, 'eval'))[METRIC]
+    metric = evaluate(base_cfg, pruned, osp.join(work_dir, 'eval'),
+                      args.verbose)[METRIC]
     flops = _flops(base_cfg, pruned)
     curves = dict(
         iter=[], task=[], distill=[], total=[], val_iter=[], val_metric=[])
@@ -278,13 +286,22 @@ def report(base: Dict, runs: List[Dict], args) -> Dict[str, Dict]:
         f.write(table)
     plot(runs, summary, base, osp.join(args.work_dir, 'ablation.png'))
     print('\n' + table, flush=True)
-    print(f'written: {args.work_dir}/ablation.json, .md, .png', flush=True)
+    print(f'written: {args.work_dir}/ablation.json, .md, .png; full logs '
+          f'of each run in {args.work_dir}/<variant>_seed<seed>/<time>/',
+          flush=True)
     return summary
 
 
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     add_mmengine_safe_globals()
+    # without --verbose, Python warnings go to the runs' log files
+    with warnings_to_log(not args.verbose):
+        return _main(args)
+
+
+def _main(args) -> Optional[Dict]:
+    """The baseline, every variant and seed, the report."""
     os.makedirs(args.work_dir, exist_ok=True)
     if args.from_json:
         with open(args.from_json) as f:
@@ -298,11 +315,11 @@ def main(argv=None) -> Optional[Dict]:
     if baseline is None:
         print(f'training the baseline ({args.baseline_iters} iters)',
               flush=True)
-        baseline = train(base_cfg)
+        baseline = train(base_cfg, args.verbose, 'baseline')
     base = dict(
         checkpoint=baseline,
-        metric=evaluate(base_cfg, baseline,
-                        osp.join(args.work_dir, 'eval'))[METRIC],
+        metric=evaluate(base_cfg, baseline, osp.join(args.work_dir, 'eval'),
+                        args.verbose)[METRIC],
         flops=_flops(base_cfg, baseline))
     runs = []
     total = len(args.variants) * len(args.seeds)

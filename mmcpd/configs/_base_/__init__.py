@@ -1,0 +1,1 @@
+"""Pure-Python CPD base configs; see ``mmcpd.configs``."""

@@ -1,0 +1,22 @@
+# CPD pruning without distillation, in mmengine's pure-Python config style:
+# the same settings as configs/_base_/cpd_hook.py (docs/cpd_configs.md).
+#   with read_base():
+#       from .my_resnet18 import *  # your pure-Python config
+#       from mmcpd.configs._base_.cpd_hook import *
+#   cpd.update(target=0.7)
+from mmcpd.apis.config_transform import CPDRunner
+
+runner_type = CPDRunner
+cpd = dict(
+    interval=100,
+    target=0.5,
+    metric='flops',
+    importance='hessian',
+    schedule='linear',
+    round_to=8,
+    rank_by='latency',
+    min_channels=8,
+    max_ratio=0.9,
+    input_shape=None,
+    deploy_file='pruned_deploy.pth',
+    plot_file='cpd_pruning.png')
