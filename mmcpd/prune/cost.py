@@ -1,11 +1,12 @@
 """What a model costs, in parameters or FLOPs, with some units removed."""
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from mmcpd.comb.group import CoupledGroup
 from mmcpd.comb.result import OpMacs
+from .positions import removed_positions
 
 Removed = Mapping[int, Iterable[int]]
 
@@ -101,29 +102,13 @@ class CostModel:
                         act_weight) * per_channel
         self.ops = tuple(op_macs) if metric != 'params' else ()
         self.groups = {g.id: g for g in groups}
-        # member.units is computed on access: keep it once per member
-        self._units = {(g.id, i): m.units
-                       for g in groups for i, m in enumerate(g.members)}
-
-    def removed_indices(self,
-                        removed: Removed) -> Dict[Tuple[str, int], Set[int]]:
-        """Removed positions per ``(parameter, dim)``."""
-        out: Dict[Tuple[str, int], Set[int]] = {}
-        for gid, units in removed.items():
-            group = self.groups[int(gid)]
-            for i, member in enumerate(group.members):
-                if member.name not in self.shapes:
-                    continue
-                dead = out.setdefault((member.name, member.dim), set())
-                member_units = self._units[(group.id, i)]
-                for u in units:
-                    dead.update(member_units[u])
-        return out
 
     def _alive(self, removed: Removed) -> Dict[str, list]:
         alive = {k: list(v) for k, v in self.shapes.items()}
-        for (name, dim), dead in self.removed_indices(removed).items():
-            alive[name][dim] = self.shapes[name][dim] - len(dead)
+        for (name, dim), dead in removed_positions(
+                self.groups.values(), removed).items():
+            if name in self.shapes:
+                alive[name][dim] = self.shapes[name][dim] - len(dead)
         return alive
 
     def total(self, removed: Optional[Removed] = None) -> float:

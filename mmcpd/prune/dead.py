@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mmcpd.comb.group import CoupledGroup
+from .positions import removed_positions
 
 Removed = Mapping[int, Sequence[int]]
 
@@ -48,24 +49,15 @@ class DeadUnits:
 
     def __init__(self, model: nn.Module, groups: Sequence[CoupledGroup],
                  removed: Removed):
-        by_id = {g.id: g for g in groups}
         tensors = dict(model.named_parameters())
         tensors.update(model.named_buffers())
         positions: Dict[str, Dict[int, set]] = {}
-        for gid, units in removed.items():
-            if not units:
-                continue
-            for member in by_id[int(gid)].members:
-                if member.name not in tensors:
-                    raise KeyError(
-                        f'group {gid} names `{member.name}`, which the model '
-                        'does not have: was the comb result made for '
-                        'another model?')
-                dead = positions.setdefault(member.name, {}).setdefault(
-                    member.dim, set())
-                member_units = member.units
-                for u in units:
-                    dead.update(member_units[u])
+        for (name, dim), dead in removed_positions(groups, removed).items():
+            if name not in tensors:
+                raise KeyError(
+                    f'a removed unit owns `{name}`, which the model does '
+                    'not have: was the comb result made for another model?')
+            positions.setdefault(name, {})[dim] = dead
         self.entries: List[Tuple[torch.Tensor, torch.Tensor]] = []
         # tensors dead only along dim 0: zeroing their rows touches less
         self.rows: List[Tuple[torch.Tensor, torch.Tensor]] = []

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from mmcpd.comb import CombResult, NormSite
 from mmcpd.comb.handlers import COUNTED
 from mmcpd.comb.trace import op_name
-from .physical import removed_indices
+from .positions import removed_positions
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def zero_units(model: nn.Module, result: CombResult,
     """Zero the removed units' entries of every member, in place."""
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
-    for (name, dim), idx in removed_indices(result, removed).items():
+    for (name, dim), idx in removed_positions(result.groups, removed).items():
         t = tensors[name]
         index = torch.tensor(sorted(idx), device=t.device)
         t.index_fill_(dim, index, 0)

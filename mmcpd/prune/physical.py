@@ -7,48 +7,15 @@ layers read in ``forward`` are set to the new widths, and the change comes
 back as a :class:`~mmcpd.prune.spec.PrunedSpec`.
 """
 from collections import defaultdict
-from typing import Dict, Mapping, Sequence, Set, Tuple
+from typing import Dict, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
+from .positions import removed_positions
 from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
-
-
-def removed_indices(result: CombResult,
-                    removed: Mapping[int, Sequence[int]]
-                    ) -> Dict[Tuple[str, int], Set[int]]:
-    """Indices to remove per ``(tensor name, dim)``.
-
-    Raises:
-        ValueError: A group id or unit does not exist, a group is frozen,
-            or all units of a group would go.
-    """
-    by_id = {g.id: g for g in result.groups}
-    out: Dict[Tuple[str, int], Set[int]] = defaultdict(set)
-    for gid, units in removed.items():
-        units = sorted(set(int(u) for u in units))
-        if not units:
-            continue
-        group = by_id.get(int(gid))
-        if group is None:
-            raise ValueError(f'group {gid} is not in the comb result')
-        if not group.prunable:
-            raise ValueError(f'group {gid} ({group.root}) is frozen: '
-                             f'{group.frozen or "a single unit"}')
-        if units[0] < 0 or units[-1] >= group.num_units:
-            raise ValueError(f'group {gid} has {group.num_units} units, but '
-                             f'unit {units[-1] if units[0] >= 0 else units[0]}'
-                             ' was asked for')
-        if len(units) >= group.num_units:
-            raise ValueError(f'removing all {group.num_units} units of group '
-                             f'{gid} ({group.root}) would remove the layer')
-        for m in group.members:
-            for u in units:
-                out[(m.name, m.dim)].update(m.units[u])
-    return out
 
 
 def attr_values(result: CombResult,
@@ -84,7 +51,7 @@ def prune_units(model: nn.Module, result: CombResult,
         values of the touched modules. The comb result no longer matches the
         model: comb it again before pruning further.
     """
-    indices = removed_indices(result, removed)
+    indices = removed_positions(result.groups, removed)
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     holders = tensor_holders(model)
