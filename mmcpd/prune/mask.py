@@ -27,19 +27,15 @@ from torch.overrides import TorchFunctionMode
 from mmcpd.comb import CombResult, NormSite
 from mmcpd.comb.handlers import COUNTED
 from mmcpd.comb.trace import op_name
-from .positions import removed_positions
+from .dead import DeadUnits
 
 
 @torch.no_grad()
 def zero_units(model: nn.Module, result: CombResult,
                removed: Mapping[int, Sequence[int]]) -> None:
-    """Zero the removed units' entries of every member, in place."""
-    tensors = dict(model.named_parameters())
-    tensors.update(model.named_buffers())
-    for (name, dim), idx in removed_positions(result.groups, removed).items():
-        t = tensors[name]
-        index = torch.tensor(sorted(idx), device=t.device)
-        t.index_fill_(dim, index, 0)
+    """Zero the removed units' entries of every member, in place (the
+    masks :class:`~mmcpd.prune.dead.DeadUnits` keeps during training)."""
+    DeadUnits(model, result.groups, removed).zero_tensors()
 
 
 class KeptSite(NamedTuple):
