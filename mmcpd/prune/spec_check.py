@@ -282,9 +282,15 @@ def check_spec(model: nn.Module, spec) -> None:
                              f'`{key}`: was the spec made for another '
                              'config?')
             _check_grow(f'{mod_name}.{key}', value, getattr(module, key))
+    named: Dict[int, list] = {}  # a module held under several names
+    for name, module in modules.items():
+        named.setdefault(id(module), []).append(name)
     for mod_name in sorted(set(shapes) | set(spec.attrs)):
-        after = _After(mod_name, modules[mod_name],
-                       spec.attrs.get(mod_name, {}), shapes.get(mod_name, {}))
+        attrs = {}
+        for alias in named[id(modules[mod_name])]:
+            attrs.update(spec.attrs.get(alias, {}))
+        after = _After(mod_name, modules[mod_name], attrs,
+                       shapes.get(mod_name, {}))
         _check_layer(after)
         _check_heads(after)
 

@@ -1,6 +1,7 @@
 """A pruned spec that does not fit itself or the model is refused, naming the
 module and both values, before the model changes."""
 import copy
+import json
 
 import pytest
 import torch
@@ -189,3 +190,31 @@ def test_applied_model_is_checked_tensor_by_tensor(pruned):
         check_applied(model, spec)
     assert '`fc.weight` has shape [12, 16]' in str(info.value)
     assert str(spec.shapes['fc.weight']) in str(info.value)
+
+
+class AliasedModule(nn.Module):
+    """One conv held under two names (as ANN's key and query projections
+    are): ``named_modules()`` lists it once, its spec attributes too."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.key = nn.Conv2d(8, 4, 1)
+        self.query = self.key
+
+    def forward(self, x):
+        x = self.conv1(x).relu()
+        return self.key(x) * self.query(x)
+
+
+def test_a_module_held_under_two_names_rebuilds():
+    model = randomize_model(AliasedModule()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    small = copy.deepcopy(model)
+    spec, result = mmcpd.prune_model(small, x, ratio=0.5)
+    assert small.query.in_channels == 4
+    rebuilt = apply_spec(copy.deepcopy(model),
+                         PrunedSpec.from_dict(json.loads(spec.to_json())))
+    rebuilt.load_state_dict(small.state_dict())
+    assert rebuilt.query is rebuilt.key and rebuilt.query.in_channels == 4
+    torch.testing.assert_close(rebuilt(x), small(x))
