@@ -22,7 +22,10 @@ from torch import nn
 
 from .adapter import TensorModeAdapter
 
-__all__ = ['model_complexity', 'onnx_complexity', 'sdpa_flop_jit']
+__all__ = [
+    'model_complexity', 'onnx_complexity', 'sdpa_flop_jit',
+    'conv_mode_flop_jit'
+]
 
 
 def sdpa_flop_jit(inputs, outputs) -> int:
@@ -35,13 +38,23 @@ def sdpa_flop_jit(inputs, outputs) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def conv_mode_flop_jit(inputs, outputs) -> int:
+    """mmengine handle for ``aten::_convolution_mode``: a convolution with
+    ``padding='same'`` or ``'valid'`` (ConvMixer's), which mmengine's
+    counter leaves out; counted as its ``aten::_convolution``."""
+    from mmengine.analysis.jit_handles import conv_flop_count, get_shape
+    return conv_flop_count(
+        get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0]),
+        transposed=False)
+
+
 def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
     """Parameters and FLOPs of ``model`` in tensor mode on ``inputs``.
 
     FLOPs are :class:`mmengine.analysis.FlopAnalyzer`'s (its handles for
-    convolutions, matmuls, norms, upsampling, ...), plus
-    :func:`sdpa_flop_jit` for fused attention, which mmengine has no handle
-    for.
+    convolutions, matmuls, norms, upsampling, ...), plus two ops it has no
+    handle for: :func:`sdpa_flop_jit` (fused attention) and
+    :func:`conv_mode_flop_jit` (convolutions with ``padding='same'``).
 
     Args:
         model (nn.Module): An MMPretrain/MMSeg model or plain module.
@@ -65,6 +78,8 @@ def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
             analyzer = FlopAnalyzer(adapter, (inputs, ))
             analyzer.set_op_handle(
                 'aten::scaled_dot_product_attention', sdpa_flop_jit)
+            analyzer.set_op_handle('aten::_convolution_mode',
+                                   conv_mode_flop_jit)
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
             flops = analyzer.total()

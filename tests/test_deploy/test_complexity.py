@@ -40,3 +40,22 @@ def test_onnx_complexity_matches_hand_count(tmp_path):
         3 * EXPECTED_MACS
     with pytest.raises(ValueError, match='`shape` should have 4 dims'):
         onnx_complexity(path, shape=(3, 8, 8))
+
+
+class _Attention(nn.Module):
+    """Fused attention over 6 tokens of width 4: QK^T and attention x V."""
+
+    def forward(self, x):
+        q = k = v = x.view(1, 2, 6, 4)  # 2 heads
+        return nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_model_complexity_counts_what_mmengine_misses():
+    """Convolutions with ``padding='same'`` (``aten::_convolution_mode``)
+    and fused attention, which mmengine's counter has no handle for."""
+    same = nn.Conv2d(3, 8, 3, padding='same', bias=False).eval()
+    assert model_complexity(same, torch.randn(1, 3, 8, 8))['flops'] == \
+        8 * 8 * 8 * 3 * 9
+    # per head: QK^T 6 * 6 * 4 and attention x V 6 * 6 * 4
+    assert model_complexity(_Attention(), torch.randn(1, 2, 6, 4))[
+        'flops'] == 2 * (6 * 6 * 4 + 6 * 6 * 4)
