@@ -47,9 +47,8 @@ def removed_indices(result: CombResult,
             raise ValueError(f'removing all {group.num_units} units of group '
                              f'{gid} ({group.root}) would remove the layer')
         for m in group.members:
-            per_unit = m.units  # a property that rebuilds the tuple
             for u in units:
-                out[(m.name, m.dim)].update(per_unit[u])
+                out[(m.name, m.dim)].update(m.units[u])
     return out
 
 
