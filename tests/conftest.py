@@ -1,7 +1,9 @@
 import warnings
+from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +12,18 @@ def _seed_and_threads():
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_default_scope():
+    """Every test starts without a default scope and leaves none behind.
+
+    mmengine keeps the default scope process-wide: every Runner (``mmengine``
+    when its config names none) and ``init_default_scope`` set one that
+    outlives them, so a test could pass only after another one ran. A test
+    that needs a scope sets it (``DefaultScope.overwrite_default_scope``,
+    a Runner's ``default_scope``, a ``_scope_`` key).
+    """
+    DefaultScope._instance_dict = OrderedDict()
+    yield
+    DefaultScope._instance_dict = OrderedDict()

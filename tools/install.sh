@@ -73,8 +73,8 @@ fi
 
 echo "[mmcpd] OpenMMLab stack, ONNX and tools"
 STACK="mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2"
-TOOLS="onnx onnxruntime onnxslim scikit-learn matplotlib rich tqdm ftfy regex pytest"
-if have $STACK && (cd / && "$PY" -c 'import onnx, onnxruntime, onnxslim, sklearn, matplotlib, rich, tqdm, ftfy, regex, pytest') 2>/dev/null; then
+TOOLS="onnx onnxruntime onnxslim scikit-learn matplotlib rich tqdm ftfy regex pytest pytest-random-order"
+if have $STACK && (cd / && "$PY" -c 'import onnx, onnxruntime, onnxslim, sklearn, matplotlib, rich, tqdm, ftfy, regex, pytest, random_order') 2>/dev/null; then
     echo "[mmcpd] already installed"
 else
     pip_install "mmcv==${MMCV_VERSION}" $STACK $TOOLS

@@ -14,7 +14,7 @@ outputs costs ``H * W * Cout * Cin / groups * k * k``.
   within the share of the other ops.
 """
 import logging
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,9 +23,12 @@ from torch import nn
 from .adapter import TensorModeAdapter
 
 __all__ = [
-    'model_complexity', 'onnx_complexity', 'sdpa_flop_jit',
+    'model_complexity', 'onnx_complexity', 'onnx_node_macs', 'sdpa_flop_jit',
     'conv_mode_flop_jit'
 ]
+
+#: The ONNX ops whose multiply-adds are counted.
+PRODUCT_OPS = ('Conv', 'ConvTranspose', 'Gemm', 'MatMul')
 
 
 def sdpa_flop_jit(inputs, outputs) -> int:
@@ -141,6 +144,50 @@ def _node_macs(node, shapes) -> int:
     return 0
 
 
+def _inferred(path: str, shape: Optional[Sequence[int]]):
+    """The file's model after shape inference, its input fixed to
+    ``shape`` when given."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    init_names = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if shape is not None:
+        dims = inputs[0].type.tensor_type.shape.dim
+        if len(dims) != len(shape):
+            raise ValueError(f'`shape` should have {len(dims)} dims for '
+                             f'`{path}`, but got {list(shape)}')
+        for dim, size in zip(dims, shape):
+            dim.Clear()
+            dim.dim_value = int(size)
+    return onnx.shape_inference.infer_shapes(proto, data_prop=True)
+
+
+def onnx_node_macs(path: str,
+                   shape: Optional[Sequence[int]] = None
+                   ) -> Tuple[object, Dict[str, int]]:
+    """The graph of an ONNX file as written, and the multiply-adds of its
+    Conv, ConvTranspose, Gemm and MatMul nodes by node name.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        shape (Sequence[int], optional): Input shape, needed if the file's
+            input has dynamic axes. Defaults to the file's.
+
+    Returns:
+        tuple: The ``onnx.GraphProto`` after shape inference, and
+        ``{node name: MACs}`` of its product nodes.
+    """
+    graph = _inferred(path, shape).graph
+    shapes = _shapes(graph)
+    macs = {
+        node.name: _node_macs(node, shapes)
+        for node in graph.node if node.op_type in PRODUCT_OPS
+    }
+    return graph, macs
+
+
 def onnx_complexity(path: str, shape: Optional[Sequence[int]] = None) -> dict:
     """Parameters and multiply-adds of an ONNX file.
 
@@ -156,24 +203,12 @@ def onnx_complexity(path: str, shape: Optional[Sequence[int]] = None) -> dict:
     """
     import onnx
 
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    init_names = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in init_names]
-    if shape is not None:
-        dims = inputs[0].type.tensor_type.shape.dim
-        if len(dims) != len(shape):
-            raise ValueError(f'`shape` should have {len(dims)} dims for '
-                             f'`{path}`, but got {list(shape)}')
-        for dim, size in zip(dims, shape):
-            dim.Clear()
-            dim.dim_value = int(size)
-    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    proto = _inferred(path, shape)
     shapes = _shapes(proto.graph)
     float_types = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                    onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
     params = sum(
-        int(np.prod(i.dims)) for i in graph.initializer
+        int(np.prod(i.dims)) for i in proto.graph.initializer
         if i.data_type in float_types)
     flops = sum(_node_macs(node, shapes) for node in proto.graph.node)
     return dict(

@@ -4,16 +4,39 @@ Node names of ``torch.onnx`` exports follow module paths
 (``/backbone/layer1/layer1.0/conv1/Conv``), so the nodes of a model and of
 its pruned copy pair up by name: :func:`compare_profiles` shows which
 layers got faster by how much, next to how much their weights shrank.
+
+The profiled nodes are those of the graph onnxruntime optimised for this
+CPU, which differs from CPU to CPU: with ``ORT_ENABLE_ALL`` its NCHWc
+layout transform runs convolutions on channels in blocks of the vector
+width (8 floats with AVX2, 16 with AVX-512), padding a layer of 40
+channels to 40 or 48, and names the rewritten nodes after the tensors they
+write (``.../Relu_output_0_nchwc`` for a Conv fused with its ReLU); other
+fusions append to the name (``.../MatMul/MatMulAddFusion``). So the MACs
+of a profiled node are not read from the shapes it ran with: they are the
+MACs of the exported graph's Conv, Gemm or MatMul node that it runs
+(counted by :func:`~mmcpd.deploy.complexity.onnx_node_macs`), found by its
+name. They are the same on every CPU; the times are not.
 """
 import json
 import os
 import os.path as osp
 import tempfile
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .complexity import onnx_node_macs
 from .latency import PROVIDERS, _check_settings, _input_array
+
+#: Suffix of the nodes that onnxruntime's NCHWc transform writes.
+_NCHWC = '_nchwc'
+#: Parts of onnxruntime's op names for the nodes that run a product
+#: (``Conv``, ``FusedConv``, ``Gemm``, ``FusedGemm``, ``FusedMatMul``, ...).
+_PRODUCT_KINDS = ('Conv', 'Gemm', 'MatMul')
+#: Exported ops that onnxruntime fuses into the product before them.
+_FUSED_INTO_PRODUCTS = ('Relu', 'Clip', 'Sigmoid', 'HardSigmoid',
+                        'LeakyRelu', 'Tanh', 'HardSwish', 'Add', 'Sum',
+                        'Mul', 'Div', 'BatchNormalization')
 
 
 @dataclass(frozen=True)
@@ -23,34 +46,95 @@ class NodeTime:
     Attributes:
         op (str): Op type, e.g. ``Conv`` (NCHWc convs included).
         ms (float): Mean milliseconds per run.
-        macs (int): Multiply-accumulates of a Conv, Gemm or MatMul node
-            (from its input and output shapes), else 0.
+        macs (int): Multiply-accumulates of the exported graph's Conv,
+            Gemm or MatMul node that this node runs (the same on every
+            CPU, see the module's docstring), else 0.
     """
     op: str
     ms: float
     macs: int
 
 
-def _shapes(entries: list) -> List[List[int]]:
-    return [[int(d) for d in next(iter(e.values()))] for e in entries]
+def _origin(name: str, nodes: Dict[str, object],
+            producers: Dict[str, str]) -> Optional[str]:
+    """The exported node that a profiled node was made from, by name."""
+    if name in nodes:
+        return name
+    base = name[:-len(_NCHWC)] if name.endswith(_NCHWC) else name
+    if base in producers:  # named after the tensor it writes
+        return producers[base]
+    best = None  # a fusion: '<node name>/<fusion>'
+    for node in nodes:
+        if name.startswith(node + '/') and (best is None
+                                            or len(node) > len(best)):
+            best = node
+    return best
 
 
-def _macs(op: str, inputs: List[List[int]], outputs: List[List[int]]) -> int:
-    """MACs of a node from its shapes; 0 for ops that are not products."""
-    if not outputs or len(inputs) < 2:
-        return 0
-    out = outputs[0]
-    numel = 1
-    for d in out:
-        numel *= d
-    if 'Conv' in op and len(out) > 1 and out[1]:
-        weight = 1
-        for d in inputs[1]:
-            weight *= d
-        return weight * numel // out[1]  # N x spatial x (Cout Cin k k / g)
-    if 'Gemm' in op or 'MatMul' in op:
-        return numel * inputs[0][-1]
-    return 0
+def _upstream_product(start: str, nodes: Dict[str, object],
+                      producers: Dict[str, str], macs: Dict[str, int],
+                      taken: set) -> Optional[str]:
+    """The nearest product node above ``start`` not yet taken: the Conv
+    of a Conv + Add + ReLU that onnxruntime fused and named after the
+    ReLU's output."""
+    queue, seen = deque([start]), {start}
+    while queue:
+        name = queue.popleft()
+        if name in macs and name not in taken:
+            return name
+        if nodes[name].op_type not in _FUSED_INTO_PRODUCTS:
+            continue  # another product, or an op no fusion takes in
+        for tensor in nodes[name].input:
+            up = producers.get(tensor)
+            if up is not None and up not in seen:
+                seen.add(up)
+                queue.append(up)
+    return None
+
+
+def attribute_macs(names: Iterable[Tuple[str, str]], graph,
+                   macs: Dict[str, int]) -> Dict[str, int]:
+    """MACs of the profiled nodes, from the exported graph.
+
+    Each Conv, Gemm or MatMul node of the exported graph gives its MACs to
+    the one profiled product node made from it: the node of its name, or
+    named after its output tensor (NCHWc), or a fusion of it
+    (``<name>/...``); a product node named after a fused activation or
+    sum gets the nearest product node above it.
+
+    Args:
+        names (Iterable[tuple[str, str]]): ``(node name, op type)`` of the
+            profiled nodes.
+        graph (onnx.GraphProto): The exported graph.
+        macs (dict[str, int]): MACs of its product nodes, by name.
+
+    Returns:
+        dict[str, int]: MACs by profiled node name (0 for the others).
+    """
+    nodes = {node.name: node for node in graph.node}
+    producers = {t: node.name for node in graph.node for t in node.output}
+    names = list(names)
+    out = {name: 0 for name, _ in names}
+    runs_product = [
+        name for name, op in names if any(k in op for k in _PRODUCT_KINDS)
+    ]
+    origins = {name: _origin(name, nodes, producers) for name in runs_product}
+    taken = set()
+    later = []
+    for name in runs_product:  # named after their product node first
+        origin = origins[name]
+        if origin in macs and origin not in taken:
+            out[name] = macs[origin]
+            taken.add(origin)
+        elif origin is not None:
+            later.append(name)
+    for name in later:  # then those named after what was fused into them
+        found = _upstream_product(origins[name], nodes, producers, macs,
+                                  taken)
+        if found is not None:
+            out[name] = macs[found]
+            taken.add(found)
+    return out
 
 
 def profile_nodes(path: str,
@@ -63,7 +147,8 @@ def profile_nodes(path: str,
 
     The file runs ``warmup + runs`` times in one profiled session (graph
     optimisations on, so nodes are those after fusion); the first
-    ``warmup`` runs of every node are dropped.
+    ``warmup`` runs of every node are dropped. MACs come from the exported
+    graph (:func:`attribute_macs`), not from the optimised one.
 
     Args:
         path (str): The ``.onnx`` file.
@@ -89,7 +174,8 @@ def profile_nodes(path: str,
             threads=threads,
             profile_prefix=osp.join(folder, 'profile'),
             spin=False)
-        feed = {session.get_inputs()[0].name: _input_array(session, shape, 0)}
+        array = _input_array(session, shape, 0)
+        feed = {session.get_inputs()[0].name: array}
         for _ in range(warmup + runs):
             session.run(None, feed)
         trace = session.end_profiling()
@@ -97,23 +183,21 @@ def profile_nodes(path: str,
             events = json.load(f)
         os.remove(trace)
     durations: Dict[str, List[float]] = defaultdict(list)
-    meta = {}
+    ops = {}
     for event in events:
         name = event.get('name', '')
         if event.get('cat') != 'Node' or not name.endswith('_kernel_time'):
             continue
         name = name[:-len('_kernel_time')]
         durations[name].append(float(event['dur']))
-        args = event.get('args', {})
-        op = args.get('op_name', '?')
-        meta[name] = (op,
-                      _macs(op, _shapes(args.get('input_type_shape', [])),
-                            _shapes(args.get('output_type_shape', []))))
+        ops[name] = event.get('args', {}).get('op_name', '?')
+    graph, graph_macs = onnx_node_macs(path, array.shape)
+    macs = attribute_macs(ops.items(), graph, graph_macs)
     out = {}
     for name, times in durations.items():
         counted = times[warmup:] or times
-        op, macs = meta[name]
-        out[name] = NodeTime(op, sum(counted) / len(counted) / 1e3, macs)
+        out[name] = NodeTime(ops[name], sum(counted) / len(counted) / 1e3,
+                             macs[name])
     return out
 
 

@@ -1,5 +1,7 @@
 """DistillWrapper: a student trained against a frozen teacher."""
 import copy
+import importlib
+import importlib.util
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -47,12 +49,40 @@ def _num_logits(model: nn.Module, name: str) -> Optional[int]:
     return num if isinstance(num, int) else None
 
 
+def _package_scope(model_type) -> Optional[str]:
+    """The OpenMMLab package that a scoped ``type`` names, if it has a
+    model registry: ``'mmpretrain'`` for ``'mmpretrain.ImageClassifier'``;
+    None for unscoped names, import paths of packages without a registry of
+    their own (``'mmcpd.DistillWrapper'``) and classes."""
+    if not isinstance(model_type, str) or '.' not in model_type:
+        return None
+    scope = MODELS.split_scope_key(model_type)[0]
+    if scope not in MODELS.children:
+        try:
+            spec = importlib.util.find_spec(f'{scope}.registry')
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return None
+        importlib.import_module(f'{scope}.registry')
+    return scope if scope in MODELS.children else None
+
+
 def _build(model: ModelType, role: str) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
     if isinstance(model, dict):
         # ConfigDict: MMSeg reads e.g. ``test_cfg.mode`` as attributes.
-        return MODELS.build(ConfigDict(copy.deepcopy(model)))
+        cfg = ConfigDict(copy.deepcopy(model))
+        # A scoped type (``mmpretrain.ImageClassifier``) is built in its
+        # package's scope, so that the modules it builds inside (data
+        # pre-processor, backbone, head: unscoped names) resolve there too,
+        # whatever default scope is current (none, or the ``mmengine`` one
+        # that any plain Runner leaves behind).
+        scope = _package_scope(cfg.get('type'))
+        if scope is not None:
+            cfg.setdefault('_scope_', scope)
+        return MODELS.build(cfg)
     raise TypeError(f'`{role}` should be a config dict or an nn.Module, '
                     f'but got {type(model).__name__}')
 
@@ -107,7 +137,10 @@ class DistillWrapper(BaseModel):
     student's.
 
     Args:
-        student (dict | nn.Module): The model to train (and prune).
+        student (dict | nn.Module): The model to train (and prune). A
+            config whose ``type`` names its package
+            (``'mmpretrain.ImageClassifier'``) is built in that package's
+            scope, in a runner or not.
         teacher (dict | nn.Module, optional): The teacher. None builds one
             like the student. A dict needs ``teacher_checkpoint``.
             Defaults to None.

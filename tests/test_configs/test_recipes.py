@@ -1,24 +1,26 @@
-"""The paper's recipes: each loads, builds with random weights and trains.
+"""The paper's recipes, each run by the runner its config names.
 
-No data or weights are downloaded: ``load_from`` is dropped, the model is
-built without ``init_weights`` (so no Pretrained ``init_cfg`` is read), and
-two training iterations run on a fake batch of 2 small images through the
-DistillWrapper that the recipe's ``distill`` field asks for, with the
-recipe's CPDHook pruning the student to its target after the first one.
+Every recipe is built by ``Runner.from_cfg`` of its ``runner_type`` (the
+``CPDRunner``) as ``tools/train.py`` builds it, and trains two iterations.
+Only what cannot run here is replaced: the data (ImageNet / ADE20K become
+four of the bundled digits, 32x32 images or 64x64 canvases, two per batch;
+segmentation pads to 64 instead of 512), the length (one epoch or two
+iterations, no training checkpoint), the zoo checkpoint (``load_from``: no
+download) and the work dir. The CPDHook that the config produces is found
+among the runner's hooks, whatever the config calls it, and given the same
+tiny input and one prune step after the first iteration; its target,
+metric, importance and guards stay the recipe's.
 """
 import glob
 import os.path as osp
-from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MessageHub, MMLogger
-from mmengine.optim import OptimWrapper
-from mmengine.registry import DefaultScope, HOOKS, MODELS
-from mmengine.structures import PixelData
+from mmengine.hooks import Hook
+from mmengine.registry import RUNNERS
 
-from mmcpd.apis.config_transform import wrap_for_distill
+from mmcpd.hooks import CPDHook
 from mmcpd.models import DistillWrapper
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'configs')
@@ -26,49 +28,73 @@ RECIPES = sorted(glob.glob(osp.join(CONFIGS, 'recipes', '*.py')))
 CLS_SIZE, SEG_SIZE = 32, 64
 
 
-def _load(path: str) -> Config:
-    cfg = Config.fromfile(path)
-    cfg.load_from = None
-    return cfg
+def _tiny_data(cfg: Config) -> None:
+    """Four bundled digits (train and val), two per batch, in place of the
+    recipe's datasets; the samplers stay the recipe's."""
+    seg = cfg.default_scope == 'mmseg'
+    for loader, split in (('train_dataloader', 'train'),
+                          ('val_dataloader', 'val')):
+        if seg:
+            dataset = dict(
+                type='DigitsSegDataset',
+                split=split,
+                num_samples=4,
+                canvas_size=SEG_SIZE,
+                pipeline=[dict(type='PackSegInputs')])
+        else:
+            dataset = dict(
+                type='DigitsDataset',
+                split=split,
+                img_size=CLS_SIZE,
+                indices=4,
+                pipeline=[dict(type='PackInputs')])
+        cfg[loader].update(
+            batch_size=2,
+            num_workers=0,
+            persistent_workers=False,
+            dataset=dataset)
+    if seg:  # pad to the tiny canvases, not to the recipe's 512x512 crops
+        for holder in (cfg, cfg.model):
+            if holder.get('data_preprocessor'):
+                holder.data_preprocessor.size = (SEG_SIZE, SEG_SIZE)
 
 
-def _fake_batch(cfg: Config) -> dict:
-    """Two uint8 images with labels, as a dataloader would give them."""
-    gen = torch.Generator().manual_seed(0)
-    if cfg.default_scope == 'mmseg':
-        from mmseg.structures import SegDataSample
-        samples = []
-        for _ in range(2):
-            sample = SegDataSample()
-            label = torch.randint(
-                0, 150, (1, SEG_SIZE, SEG_SIZE), generator=gen)
-            sample.gt_sem_seg = PixelData(data=label)
-            sample.set_metainfo(
-                dict(
-                    img_shape=(SEG_SIZE, SEG_SIZE),
-                    ori_shape=(SEG_SIZE, SEG_SIZE),
-                    pad_shape=(SEG_SIZE, SEG_SIZE)))
-            samples.append(sample)
-        size = SEG_SIZE
+def _short(cfg: Config) -> None:
+    """Two iterations: one epoch of the four images, or two iterations;
+    no training checkpoint (CPDHook's checkpoints are tested with
+    ``tests/test_hooks``), the small model is still written at the end."""
+    if cfg.train_cfg.get('by_epoch', False) or 'max_epochs' in cfg.train_cfg:
+        cfg.train_cfg.max_epochs = 1
     else:
-        from mmpretrain.structures import DataSample
-        samples = [DataSample().set_gt_label(k) for k in (3, 7)]
-        size = CLS_SIZE
-    inputs = [
-        torch.randint(
-            0, 256, (3, size, size), generator=gen, dtype=torch.uint8)
-        for _ in range(2)
-    ]
-    return dict(inputs=inputs, data_samples=samples)
+        cfg.train_cfg.max_iters = 2
+    cfg.default_hooks.checkpoint.update(interval=1000, save_last=False)
 
 
-def _build(cfg: Config) -> DistillWrapper:
-    wrap_for_distill(cfg)
-    if cfg.default_scope == 'mmseg':
-        # pad to the tiny test size instead of the recipe's 512x512 crops
-        cfg.model.student.data_preprocessor.size = (SEG_SIZE, SEG_SIZE)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return MODELS.build(cfg.model)
+class _FirstStudent(Hook):
+    """Keeps the student's weights as the first iteration starts."""
+    priority = 'VERY_HIGH'
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == 0:
+            student = runner.model.student
+            self.state = {
+                k: v.clone()
+                for k, v in student.state_dict().items()
+                if v.is_floating_point()
+            }
+
+
+def _runner(path: str, work_dir: str):
+    cfg = Config.fromfile(path)
+    cfg.load_from = None  # the zoo checkpoint is a download
+    cfg.work_dir = work_dir
+    if cfg.get('visualizer', None) is not None:
+        # a named global instance: unnamed, each runner gets its own
+        cfg.visualizer.pop('name', None)
+    _tiny_data(cfg)
+    _short(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else None
+    return cfg, runner
 
 
 def test_all_recipes_are_tested():
@@ -80,72 +106,59 @@ def test_all_recipes_are_tested():
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
-def test_recipe_trains_two_iterations(path):
-    cfg = _load(path)
-    # the recipe as a user runs it: zoo checkpoint, CPD runner, one CPDHook
+def test_recipe_trains_two_iterations_and_prunes(path, tmp_path):
+    # the recipe as a user runs it: a zoo checkpoint to start from
     with open(path) as f:
         assert 'https://download.openmmlab.com/' in f.read()
-    assert cfg.runner_type.endswith('CPDRunner')
-    hooks = [h for h in cfg.custom_hooks if h['type'].endswith('CPDHook')]
-    assert len(hooks) == 1
-    # the recipe's hook, reaching its target in one step after iteration 1
-    # and combing the model at the test's input size
-    size = SEG_SIZE if cfg.default_scope == 'mmseg' else CLS_SIZE
-    hook_cfg = dict(
-        hooks[0],
-        interval=1,
-        end=None,
-        num_steps=1,
-        input_shape=(1, 3, size, size),
-        plot_file=None,
-        deploy_file=None)
-    hook = HOOKS.build(hook_cfg)
-    target = hooks[0]['target']
-    assert 0 < target < 1
-
-    model = _build(cfg)
+    cfg, runner = _runner(path, str(tmp_path))
+    assert runner is not None, 'the recipe names no `runner_type`'
+    model = runner.model
     assert isinstance(model, DistillWrapper)
-    loss_key = cfg.distill.distill_losses[0]['type'].replace('Loss',
-                                                             '').lower()
-    loss_key = f'loss_{loss_key}'
-    # MMPretrain heads return `loss`, MMSeg decode heads `decode.loss_ce`
-    task_key = 'decode.loss_ce' if cfg.default_scope == 'mmseg' else 'loss'
-    model.train()
-    optim = OptimWrapper(
-        torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                        lr=0.01))
-    student_before = {
-        k: v.clone()
-        for k, v in model.student.state_dict().items()
-        if v.is_floating_point()
-    }
-    data = _fake_batch(cfg)
-    runner = SimpleNamespace(
-        model=model,
-        optim_wrapper=optim,
-        logger=MMLogger.get_current_instance(),
-        message_hub=MessageHub.get_current_instance(),
-        max_iters=2,
-        iter=0,
-        work_dir=None)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        hook.before_train(runner)
-        for it in range(2):
-            runner.iter = it
-            hook.before_train_iter(runner, it, data)
-            log_vars = model.train_step(data, optim)
-            hook.after_train_iter(runner, it, data)
-            assert loss_key in log_vars, sorted(log_vars)
-            assert torch.isfinite(torch.as_tensor(log_vars['loss']))
-            # the task loss is kept beside the distillation term
-            assert task_key in log_vars, sorted(log_vars)
-    # the recipe's target is reachable and was reached
-    assert hook.history[-1]['sparsity'] >= target - 0.05, hook.history[-1]
-    hook.after_train(runner)  # removes its optimizer hooks
-    # the teacher is the student as it was before the first step, frozen
+    hooks = [h for h in runner.hooks if isinstance(h, CPDHook)]
+    assert len(hooks) == 1, [type(h).__name__ for h in runner.hooks]
+    hook = hooks[0]
+    target = hook.target
+    assert 0 < target < 1
+    size = SEG_SIZE if cfg.default_scope == 'mmseg' else CLS_SIZE
+    hook.input_shape = (1, 3, size, size)
+    hook.interval, hook.end, hook.num_steps = 1, None, 1
+    first = _FirstStudent()
+    runner.register_hook(first)
+
+    runner.train()
+
+    assert runner.iter == 2
+    # one prune step, after the first iteration, to the recipe's target
+    assert [r['iter'] for r in hook.history] == [0, 1]
+    assert hook.history[-1]['sparsity'] >= target
+    assert hook.removed
+    # the losses of the last iteration: the task's and the recipe's
+    # distillation term, finite
+    scalars = runner.message_hub.log_scalars
+    terms = [term.key for term in model.terms]
+    task = 'decode.loss_ce' if cfg.default_scope == 'mmseg' else 'loss_task'
+    for key in ['loss', task] + terms:
+        assert f'train/{key}' in scalars, sorted(scalars)
+        assert torch.isfinite(
+            torch.as_tensor(scalars[f'train/{key}'].current()))
+    # the teacher is the student as loaded, frozen and out of the optimizer
     teacher = model.teacher.state_dict()
-    assert all(torch.equal(teacher[k], v) for k, v in student_before.items())
-    assert not all(
-        torch.equal(model.student.state_dict()[k], v)
-        for k, v in student_before.items())
+    assert all(torch.equal(teacher[k], v) for k, v in first.state.items())
+    student = model.student.state_dict()
+    assert not all(torch.equal(student[k], v) for k, v in first.state.items())
     assert not any(p.requires_grad for p in model.teacher.parameters())
+    in_optim = {
+        id(p)
+        for group in runner.optim_wrapper.optimizer.param_groups
+        for p in group['params']
+    }
+    assert not in_optim & {id(p) for p in model.teacher.parameters()}
+    # the small model is written at the end of training
+    if hook.deploy_file:
+        deploy = torch.load(
+            osp.join(str(tmp_path), hook.deploy_file),
+            map_location='cpu',
+            weights_only=False)
+        full = sum(v.numel() for v in student.values())
+        small = sum(v.numel() for v in deploy['state_dict'].values())
+        assert small < full

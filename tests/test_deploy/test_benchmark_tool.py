@@ -1,11 +1,14 @@
 """tools/benchmark_onnx.py and tools/export_onnx.py, end to end."""
+import importlib.util
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import onnx
 import pytest
+from onnx import numpy_helper
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -87,13 +90,64 @@ def test_corrupt_checkpoint_is_named(config_file, tmp_path):
     assert 'not a readable PyTorch checkpoint' in out.stdout + out.stderr
 
 
-def test_export_tool_fails_on_mismatch(config_file, plain_checkpoint,
-                                       tmp_path):
-    # A tolerance no float32 export can meet makes the check fail loudly.
-    out = _run('export_onnx.py', config_file, plain_checkpoint, '--shape', 1,
-               3, 32, 32, '--out', tmp_path / 'a.onnx', '--atol', 0, '--rtol',
-               0)
-    if out.returncode == 0:
-        pytest.skip('onnxruntime reproduced torch bit for bit')
-    assert out.returncode == 1
-    assert 'max abs diff' in out.stderr and 'max rel diff' in out.stderr
+def _tool(name):
+    """A tool's module, to run its ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location(
+        f'mmcpd_tool_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _perturbing(export):
+    """``export`` that then adds 0.5 to one weight of the file's first
+    convolution: a wrong file, as a buggy exporter could write it."""
+
+    def wrong_export(model, inputs, path, *args, **kwargs):
+        out = export(model, inputs, path, *args, **kwargs)
+        proto = onnx.load(out)
+        conv = next(n for n in proto.graph.node if n.op_type == 'Conv')
+        weight = next(i for i in proto.graph.initializer
+                      if i.name == conv.input[1])
+        array = numpy_helper.to_array(weight).copy()
+        array.flat[0] += 0.5
+        weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+        onnx.save(proto, out)
+        return out
+
+    return wrong_export
+
+
+def test_export_tool_rejects_a_wrong_file(config_file, plain_checkpoint,
+                                          tmp_path, monkeypatch, capsys):
+    import mmcpd.deploy
+    args = [
+        config_file, plain_checkpoint, '--shape', '1', '3', '32', '32',
+        '--out',
+        str(tmp_path / 'a.onnx')
+    ]
+    tool = _tool('export_onnx')
+    assert tool.main(args) == 0
+    assert 'matches torch' in capsys.readouterr().out
+    monkeypatch.setattr(mmcpd.deploy, 'export_onnx',
+                        _perturbing(mmcpd.deploy.export_onnx))
+    assert tool.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'a.onnx'}" in err
+    assert 'max abs diff' in err and 'max rel diff' in err
+
+
+def test_benchmark_tool_rejects_a_wrong_file(config_file, plain_checkpoint,
+                                             tmp_path, monkeypatch, capsys):
+    import mmcpd.deploy.benchmark
+    monkeypatch.setattr(mmcpd.deploy.benchmark, 'export_onnx',
+                        _perturbing(mmcpd.deploy.benchmark.export_onnx))
+    code = _tool('benchmark_onnx').main([
+        '--baseline', config_file, plain_checkpoint, '--shape', '32', '32',
+        '--runs', '1', '--work-dir',
+        str(tmp_path), '--no-progress'
+    ])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert 'differs from torch' in out and 'max abs diff' in out
+    assert not osp.exists(tmp_path / 'benchmark.json')

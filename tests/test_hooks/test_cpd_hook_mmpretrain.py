@@ -1,16 +1,15 @@
 """CPDHook on a real MMPretrain classifier, trained by mmengine's Runner."""
 import pytest
 import torch
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
-pytest.importorskip('mmpretrain')
-
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmcpd.hooks  # noqa: E402,F401
-from mmcpd.hooks import CPDHook  # noqa: E402
-from mmcpd.prune.spec import PrunedSpec, apply_spec  # noqa: E402
+import mmcpd.hooks  # noqa: F401
+from mmcpd.hooks import CPDHook
+from mmcpd.prune.spec import PrunedSpec, apply_spec
 
 MODEL = dict(
     type='ImageClassifier',
@@ -34,7 +33,6 @@ class TinyImages(Dataset):
         return 16
 
     def __getitem__(self, i):
-        from mmpretrain.structures import DataSample
         gen = torch.Generator().manual_seed(i)
         img = torch.randint(0, 200, (3, 32, 32), generator=gen,
                             dtype=torch.uint8)
@@ -67,10 +65,9 @@ def runner_kwargs(work_dir, hook: dict, max_iters: int = 8) -> dict:
 
 
 def _build():
-    from mmpretrain.registry import MODELS
-    init_default_scope('mmpretrain')
     torch.manual_seed(0)
-    return MODELS.build(MODEL)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return PRETRAIN_MODELS.build(MODEL)
 
 
 def test_resnet18_prunes_to_target_and_exports(tmp_path):
@@ -150,7 +147,8 @@ def test_distill_wrapper_prunes_the_student_only(tmp_path):
     cpd = next(h for h in runner.hooks if isinstance(h, CPDHook))
     assert cpd.student is runner.model.student
     assert cpd.student_prefix == 'student.'
-    assert cpd.history[-1]['sparsity'] >= 0.3
+    # the target, not overshot (round_to=1: by a few channels at most)
+    assert 0.3 <= cpd.history[-1]['sparsity'] < 0.31
     # the deploy checkpoint holds the student alone, without prefix
     deploy = torch.load(tmp_path / 'pruned_deploy.pth', weights_only=True)
     assert not any(k.startswith(('student.', 'teacher.'))

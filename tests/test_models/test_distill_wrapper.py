@@ -124,6 +124,23 @@ def test_registered_in_root_and_reachable_from_task_scopes():
     assert model.data_preprocessor is model.student.data_preprocessor
 
 
+@pytest.mark.parametrize('scope', [None, 'mmengine', 'mmseg'])
+def test_scoped_student_builds_under_any_default_scope(scope):
+    """A plain mmengine Runner leaves the ``mmengine`` default scope behind
+    it (and an MMSeg one ``mmseg``); a student named
+    ``mmpretrain.ImageClassifier`` still finds its unscoped parts
+    (``ClsDataPreprocessor``, ``ResNet``) in MMPretrain, outside a runner."""
+    with DefaultScope.overwrite_default_scope(scope):
+        model = DistillWrapper(_cls_cfg())
+        current = DefaultScope.get_current_instance()
+    # the default scope is as it was
+    assert (current and current.scope_name) == scope
+    for net in (model.student, model.teacher):
+        assert type(net).__module__.startswith('mmpretrain.')
+        assert type(net.data_preprocessor).__name__ == 'ClsDataPreprocessor'
+    assert model.data_preprocessor is model.student.data_preprocessor
+
+
 def test_teacher_is_frozen_and_never_updated():
     model = DistillWrapper(_cls_cfg(), distill_losses=[dict(type='KDLoss')])
     model.init_weights()
