@@ -58,7 +58,8 @@ def env(tmp_path_factory):
     proc = subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
         '--no-build-isolation', '--disable-pip-version-check', '-q',
-        '--prefix',
+        # without it pip uninstalls the mmcpd of the running environment
+        '--ignore-installed', '--prefix',
         str(venv),
         str(src)
     ],
