@@ -37,7 +37,8 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from .handlers.base import OpContext, function, method, register_in
+from .handlers.base import OpContext, function, register_in
+from .handlers.layers import ADDMMS, MATMULS, matmul_operands
 from .labels import Labels
 
 FlopRule = Callable[[OpContext], None]
@@ -119,22 +120,9 @@ def _product(ctx: OpContext, a, b, transpose_b: bool = False) -> None:
            _numel(out) * k, product_operands(a, b, out, transpose_b))
 
 
-@flop_rule(
-    function('matmul'), method('matmul'), method('__matmul__'),
-    method('__rmatmul__'), function('bmm'), method('bmm'), function('mm'),
-    method('mm'))
+@flop_rule(*MATMULS, *ADDMMS)
 def matmul_flops(ctx: OpContext) -> None:
-    a, b = ctx.inputs[:2]
-    if ctx.name == '__rmatmul__':
-        a, b = b, a
-    _product(ctx, a, b)
-
-
-@flop_rule(function('addmm'), method('addmm'), function('baddbmm'),
-           method('baddbmm'))
-def addmm_flops(ctx: OpContext) -> None:
-    _, a, b = ctx.inputs[:3]
-    _product(ctx, a, b)
+    _product(ctx, *matmul_operands(ctx))
 
 
 @flop_rule(function('linear'))

@@ -170,23 +170,36 @@ def _matmul_like(ctx: OpContext, a, b, transpose_b: bool = False) -> None:
     graph.set(out, labels)
 
 
-@register(
-    function('matmul'), method('matmul'), method('__matmul__'),
-    method('__rmatmul__'), function('bmm'), method('bmm'), function('mm'),
-    method('mm'))
-def matmul(ctx: OpContext) -> None:
+#: ``a @ b`` in all its spellings, and ``bias + a @ b``.
+MATMULS = [
+    *function('matmul'), method('matmul'), method('__matmul__'),
+    method('__rmatmul__'), *function('bmm'), method('bmm'), *function('mm'),
+    method('mm')
+]
+ADDMMS = [
+    *function('addmm'), method('addmm'), *function('baddbmm'),
+    method('baddbmm')
+]
+
+
+def matmul_operands(ctx: OpContext):
+    """``(a, b)`` of a call of :data:`MATMULS` or :data:`ADDMMS`."""
+    if ctx.func in ADDMMS:
+        return tuple(ctx.inputs[1:3])
     a, b = ctx.inputs[:2]
-    if ctx.name == '__rmatmul__':
-        a, b = b, a
-    _matmul_like(ctx, a, b)
+    return (b, a) if ctx.name == '__rmatmul__' else (a, b)
 
 
-@register(function('addmm'), method('addmm'), function('baddbmm'),
-          method('baddbmm'))
+@register(*MATMULS)
+def matmul(ctx: OpContext) -> None:
+    _matmul_like(ctx, *matmul_operands(ctx))
+
+
+@register(*ADDMMS)
 def addmm(ctx: OpContext) -> None:
     """``bias + a @ b``: the product, then the bias broadcast onto it."""
-    bias, a, b = ctx.inputs[:3]
-    _matmul_like(ctx, a, b)
+    bias = ctx.inputs[0]
+    _matmul_like(ctx, *matmul_operands(ctx))
     out = ctx.outputs[0]
     items = [(ctx.graph.get(out), tuple(out.shape), list(range(out.dim()))),
              (ctx.graph.get(bias), tuple(bias.shape),
