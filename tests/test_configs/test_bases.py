@@ -111,3 +111,20 @@ def test_recipes_and_demos_set_only_what_differs(path):
     size = 32 if 'digits.py' in path else 64 if 'digits-seg' in path \
         else 512 if 'ade20k' in path else 224
     assert hook.input_shape == (1, 3, size, size), path
+
+
+@pytest.mark.parametrize('name', ['cpd_hook', 'cpd_kd', 'cpd_cwd'])
+def test_pure_python_bases_equal_the_text_bases(name):
+    """The two styles of each CPD base give the same settings."""
+    import os.path as osp
+
+    import mmcpd.configs
+    from mmengine.config import Config
+
+    from mmcpd.utils.config import load_config
+    text = load_config(f'mmcpd::_base_/{name}.py')
+    pure = Config.fromfile(
+        osp.join(osp.dirname(mmcpd.configs.__file__), '_base_',
+                 f'{name}.py'))
+    for key in ('cpd', 'distill'):
+        assert text.get(key) == pure.get(key), key
