@@ -2,10 +2,13 @@
 
 Times, on CPU, one training iteration (forward, loss, backward, SGD step)
 of ResNet-18 and ResNet-50 without and with what CPDHook does at every
-optimizer step: the Hessian importance gathered in the optimizer's step
-pre-hook, and the removed channels kept dead (gradients zeroed before the
-step, weights and momentum after it) with 30% of the params already masked.
-Also times one prune step (scores, global selection, new masks).
+optimizer step, once 30% of the params are removed: the Hessian importance
+gathered in the optimizer's step pre-hook and, in ``--mode mask``, the
+removed channels kept dead (gradients zeroed before the step, weights and
+momentum after it). In ``--mode physical`` (CPDHook's default) the removed
+channels are cut out of the model, so the plain and the hooked iteration
+both run the smaller model and the hook only gathers importance. Also
+times one prune step (scores, global selection, new masks) in mask mode.
 
 Baseline and hooked iterations alternate in blocks so that both see the
 same machine load; the medians are reported.
@@ -13,7 +16,7 @@ same machine load; the medians are reported.
 Usage::
 
     python benchmarks/bench_hook_overhead.py --models resnet18 resnet50 \
-        --batch 4 --size 128 --iters 12
+        --batch 4 --size 128 --iters 12 [--mode physical|mask]
 """
 import argparse
 import statistics
@@ -86,6 +89,17 @@ def bench(name, args):
     scores = {g.id: torch.rand(g.num_units, dtype=torch.float64)
               for g in groups}
     removed = select_units(groups, scores, cost, {}, 0.3, Guards())
+    if args.mode == 'physical':
+        from mmcpd.comb.remap import remap
+        from mmcpd.prune.physical import prune_units
+        prune_units(model, result, removed)
+        result = remap(result, removed)
+        groups = result.prunable
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        imp.setup(model, groups)
+        cost = CostModel({k: v.shape for k, v in model.named_parameters()},
+                         result.groups, 'params')
+        removed = {}
     dead = DeadUnits(model, result.groups, removed)
     dead.zero_tensors()
 
@@ -141,11 +155,16 @@ def main():
     parser.add_argument('--blocks', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--mode', default='physical',
+                        choices=['physical', 'mask'],
+                        help="CPDHook's `shrink`: cut removed channels out "
+                        '(default) or hold them at zero')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'batch {args.batch}x3x{args.size}x{args.size}, {args.source}')
+          f'batch {args.batch}x3x{args.size}x{args.size}, {args.source}, '
+          f'{args.mode} mode')
     # ratio: median hooked / median plain iteration (A/B, noisy on a
     # loaded machine); in-hook ratio: (plain + median time spent inside the
     # hooks) / plain, which measures the added work directly.
