@@ -21,7 +21,8 @@ from mmcpd.prune.selection import Guards
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.registry import HOOKS, IMPORTANCES
 from .cpd_report import channel_table, plot_history
-from .shrink import ema_students, follow_connectors, rewrap
+from .shrink import (ema_students, follow_connectors, refresh_averaged,
+                     rewrap)
 
 #: 2: with the pruner's `shrink` mode (1: masks only)
 STATE_VERSION = 2
@@ -494,6 +495,7 @@ class CPDHook(Hook):
         replaced = connectors()
         for optimizer in optimizers:
             shrink_optimizer(optimizer, replaced)
+        refresh_averaged(runner)
         rewrap(runner)
 
     @staticmethod

@@ -31,6 +31,19 @@ def ema_students(runner, prefix: str) -> List[tuple]:
     return students
 
 
+def refresh_averaged(runner) -> None:
+    """Point EMA hooks' averaged models at their cut tensors: mmengine's
+    ``BaseAveragedModel`` keeps a dict of the tensors it averages, made
+    when it was built."""
+    from mmengine.model import BaseAveragedModel
+    for hook in getattr(runner, 'hooks', ()):
+        averaged = getattr(hook, 'ema_model', None)
+        if isinstance(averaged, BaseAveragedModel):
+            module = averaged.module
+            averaged.avg_parameters = module.state_dict() \
+                if averaged.update_buffers else dict(module.named_parameters())
+
+
 def rewrap(runner) -> None:
     """Wrap the runner's model anew (DDP), so that its buckets and
     parameter list fit the cut tensors; the train loop reads
