@@ -151,8 +151,7 @@ def remap(result: CombResult, removed: Removed) -> CombResult:
                    tuple((g, new[1], c) for g, u, c in dim
                          for new in [relabel(g, u)] if new is not None)
                    for dim in op.dims)) for op in result.op_macs)
-    return CombResult(groups, attrs, norms, dict(result.param_macs), list(result.warnings),
-                      list(result.unexecuted),
+    return CombResult(groups, attrs, norms, dict(result.param_macs),
+                      list(result.warnings), list(result.unexecuted),
                       {k: list(v)
                        for k, v in result.channel_acts.items()}, ops)
-

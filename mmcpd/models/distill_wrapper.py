@@ -12,7 +12,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
 from mmcpd.distill.connector import (ChannelScatter, Connector,
-                                    build_connector)
+                                     build_connector)
 from mmcpd.distill.recorder import (as_tensor, check_module_names,
                                     record_outputs)
 from mmcpd.distill.term import DistillTerm, build_terms

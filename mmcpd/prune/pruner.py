@@ -200,8 +200,8 @@ class Pruner:
         """
         delta = self.to_current(new)
         for gid, units in new.items():
-            merged = set(self.removed.get(int(gid), ())) | {int(u)
-                                                             for u in units}
+            merged = set(self.removed.get(int(gid), ()))
+            merged.update(int(u) for u in units)
             if merged:
                 self.removed[int(gid)] = sorted(merged)
         replaced: Replaced = {}

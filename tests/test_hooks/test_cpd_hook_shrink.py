@@ -1,7 +1,5 @@
 """CPDHook with shrink='physical': the student is cut at every prune step
 and trains exactly as the masked one does."""
-import copy
-
 import pytest
 import torch
 
