@@ -99,12 +99,22 @@ class CPDHook(Hook):
     ranked globally by importance per cost, and the lowest are removed until
     the schedule's fraction of params or FLOPs is gone; the last prune step
     reaches ``target``, and training then goes on with the architecture
-    fixed. Removed units are masked (held at zero together with their
-    gradients, optimizer state and norm statistics, and in the averaged
-    model of an ``EMAHook``), so shapes, the optimizer and DDP stay as they
-    are; at the end of training the small model is cut out and saved to
+    fixed. The algorithm is a :class:`~mmcpd.prune.pruner.Pruner`; the hook
+    decides when to call it, logs, and saves and restores its state.
+
+    With ``shrink='physical'`` (the default) the removed units are cut out
+    of the student at every prune step, and what depends on its shapes
+    follows: the param groups and state of every optimizer, the averaged
+    model of an ``EMAHook``, the feature connectors of a
+    ``DistillWrapper``, the DDP wrapper (built anew); training runs on the
+    small model from then on. With ``shrink='mask'`` they are held at zero
+    (with their gradients, optimizer state and norm statistics, also in
+    the EMA model) and shapes never change. Both modes remove the same
+    units. At the end of training the small model is saved to
     ``work_dir/<deploy_file>`` (with an ``EMAHook``, from the EMA weights
-    that validation used).
+    that validation used). Checkpoints hold the hook's state and the spec;
+    on resume the student is cut to the checkpoint's architecture in
+    ``after_load_checkpoint``, before the weights are loaded.
 
     Importance is read from the normal training backward passes, once per
     optimizer step, after AMP unscaling and before gradient clipping (in a
