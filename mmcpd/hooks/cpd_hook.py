@@ -12,10 +12,10 @@ from mmengine.optim import OptimWrapperDict
 from torch import nn
 
 from mmcpd.prune.convert import STATE_KEY, small_checkpoint
-from mmcpd.prune.cost import ACT_WEIGHT, METRICS
+from mmcpd.prune.cost import ACT_WEIGHT
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.optim_state import shrink_optimizer
-from mmcpd.prune.pruner import SHRINK_MODES, Pruner
+from mmcpd.prune.pruner import Pruner, check_pruner_args
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
 from mmcpd.prune.selection import Guards
 from mmcpd.prune.spec import CHECKPOINT_KEY
@@ -203,15 +203,7 @@ class CPDHook(Hook):
                  plot_file: Optional[str] = 'cpd_pruning.png'):
         check_schedule_args(target, interval, start, end, num_steps,
                             schedule)
-        if metric not in METRICS:
-            raise ValueError(f'`metric` should be one of {METRICS}, but '
-                             f'got {metric!r}')
-        if shrink not in SHRINK_MODES:
-            raise ValueError(f'`shrink` should be one of {SHRINK_MODES}, '
-                             f'but got {shrink!r}')
-        if rank_by is not None and rank_by not in METRICS:
-            raise ValueError(f'`rank_by` should be None or one of '
-                             f'{METRICS}, but got {rank_by!r}')
+        check_pruner_args(metric, rank_by, shrink)
         if not isinstance(act_weight, (int, float)) or isinstance(
                 act_weight, bool) or act_weight < 0:
             raise ValueError('`act_weight` should be a number >= 0, but got '

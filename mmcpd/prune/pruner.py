@@ -41,6 +41,20 @@ SHRINK_MODES = ('physical', 'mask')
 Removed = Dict[int, List[int]]
 
 
+def check_pruner_args(metric: str, rank_by: Optional[str],
+                      shrink: str) -> None:
+    """ValueErrors naming a bad ``metric``, ``rank_by`` or ``shrink``."""
+    if metric not in METRICS:
+        raise ValueError(f'`metric` should be one of {METRICS}, but '
+                         f'got {metric!r}')
+    if rank_by is not None and rank_by not in METRICS:
+        raise ValueError(f'`rank_by` should be None or one of '
+                         f'{METRICS}, but got {rank_by!r}')
+    if shrink not in SHRINK_MODES:
+        raise ValueError(f'`shrink` should be one of {SHRINK_MODES}, '
+                         f'but got {shrink!r}')
+
+
 class Pruner:
     """Scores, selects and removes units of a model's coupled groups.
 
@@ -74,15 +88,7 @@ class Pruner:
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
                  shrink: str = 'physical'):
-        if shrink not in SHRINK_MODES:
-            raise ValueError(f'`shrink` should be one of {SHRINK_MODES}, '
-                             f'but got {shrink!r}')
-        if metric not in METRICS:
-            raise ValueError(f'`metric` should be one of {METRICS}, but '
-                             f'got {metric!r}')
-        if rank_by is not None and rank_by not in METRICS:
-            raise ValueError(f'`rank_by` should be None or one of '
-                             f'{METRICS}, but got {rank_by!r}')
+        check_pruner_args(metric, rank_by, shrink)
         self.comb = comb
         self.current = comb
         self.importance = importance
