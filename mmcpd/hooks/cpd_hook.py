@@ -332,6 +332,14 @@ class CPDHook(Hook):
     def flops_cost(self):
         return self.pruner.flops_cost
 
+    @property
+    def cost(self):
+        return self.pruner.cost
+
+    @property
+    def rank_cost(self):
+        return self.pruner.rank_cost
+
     def _trace(self, student: nn.Module):
         param = next(student.parameters())
         inputs = torch.randn(self.input_shape, device=param.device)
