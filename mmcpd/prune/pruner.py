@@ -125,13 +125,13 @@ class Pruner:
     def kept_units(self) -> Dict[int, List[int]]:
         """Per group, the unpruned numbers of the units still there, in the
         order of the current model's units."""
-        return {
-            g.id: [
-                u for u in range(g.num_units)
-                if u not in set(self.removed.get(g.id, ()))
+        kept = {}
+        for group in self.comb.groups:
+            gone = set(self.removed.get(group.id, ()))
+            kept[group.id] = [
+                u for u in range(group.num_units) if u not in gone
             ]
-            for g in self.comb.groups
-        }
+        return kept
 
     def scores(self) -> Dict[int, torch.Tensor]:
         """The importance in the unpruned numbering (removed units: inf)."""
