@@ -10,15 +10,14 @@ spec.
 """
 from typing import Any, Callable, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
 
 from .comb.api import trace_groups
 from .comb.result import CombResult
 from .comb.trace import default_forward
-from .prune.cost import ACT_WEIGHT, METRICS, model_cost
-from .prune.physical import prune_units
-from .prune.selection import Guards, check_reachable, select_units
+from .prune.cost import ACT_WEIGHT, METRICS
+from .prune.pruner import Pruner
+from .prune.selection import Guards, select_ratio
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
 from .registry import IMPORTANCES
@@ -65,29 +64,6 @@ def comb_model(model: nn.Module,
 def _check_ratio(ratio: float, name: str = 'ratio') -> None:
     if not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
         raise ValueError(f'`{name}` should be in (0, 1), but got {ratio!r}')
-
-
-def select_lowest(result: CombResult, scores: dict, ratio: float,
-                  round_to: int = 1) -> dict:
-    """The ``ratio`` lowest-scoring units of every prunable group.
-
-    At least one unit stays; with ``round_to`` > 1 the number of kept units
-    is a multiple of it where the group is large enough.
-    """
-    removed = {}
-    for group in result.prunable:
-        n = group.num_units
-        keep = max(1, n - int(ratio * n))
-        if round_to > 1 and n >= round_to:
-            keep = max(round_to, int(round(keep / round_to)) * round_to)
-            keep = min(keep, n - (n % round_to) if n % round_to else n)
-        drop = n - keep
-        if drop <= 0:
-            continue
-        order = torch.argsort(torch.as_tensor(scores[group.id]),
-                              stable=True)
-        removed[group.id] = sorted(order[:drop].tolist())
-    return removed
 
 
 def prune_model(model: nn.Module,
@@ -182,22 +158,13 @@ def prune_model(model: nn.Module,
     if getattr(scorer, 'uses_grad', False):
         raise ValueError(f'importance {importance!r} needs gradients from '
                          'training: use CPDHook, or `magnitude` here')
-    scorer.setup(model, result.prunable)
-    scores = scorer.scores()
+    pruner = Pruner(model, result, scorer, metric if target else 'params',
+                    Guards(min_channels, float(max_ratio), round_to),
+                    rank_by, act_weight)
     if ratio is not None:
-        removed = select_lowest(result, scores, ratio, round_to)
+        new = select_ratio(result.prunable, pruner.scores(), ratio, round_to)
     else:
-        guards = Guards(min_channels, float(max_ratio), round_to)
-        cost = model_cost(model, result, metric, act_weight)
-        rank_cost = None if rank_by in (None, metric) else model_cost(
-            model, result, rank_by, act_weight)
-        check_reachable(result.prunable, cost, guards, target, ignore)
-        removed = select_units(
-            result.prunable,
-            scores,
-            cost, {},
-            target,
-            guards,
-            rank_cost=rank_cost)
-    spec = prune_units(model, result, removed)
-    return spec, result
+        pruner.reachable(target, ignore)
+        new = pruner.step(target)
+    pruner.apply(model, new)
+    return pruner.spec(model), result

@@ -126,7 +126,9 @@ def check_hook_run(config,
                             segmentation)
     hook = dict(type=CPDHook, interval=max(iters // 2, 1), target=target,
                 metric='flops', num_steps=1, importance='taylor',
-                input_shape=shape, plot_file=None)
+                input_shape=shape, plot_file=None,
+                # the oracle: the deploy model computes what masks do
+                shrink='mask')
     work_dir = work_dir or tempfile.mkdtemp(prefix='mmcpd_hook_check_')
     runner = Runner(
         model=model,

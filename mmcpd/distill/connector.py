@@ -83,3 +83,46 @@ def build_connector(student_shape: Sequence[int],
     if c_s == c_t:
         return None
     return Connector(c_s, c_t, len(student_shape))
+
+
+class ChannelScatter(nn.Module):
+    """Put a cut student feature's channels back at their places.
+
+    When the student is pruned physically, a distilled feature loses the
+    channels of the removed units; a masked student would still have them,
+    at zero. This places the kept channels at their indices of the unpruned
+    width and zeros elsewhere, so the loss sees exactly what it sees with
+    masks. It has no parameters.
+
+    Args:
+        index (Tensor): For each kept channel, its index in the unpruned
+            feature.
+        channels (int): Channels of the unpruned feature.
+        ndim (int): Dimensions of the features, 2, 3 or 4.
+    """
+
+    def __init__(self, index: torch.Tensor, channels: int, ndim: int):
+        super().__init__()
+        self.ndim = ndim
+        self._dim = channel_dim(ndim)
+        self.channels = channels
+        self.register_buffer('index', index.clone().long())
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.index.numel())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != self.ndim or x.shape[self._dim] != self.in_channels:
+            raise ValueError(
+                f'this channel scatter maps {self.ndim}-d features with '
+                f'{self.in_channels} channels, but got shape '
+                f'{tuple(x.shape)}')
+        dim = self._dim % x.dim()
+        shape = list(x.shape)
+        shape[dim] = self.channels
+        return x.new_zeros(shape).index_copy(dim, self.index, x)
+
+    def narrow(self, keep: torch.Tensor) -> None:
+        """Keep only the ``keep`` channels of its input (a further cut)."""
+        self.index = self.index[keep.to(self.index.device)]

@@ -11,17 +11,21 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import nn
 
-from mmcpd.prune.convert import STATE_KEY, deploy_checkpoint, pruned_copy
-from mmcpd.prune.cost import ACT_WEIGHT, METRICS, model_cost
-from mmcpd.prune.dead import DeadUnits
+from mmcpd.prune.convert import STATE_KEY, small_checkpoint
+from mmcpd.prune.cost import ACT_WEIGHT
 from mmcpd.prune.importance import BaseImportance
+from mmcpd.prune.optim_state import shrink_optimizer
+from mmcpd.prune.pruner import Pruner, check_pruner_args
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
-from mmcpd.prune.selection import Guards, check_reachable, select_units
+from mmcpd.prune.selection import Guards
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.registry import HOOKS, IMPORTANCES
 from .cpd_report import channel_table, plot_history
+from .shrink import (ema_students, follow_connectors, refresh_averaged,
+                     rewrap)
 
-STATE_VERSION = 1
+#: 2: with the pruner's `shrink` mode (1: masks only)
+STATE_VERSION = 2
 
 
 def find_student(model: nn.Module) -> nn.Module:
@@ -95,12 +99,22 @@ class CPDHook(Hook):
     ranked globally by importance per cost, and the lowest are removed until
     the schedule's fraction of params or FLOPs is gone; the last prune step
     reaches ``target``, and training then goes on with the architecture
-    fixed. Removed units are masked (held at zero together with their
-    gradients, optimizer state and norm statistics, and in the averaged
-    model of an ``EMAHook``), so shapes, the optimizer and DDP stay as they
-    are; at the end of training the small model is cut out and saved to
+    fixed. The algorithm is a :class:`~mmcpd.prune.pruner.Pruner`; the hook
+    decides when to call it, logs, and saves and restores its state.
+
+    With ``shrink='physical'`` (the default) the removed units are cut out
+    of the student at every prune step, and what depends on its shapes
+    follows: the param groups and state of every optimizer, the averaged
+    model of an ``EMAHook``, the feature connectors of a
+    ``DistillWrapper``, the DDP wrapper (built anew); training runs on the
+    small model from then on. With ``shrink='mask'`` they are held at zero
+    (with their gradients, optimizer state and norm statistics, also in
+    the EMA model) and shapes never change. Both modes remove the same
+    units. At the end of training the small model is saved to
     ``work_dir/<deploy_file>`` (with an ``EMAHook``, from the EMA weights
-    that validation used).
+    that validation used). Checkpoints hold the hook's state and the spec;
+    on resume the student is cut to the checkpoint's architecture in
+    ``after_load_checkpoint``, before the weights are loaded.
 
     Importance is read from the normal training backward passes, once per
     optimizer step, after AMP unscaling and before gradient clipping (in a
@@ -118,6 +132,11 @@ class CPDHook(Hook):
             ``'latency'`` (FLOPs plus ``act_weight`` MACs per activation
             element a channel writes, see
             :class:`~mmcpd.prune.cost.CostModel`). Defaults to ``'params'``.
+        shrink (str): ``'physical'``: cut the removed units out of the
+            student at every prune step, with its optimizer state, EMA
+            copy, DDP wrapper and distillation connectors, so training
+            speeds up as it prunes; ``'mask'``: hold them at zero and cut
+            only the deploy copy. Defaults to ``'physical'``.
         importance (str | dict): A score of ``mmcpd.registry.IMPORTANCES``
             by name or config: ``'hessian'``, ``'taylor'``, ``'magnitude'``
             or ``'random'``. Defaults to ``'hessian'``.
@@ -159,12 +178,15 @@ class CPDHook(Hook):
         ...          metric='flops', num_steps=10, round_to=8)
         ... ]
     """
-    priority = 'NORMAL'
+    # before EMAHook, which loads its (cut) averaged model in its own
+    # `after_load_checkpoint`
+    priority = 'ABOVE_NORMAL'
 
     def __init__(self,
                  interval: int,
                  target: float,
                  metric: str = 'params',
+                 shrink: str = 'physical',
                  importance: Union[str, dict] = 'hessian',
                  start: int = 0,
                  schedule: str = 'linear',
@@ -181,12 +203,7 @@ class CPDHook(Hook):
                  plot_file: Optional[str] = 'cpd_pruning.png'):
         check_schedule_args(target, interval, start, end, num_steps,
                             schedule)
-        if metric not in METRICS:
-            raise ValueError(f'`metric` should be one of {METRICS}, but '
-                             f'got {metric!r}')
-        if rank_by is not None and rank_by not in METRICS:
-            raise ValueError(f'`rank_by` should be None or one of '
-                             f'{METRICS}, but got {rank_by!r}')
+        check_pruner_args(metric, rank_by, shrink)
         if not isinstance(act_weight, (int, float)) or isinstance(
                 act_weight, bool) or act_weight < 0:
             raise ValueError('`act_weight` should be a number >= 0, but got '
@@ -221,6 +238,7 @@ class CPDHook(Hook):
         self.interval = interval
         self.target = float(target)
         self.metric = metric
+        self.shrink = shrink
         self.rank_by = rank_by
         self.act_weight = float(act_weight)
         self.start = start
@@ -233,10 +251,7 @@ class CPDHook(Hook):
         self.deploy_file = deploy_file
         self.plot_file = plot_file
 
-        self.comb_result = None
-        self.rank_cost = None
-        self.groups: List = []
-        self.removed: Dict[int, List[int]] = {}
+        self.pruner: Optional[Pruner] = None
         self.step = 0
         self.history: List[dict] = []
         self.val_history: List[dict] = []
@@ -244,7 +259,6 @@ class CPDHook(Hook):
         self._restored: Optional[dict] = None
         self._handles: List = []
         self._read_in_clip = False
-        self._dead: Optional[DeadUnits] = None
         self._exact = False
         self._norm_ctx = None
         self._runner = None
@@ -261,46 +275,26 @@ class CPDHook(Hook):
         self.student_prefix = self._prefix(runner.model, student)
         self._check_ignore(student)
         state = self._restored
-        if state is not None:
-            from mmcpd.comb import CombResult
-            self.comb_result = CombResult.from_dict(state['comb'])
-        else:
-            self.comb_result = self._trace(student)
-            for warning in getattr(self.comb_result, 'warnings', ()):
+        if self.pruner is None:
+            comb = self._trace(student)
+            for warning in getattr(comb, 'warnings', ()):
                 runner.logger.warning(f'CPDHook comb: {warning}')
-        self.groups = list(self.comb_result.prunable)
+            self.pruner = self._build_pruner(student, comb, self.shrink)
         if not self.groups:
             raise RuntimeError(
                 f'CPDHook found no prunable group in '
                 f'{type(student).__name__} (ignore={self.ignore!r}); see '
                 'the comb warnings above')
-        macs = getattr(self.comb_result, 'param_macs', None)
-        self.params_cost = model_cost(student, self.comb_result, 'params')
-        # FLOPs are logged when known; model_cost names what is missing
-        # when they are the target
-        self.flops_cost = model_cost(student, self.comb_result, 'flops') \
-            if macs or self.metric == 'flops' else None
-        self.cost = dict(
-            params=self.params_cost, flops=self.flops_cost).get(
-                self.metric) or model_cost(student, self.comb_result,
-                                           self.metric, self.act_weight)
-        self.rank_cost = None if self.rank_by in (
-            None, self.metric) else model_cost(student, self.comb_result,
-                                               self.rank_by, self.act_weight)
-        reachable = check_reachable(self.groups, self.cost, self.guards,
-                                    self.target, self.ignore)
+        reachable = self.pruner.reachable(self.target, self.ignore)
         self.schedule = self._build_schedule(runner)
-        self.importance.setup(student, self.groups)
         if state is not None:
-            self.removed = {int(k): list(v)
-                            for k, v in state['removed'].items()}
             self.step = int(state['step'])
             self.history = list(state.get('history', []))
             self.val_history = list(state.get('val_history', []))
-            self.importance.load_state_dict(state.get('importance', {}))
             self._restored = None
         self._register_optimizer_hooks(runner)
-        self._refresh_masks(runner)
+        if self.pruner.shrink == 'mask':
+            self._refresh_masks(runner, {})
         if not self.history:
             self.history.append(self._record(runner.iter))
         runner.logger.info(
@@ -309,7 +303,42 @@ class CPDHook(Hook):
             f'prune steps every {self.interval} iters from iter '
             f'{self.start} to {self.schedule.end}, to remove '
             f'{self.target:.0%} of the {self.metric} (at most '
-            f'{reachable:.0%} possible)')
+            f'{reachable:.0%} possible), shrink={self.pruner.shrink!r}')
+
+    def _build_pruner(self, student: nn.Module, comb, shrink: str) -> Pruner:
+        return Pruner(student, comb, self.importance, self.metric,
+                      self.guards, self.rank_by, self.act_weight, shrink)
+
+    # what the pruner holds, under the names the hook always had
+    @property
+    def comb_result(self):
+        """The comb result of the unpruned student."""
+        return None if self.pruner is None else self.pruner.comb
+
+    @property
+    def groups(self) -> List:
+        return [] if self.pruner is None else self.pruner.groups
+
+    @property
+    def removed(self) -> Dict[int, List[int]]:
+        """Removed units by group id, in the unpruned numbering."""
+        return {} if self.pruner is None else self.pruner.removed
+
+    @property
+    def params_cost(self):
+        return self.pruner.params_cost
+
+    @property
+    def flops_cost(self):
+        return self.pruner.flops_cost
+
+    @property
+    def cost(self):
+        return self.pruner.cost
+
+    @property
+    def rank_cost(self):
+        return self.pruner.rank_cost
 
     def _trace(self, student: nn.Module):
         param = next(student.parameters())
@@ -381,8 +410,9 @@ class CPDHook(Hook):
     def _before_step(self, optimizer, args, kwargs) -> None:
         if optimizer is not self._optimizers[0]:
             return
-        if self._dead:
-            self._dead.zero_grads()
+        dead = self.pruner.dead
+        if dead:
+            dead.zero_grads()
         if not self._read_in_clip:
             self._read_grads()
 
@@ -391,8 +421,9 @@ class CPDHook(Hook):
         # leave the optimizer state of removed entries at zero (it is zeroed
         # at each prune step); re-zeroing the weights also covers any
         # optimizer that moves weights without a gradient.
-        if self._dead:
-            self._dead.zero_tensors()
+        dead = self.pruner.dead
+        if dead:
+            dead.zero_tensors()
 
     def after_train_iter(self,
                          runner,
@@ -406,25 +437,13 @@ class CPDHook(Hook):
         self._prune(runner, step)
 
     def _prune(self, runner, step: int) -> None:
-        scores = self.importance.scores()
-        new = select_units(
-            self.groups,
-            scores,
-            self.cost,
-            self.removed,
-            self.schedule.target_at(step),
-            self.guards,
-            rank_cost=self.rank_cost)
+        new = self.pruner.step(self.schedule.target_at(step))
         if get_world_size() > 1:  # the same choice on every rank
             box = [new]
             broadcast_object_list(box, src=0)
             new = box[0]
-        for gid, units in new.items():
-            self.removed[gid] = sorted(set(self.removed.get(gid, [])) |
-                                       set(units))
         self.step = step
-        self.importance.reset()
-        self._refresh_masks(runner)
+        self._refresh_masks(runner, new)
         record = self._record(runner.iter + 1, len(new))
         self.history.append(record)
         for key in ('sparsity', 'params', 'flops', 'groups_pruned'):
@@ -467,40 +486,42 @@ class CPDHook(Hook):
         record['sparsity'] = 1.0 - ratio
         return record
 
-    def _refresh_masks(self, runner) -> None:
-        self._dead = DeadUnits(self.student, self.comb_result.groups,
-                               self.removed)
-        if self._dead:
-            self._dead.zero_tensors()
-            for optimizer in self._optimizers:
-                self._dead.zero_optimizer_state(optimizer)
-        for ema, _ in self._ema_students(runner):
-            # An average of zeros stays zero: zeroed at each prune step,
-            # the EMA copies of removed units stay dead, as the student's.
-            DeadUnits(ema, self.comb_result.groups,
-                      self.removed).zero_tensors()
-        self._activate_exact_norms()
+    def _refresh_masks(self, runner, new: Dict[int, List[int]]) -> None:
+        """Remove ``new`` units (unpruned numbering) from the student, its
+        optimizers and its EMA copies: cut out, the connectors of a
+        distillation wrapper following and DDP wrapped anew
+        (``'physical'``), or held at zero (``'mask'``)."""
+        optimizers = self._student_optimizers(runner)
+        copies = [m for m, _ in self._ema_students(runner)]
+        wrapper = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        connectors = follow_connectors(wrapper, self.pruner, new)
+        self.pruner.apply(self.student, new, optimizers, copies)
+        if self.pruner.shrink == 'mask':
+            self._activate_exact_norms()
+            return
+        if not new:
+            return
+        replaced = connectors()
+        for optimizer in optimizers:
+            shrink_optimizer(optimizer, replaced)
+        refresh_averaged(runner)
+        rewrap(runner)
+
+    @staticmethod
+    def _student_optimizers(runner) -> List:
+        from mmengine.optim import OptimWrapper
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        if isinstance(wrapper, OptimWrapperDict):
+            return [w.optimizer for w in wrapper.values()]
+        if isinstance(wrapper, OptimWrapper):
+            return [wrapper.optimizer]
+        return []
 
     def _ema_students(self, runner) -> List[tuple]:
         """The student's copies in the averaged models of EMA hooks, each
-        with whether its buffers are averaged too.
-
-        mmengine's ``EMAHook`` averages a deep copy of the model
-        (``ema_model.module``), swaps its parameters (and buffers, with
-        ``update_buffers=True``) in for validation and saves it as the
-        checkpoints' ``state_dict``.
-        """
-        from mmengine.model import BaseAveragedModel
-        students = []
-        for hook in getattr(runner, 'hooks', ()):
-            averaged = getattr(hook, 'ema_model', None)
-            if isinstance(averaged, BaseAveragedModel):
-                model = averaged.module
-                prefix = self.student_prefix.rstrip('.')
-                students.append(
-                    (model.get_submodule(prefix) if prefix else model,
-                     averaged.update_buffers))
-        return students
+        with whether its buffers are averaged too."""
+        return ema_students(runner, self.student_prefix)
 
     @torch.no_grad()
     def _deploy_source(self, runner) -> nn.Module:
@@ -584,8 +605,9 @@ class CPDHook(Hook):
             path = osp.join(runner.work_dir, self.deploy_file)
             # With an EMAHook, the EMA weights that validation saw.
             ema = bool(self._ema_students(runner))
-            ckpt = deploy_checkpoint(
-                self._deploy_source(runner), self.comb_result, self.removed,
+            small, spec = self.pruner.small(self._deploy_source(runner))
+            ckpt = small_checkpoint(
+                small, spec,
                 dict(self.history[-1], iter=int(runner.iter), ema=ema))
             torch.save(ckpt, path)
             runner.logger.info(f'CPDHook: pruned model saved to {path}' +
@@ -594,27 +616,29 @@ class CPDHook(Hook):
     # ------------------------------------------------------------------
     # checkpoints
     def state_dict(self) -> dict:
-        """Everything needed to resume pruning (plain, weights_only-safe)."""
-        return dict(
+        """Everything needed to resume pruning (plain, weights_only-safe):
+        the pruner's state (unpruned comb result, removed units, mode,
+        importance) and the hook's (step, schedule, history)."""
+        state = self.pruner.state_dict()
+        state.update(
             version=STATE_VERSION,
-            comb=self.comb_result.to_dict(),
-            removed={str(k): list(v)
-                     for k, v in self.removed.items()},
             step=int(self.step),
             schedule=self.schedule.to_dict(),
-            importance=self.importance.state_dict(),
             history=list(self.history),
             val_history=list(self.val_history),
             student_prefix=self.student_prefix)
+        return state
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.comb_result is None:
             return
         checkpoint[STATE_KEY] = self.state_dict()
-        _, spec = pruned_copy(self.student, self.comb_result, self.removed)
-        checkpoint[CHECKPOINT_KEY] = spec.to_dict()
+        checkpoint[CHECKPOINT_KEY] = self.pruner.spec(self.student).to_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Restore the pruner; in ``'physical'`` mode, cut the student (and
+        re-point its optimizers, cut its EMA copies, wrap DDP anew) to the
+        checkpoint's architecture before the runner loads its weights."""
         state = checkpoint.get(STATE_KEY)
         if state is None:
             return
@@ -623,4 +647,23 @@ class CPDHook(Hook):
                 f'the CPDHook state in the checkpoint has version '
                 f"{state['version']}, newer than this mmcpd reads "
                 f'({STATE_VERSION})')
+        from mmcpd.comb import CombResult
+        shrink = state.get('shrink', 'mask')
+        if shrink != self.shrink:
+            runner.logger.warning(
+                f"CPDHook: the checkpoint was pruned with shrink={shrink!r}"
+                f', which this run goes on with (shrink={self.shrink!r} '
+                'applies to new runs)')
+        self._runner = runner
+        self.student = find_student(runner.model)
+        self.student_prefix = self._prefix(runner.model, self.student)
+        self.pruner = self._build_pruner(self.student,
+                                         CombResult.from_dict(state['comb']),
+                                         shrink)
+        if shrink == 'mask':
+            self.pruner.load_state_dict(state)
+        else:
+            new = {int(k): v for k, v in state['removed'].items()}
+            self._refresh_masks(runner, new)
+            self.importance.load_state_dict(state.get('importance', {}))
         self._restored = state

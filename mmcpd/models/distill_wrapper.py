@@ -11,7 +11,8 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
-from mmcpd.distill.connector import build_connector
+from mmcpd.distill.connector import (ChannelScatter, Connector,
+                                     build_connector)
 from mmcpd.distill.recorder import (as_tensor, check_module_names,
                                     record_outputs)
 from mmcpd.distill.term import DistillTerm, build_terms
@@ -226,6 +227,7 @@ class DistillWrapper(BaseModel):
              for term in self.terms})
         self._logits = self._check_logits(teacher_checkpoint or 'teacher')
         self.connectors = nn.ModuleDict()
+        self.probe_shape = tuple(probe_shape)
         self._build_connectors(probe_shape)
         self.register_load_state_dict_pre_hook(self._adopt_plain_student)
 
@@ -279,6 +281,57 @@ class DistillWrapper(BaseModel):
                                         shapes['teacher'][term.teacher])
             if connector is not None:
                 self.connectors[term.key] = connector
+
+    def feature_modules(self) -> Dict[str, str]:
+        """The student module of each feature term, by term key."""
+        return {t.key: t.student for t in self.terms if not t.on_logits}
+
+    @torch.no_grad()
+    def follow_student(self, kept: Dict[str, tuple]) -> dict:
+        """Resize the connectors after the student was cut physically.
+
+        Args:
+            kept (dict[str, tuple]): Per student module whose output lost
+                channels: ``(kept channel indices, channels before, feature
+                dimensions)``.
+
+        Returns:
+            dict: ``{old parameter: (new parameter, {dim: kept indices})}``
+            of the sliced connector weights, for the optimizer to follow.
+            A learned connector loses the input columns of the removed
+            channels (they were zero); where the widths agreed, a
+            :class:`~mmcpd.distill.connector.ChannelScatter` puts the kept
+            channels back in place, so the loss is what the masked student
+            gives.
+        """
+        replaced = {}
+        for key, name in self.feature_modules().items():
+            if name not in kept:
+                continue
+            index, channels, ndim = kept[name]
+            connector = self.connectors[key] if key in self.connectors \
+                else None
+            if connector is None:
+                param = next(self.student.parameters())
+                self.connectors[key] = ChannelScatter(
+                    index, channels, ndim).to(param.device)
+            elif isinstance(connector, ChannelScatter):
+                connector.narrow(index)
+            elif isinstance(connector, Connector):
+                old = connector.proj.weight
+                keep = index.to(old.device)
+                new = nn.Parameter(old.index_select(1, keep).clone(),
+                                   requires_grad=old.requires_grad)
+                if old.grad is not None:
+                    new.grad = old.grad.index_select(1, keep).clone()
+                connector.proj.weight = new
+                connector.in_channels = int(keep.numel())
+                if isinstance(connector.proj, nn.Conv2d):
+                    connector.proj.in_channels = connector.in_channels
+                else:
+                    connector.proj.in_features = connector.in_channels
+                replaced[old] = (new, {1: keep})
+        return replaced
 
     def _adopt_plain_student(self, module, state_dict, prefix, *args):
         """Load-state-dict pre-hook: take plain keys as the student's."""

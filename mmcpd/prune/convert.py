@@ -58,12 +58,10 @@ def pruned_copy(model: nn.Module, comb_result,
     return small, spec
 
 
-def deploy_checkpoint(model: nn.Module,
-                      comb_result,
-                      removed: Mapping[int, Sequence[int]],
-                      meta: Optional[dict] = None) -> dict:
-    """The deploy checkpoint of a masked model: small weights and spec."""
-    small, spec = pruned_copy(model, comb_result, removed)
+def small_checkpoint(small: nn.Module,
+                     spec: PrunedSpec,
+                     meta: Optional[dict] = None) -> dict:
+    """The deploy checkpoint of a physically pruned model and its spec."""
     state = {k: v.detach().cpu().clone()
              for k, v in small.state_dict().items()}
     return {
@@ -71,6 +69,15 @@ def deploy_checkpoint(model: nn.Module,
         CHECKPOINT_KEY: spec.to_dict(),
         'meta': dict(meta or {}),
     }
+
+
+def deploy_checkpoint(model: nn.Module,
+                      comb_result,
+                      removed: Mapping[int, Sequence[int]],
+                      meta: Optional[dict] = None) -> dict:
+    """The deploy checkpoint of a masked model: small weights and spec."""
+    small, spec = pruned_copy(model, comb_result, removed)
+    return small_checkpoint(small, spec, meta)
 
 
 def student_state(checkpoint: Mapping, prefix: str) -> Dict[str,
@@ -97,10 +104,12 @@ def build_model(config):
 def deploy_from_training(model: nn.Module, checkpoint: Mapping) -> dict:
     """The deploy checkpoint of a CPDHook training checkpoint, in memory.
 
-    Training checkpoints hold the full-size (masked) weights, the hook
-    state under ``'cpd_hook'`` and, under ``'pruned_spec'``, the spec that
-    the cut-out model *would* have: do not apply that spec before loading
-    their ``state_dict``; convert them with this function instead.
+    Training checkpoints of ``shrink='mask'`` runs hold the full-size
+    (masked) weights, the hook state under ``'cpd_hook'`` and, under
+    ``'pruned_spec'``, the spec that the cut-out model *would* have: do not
+    apply that spec before loading their ``state_dict``; convert them with
+    this function instead. Those of ``shrink='physical'`` runs hold the cut
+    weights and their spec, applied here before loading.
 
     Args:
         model (nn.Module): An unpruned model of the config: the whole
@@ -125,8 +134,15 @@ def deploy_from_training(model: nn.Module, checkpoint: Mapping) -> dict:
             model = model.get_submodule(prefix.rstrip('.'))
         except AttributeError:  # the student itself was given
             pass
-    model.load_state_dict(student_state(checkpoint, prefix))
     meta = dict(iter=checkpoint.get('meta', {}).get('iter'))
+    if state.get('shrink', 'mask') == 'physical':
+        # the weights are the cut student's: resize, then load
+        from .spec import apply_spec
+        spec = PrunedSpec.from_dict(checkpoint[CHECKPOINT_KEY])
+        apply_spec(model, spec)
+        model.load_state_dict(student_state(checkpoint, prefix))
+        return small_checkpoint(model, spec, meta)
+    model.load_state_dict(student_state(checkpoint, prefix))
     return deploy_checkpoint(model, comb_from_state(state),
                              removed_from_state(state), meta)
 

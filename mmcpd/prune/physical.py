@@ -7,12 +7,13 @@ layers read in ``forward`` are set to the new widths, and the change comes
 back as a :class:`~mmcpd.prune.spec.PrunedSpec`.
 """
 from collections import defaultdict
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
+from mmcpd.comb.remap import attr_value
 from .positions import removed_positions
 from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
@@ -24,20 +25,30 @@ def attr_values(result: CombResult,
     counts = {int(g): len(set(u)) for g, u in removed.items()}
     values: Dict[str, dict] = defaultdict(dict)
     for upd in result.attr_updates:
-        drop = sum(counts.get(g, 0) * amount for g, amount in upd.per_unit)
-        if not drop:
-            continue
-        if isinstance(upd.old, (tuple, list)):
-            new = tuple(upd.old[:-1]) + (upd.old[-1] - drop, )
-        else:
-            new = upd.old - drop
-        values[upd.module][upd.attr] = new
+        new = attr_value(upd, counts)
+        if new is not upd.old:
+            values[upd.module][upd.attr] = new
     return values
 
 
+#: What :func:`prune_units` reports per replaced tensor: the new tensor and,
+#: per sliced dim, the kept indices of the old one.
+Replaced = Dict[torch.Tensor, Tuple[torch.Tensor, Dict[int, torch.Tensor]]]
+
+
+def slice_kept(tensor: torch.Tensor,
+               keep: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    """``tensor`` with only the ``keep`` indices along each of its dims."""
+    for dim, idx in keep.items():
+        tensor = tensor.index_select(dim, idx.to(tensor.device))
+    return tensor
+
+
 @torch.no_grad()
-def prune_units(model: nn.Module, result: CombResult,
-                removed: Mapping[int, Sequence[int]]) -> PrunedSpec:
+def prune_units(model: nn.Module,
+                result: CombResult,
+                removed: Mapping[int, Sequence[int]],
+                replaced: Optional[Replaced] = None) -> PrunedSpec:
     """Physically remove units of coupled groups, in place.
 
     Args:
@@ -45,6 +56,10 @@ def prune_units(model: nn.Module, result: CombResult,
             current width).
         result (CombResult): Its coupled groups.
         removed (dict[int, list[int]]): Units to remove, by group id.
+        replaced (dict, optional): If given, filled with ``{old tensor:
+            (new tensor, {dim: kept indices})}`` for every sliced tensor,
+            so that an optimizer can follow (:mod:`.optim_state`).
+            Gradients of sliced parameters are sliced with them.
 
     Returns:
         PrunedSpec: New shapes of the sliced tensors and new attribute
@@ -64,14 +79,20 @@ def prune_units(model: nn.Module, result: CombResult,
         by_name[name][dim] = idx
     for name, dims in by_name.items():
         old = tensors[name]
-        new = old.detach()
-        for dim, idx in dims.items():
-            keep = [i for i in range(new.shape[dim]) if i not in idx]
-            new = new.index_select(dim, torch.tensor(keep,
-                                                     device=new.device))
-        new = new.clone()
+        keep = {
+            dim: torch.tensor(
+                [i for i in range(old.shape[dim]) if i not in idx],
+                dtype=torch.long,
+                device=old.device)
+            for dim, idx in dims.items()
+        }
+        new = slice_kept(old.detach(), keep).clone()
         if isinstance(old, nn.Parameter):
             new = nn.Parameter(new, requires_grad=old.requires_grad)
+            if old.grad is not None:
+                new.grad = slice_kept(old.grad, keep).clone()
+        if replaced is not None:
+            replaced[old] = (new, keep)
         for mod, attr in holders[id(old)]:
             if isinstance(new, nn.Parameter):
                 mod._parameters[attr] = new

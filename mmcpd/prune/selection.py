@@ -198,3 +198,37 @@ def check_reachable(groups: Sequence[CoupledGroup], cost: CostModel,
             f'round_to={guards.round_to} and ignore={tuple(ignore)!r}, at '
             f'most {reachable:.3f} of the {cost.metric} can be removed')
     return reachable
+
+
+def select_ratio(groups: Sequence[CoupledGroup],
+                 scores: Mapping[int, torch.Tensor],
+                 ratio: float,
+                 round_to: int = 1) -> Dict[int, List[int]]:
+    """The ``ratio`` lowest-scoring units of every group (uniform widths).
+
+    At least one unit stays; with ``round_to`` > 1 the number of kept units
+    is a multiple of it where the group is large enough.
+
+    Args:
+        groups (Sequence[CoupledGroup]): The groups to prune.
+        scores (Mapping[int, Tensor]): Per-unit importance by group id.
+        ratio (float): Fraction of each group's units to remove.
+        round_to (int): Kept units a multiple of this. Defaults to 1.
+
+    Returns:
+        dict[int, list[int]]: The removed units by group id (sorted).
+    """
+    removed = {}
+    for group in groups:
+        n = group.num_units
+        keep = max(1, n - int(ratio * n))
+        if round_to > 1 and n >= round_to:
+            keep = max(round_to, int(round(keep / round_to)) * round_to)
+            keep = min(keep, n - (n % round_to) if n % round_to else n)
+        drop = n - keep
+        if drop <= 0:
+            continue
+        order = torch.argsort(torch.as_tensor(scores[group.id]),
+                              stable=True)
+        removed[group.id] = sorted(order[:drop].tolist())
+    return removed

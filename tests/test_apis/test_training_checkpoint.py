@@ -44,8 +44,9 @@ def trained(tmp_path_factory):
     init = work / 'random.pth'
     torch.save({'state_dict': randomize_model(_build(), seed=1).state_dict()},
                init)
+    # masks: the full-size weights these tests load and damage
     hook = dict(type='CPDHook', interval=2, target=0.3, num_steps=2,
-                input_shape=(1, 3, 32, 32))
+                input_shape=(1, 3, 32, 32), shrink='mask')
     kwargs = runner_kwargs(work, hook, max_iters=8)
     kwargs['optim_wrapper'] = dict(optimizer=dict(type='SGD', lr=1e-3))
     Runner(model=MODEL, load_from=str(init), **kwargs).train()

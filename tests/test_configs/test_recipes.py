@@ -159,6 +159,9 @@ def test_recipe_trains_two_iterations_and_prunes(path, tmp_path):
             osp.join(str(tmp_path), hook.deploy_file),
             map_location='cpu',
             weights_only=False)
-        full = sum(v.numel() for v in student.values())
+        # the teacher: the student as loaded, unpruned; the student was
+        # cut during training (shrink='physical') and is the deploy model
+        full = sum(v.numel() for v in teacher.values())
         small = sum(v.numel() for v in deploy['state_dict'].values())
         assert small < full
+        assert small == sum(v.numel() for v in student.values())

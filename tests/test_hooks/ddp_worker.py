@@ -33,11 +33,19 @@ def main(work_dir: str) -> None:
     cpd = next(h for h in runner.hooks if isinstance(h, CPDHook))
     weights = sum(float(p.double().abs().sum())
                   for p in cpd.student.parameters())
+    # shrink='physical' (the default): the DDP wrapper was built anew
+    # around the cut student, and trained it after the last prune step
+    ddp_params = sum(p.numel() for p in runner.model.parameters())
+    losses = runner.message_hub.get_scalar('train/loss').data[0].tolist()
     with open(osp.join(work_dir, f'rank{runner.rank}.json'), 'w') as f:
         json.dump(dict(removed={str(k): v for k, v in cpd.removed.items()},
                        sparsity=cpd.history[-1]['sparsity'],
                        world_size=runner.world_size,
-                       weights=weights), f)
+                       weights=weights, ddp_params=ddp_params,
+                       params=cpd.history[-1]['params'],
+                       full_params=cpd.history[0]['params'],
+                       wrapper=type(runner.model).__name__,
+                       losses=losses), f)
 
 
 if __name__ == '__main__':

@@ -11,8 +11,9 @@ from mmcpd.prune.convert import convert_checkpoint
 from mmcpd.prune.spec import PrunedSpec, apply_spec
 from .toy_runner import ToyClassifier, make_runner
 
+# masks: these tests read the removed entries of the full-size student
 HOOK = dict(type='CPDHook', interval=4, target=0.5, num_steps=3,
-            input_shape=(1, 3, 16, 16))
+            input_shape=(1, 3, 16, 16), shrink='mask')
 
 
 def _student(runner):

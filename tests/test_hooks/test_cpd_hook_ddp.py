@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import os.path as osp
 import subprocess
@@ -30,6 +31,11 @@ def test_two_process_gloo_run_ends_with_identical_masks(tmp_path):
     assert ranks[0]['sparsity'] >= 0.5
     assert abs(ranks[0]['weights'] - ranks[1]['weights']) < 1e-6
     assert (tmp_path / 'pruned_deploy.pth').exists()  # rank 0 wrote it
+    for rank in ranks:  # cut, wrapped anew, trained on after the cut
+        assert rank['wrapper'] == 'MMDistributedDataParallel'
+        assert rank['ddp_params'] == rank['params'] < rank['full_params']
+        assert len(rank['losses']) == 16
+        assert all(math.isfinite(loss) for loss in rank['losses'])
 
 
 def test_two_process_distillation_run_agrees_across_ranks(tmp_path):

@@ -77,7 +77,7 @@ def test_ema_copies_of_removed_units_stay_dead(tmp_path, name):
         {'state_dict': randomize_model(_build(model_cfg), seed=2).state_dict()},
         init)
     cpd = dict(type='CPDHook', interval=2, target=0.3, num_steps=2,
-               input_shape=(1, 3, 32, 32))
+               input_shape=(1, 3, 32, 32), shrink='mask')
     kwargs = runner_kwargs(tmp_path, cpd, max_iters=6)
     kwargs['custom_hooks'] = [ema_cfg, cpd]
     kwargs['optim_wrapper'] = dict(optimizer=dict(type='AdamW', lr=1e-3))

@@ -122,9 +122,12 @@ def test_resnet18_prunes_to_target_and_exports(tmp_path):
     out = tmp_path / 'iter8_small.pth'
     convert_main([str(cfg_path), str(tmp_path / 'iter_8.pth'), str(out)])
     mid = torch.load(out, weights_only=True)
+    # shrink='physical': the training checkpoint holds the cut student and
+    # its spec, which rebuild it from the config
+    train_ckpt = torch.load(tmp_path / 'iter_8.pth', weights_only=True)
     masked = _build()
-    masked.load_state_dict(
-        torch.load(tmp_path / 'iter_8.pth', weights_only=True)['state_dict'])
+    apply_spec(masked, PrunedSpec.from_dict(train_ckpt['pruned_spec']))
+    masked.load_state_dict(train_ckpt['state_dict'])
     small = _build()
     apply_spec(small, PrunedSpec.from_dict(mid['pruned_spec']))
     small.load_state_dict(mid['state_dict'])
