@@ -20,7 +20,7 @@ from .prune.pruner import Pruner
 from .prune.selection import Guards, select_ratio
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
-from .registry import IMPORTANCES
+from .registry import IMPORTANCES, build_own
 
 
 def comb_model(model: nn.Module,
@@ -154,7 +154,7 @@ def prune_model(model: nn.Module,
     if result is None:
         result = comb_model(
             model, example_inputs, forward_fn=forward_fn, ignore=ignore)
-    scorer = IMPORTANCES.build(dict(type=importance))
+    scorer = build_own(IMPORTANCES, dict(type=importance))
     if getattr(scorer, 'uses_grad', False):
         raise ValueError(f'importance {importance!r} needs gradients from '
                          'training: use CPDHook, or `magnitude` here')

@@ -14,5 +14,19 @@ DISTILL_LOSSES = Registry('distill loss', locations=['mmcpd.distill'])
 
 __all__ = [
     'DATASETS', 'HOOKS', 'MODELS', 'TRANSFORMS', 'IMPORTANCES',
-    'DISTILL_LOSSES'
+    'DISTILL_LOSSES', 'build_own'
 ]
+
+
+def build_own(registry: Registry, cfg: dict):
+    """Build from one of mmcpd's own registries (``IMPORTANCES``,
+    ``DISTILL_LOSSES``) under any default scope.
+
+    An MMPretrain or MMSeg config sets its own default scope, whose registry
+    tree has no importance or distillation-loss registry: mmengine would
+    warn that it falls back to mmcpd's at every build. The build runs in
+    the ``mmcpd`` scope instead.
+    """
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmcpd'):
+        return registry.build(cfg)

@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence
 
 from torch import nn
 
-from mmcpd.registry import DISTILL_LOSSES
+from mmcpd.registry import DISTILL_LOSSES, build_own
 
 #: The ``outputs`` value that selects the task logits.
 LOGITS = 'logits'
@@ -97,7 +97,7 @@ def build_terms(cfgs: Sequence[dict]) -> List[DistillTerm]:
         cfg = dict(cfg)
         student, teacher = _parse_outputs(cfg.pop('outputs', LOGITS), index)
         name = cfg.pop('name', None)
-        loss = DISTILL_LOSSES.build(cfg)
+        loss = build_own(DISTILL_LOSSES, cfg)
         if student is None:
             key = f'loss_{name or _default_name(loss)}'
         else:

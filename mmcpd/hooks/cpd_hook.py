@@ -19,7 +19,7 @@ from mmcpd.prune.pruner import Pruner, check_pruner_args
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
 from mmcpd.prune.selection import Guards
 from mmcpd.prune.spec import CHECKPOINT_KEY
-from mmcpd.registry import HOOKS, IMPORTANCES
+from mmcpd.registry import HOOKS, IMPORTANCES, build_own
 from .cpd_report import channel_table, plot_history
 from .shrink import (ema_students, follow_connectors, refresh_averaged,
                      rewrap)
@@ -229,7 +229,7 @@ class CPDHook(Hook):
                 f'`importance` should be one of '
                 f'{sorted(IMPORTANCES.module_dict)} (mmcpd.registry.'
                 f"IMPORTANCES), but got {cfg.get('type')!r}")
-        self.importance: BaseImportance = IMPORTANCES.build(cfg)
+        self.importance: BaseImportance = build_own(IMPORTANCES, cfg)
         # Resume and load_from read mmengine checkpoints with torch's
         # weights_only default: allow exactly the types mmengine writes.
         from mmcpd.utils.checkpoint import add_mmengine_safe_globals
