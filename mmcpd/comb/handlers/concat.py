@@ -120,7 +120,28 @@ def split(ctx: OpContext) -> None:
         dim = ctx.arg(1, 'dim', 0)
     else:
         dim = ctx.arg(2, 'dim', 0)
-    _pieces(ctx, x, _norm_dim(dim, x.dim()), outs)
+    dim = _norm_dim(dim, x.dim())
+    _pieces(ctx, x, dim, outs)
+    if ctx.name in ('split', 'unsafe_split', 'split_with_sizes'):
+        _size_attrs(ctx, dim, outs)
+
+
+def _size_attrs(ctx: OpContext, dim: int, outs) -> None:
+    """``torch.split(x, self.width, 1)``: an int attribute of the calling
+    module equal to the piece size follows the pieces' width (Res2Net)."""
+    size = ctx.arg(1, 'split_size_or_sections', ctx.kwargs.get(
+        'split_size', ctx.kwargs.get('split_sizes')))
+    sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+    if ctx.module is None or not all(type(s) is int for s in sizes) or \
+            len(set(o.shape[dim] for o in outs)) != 1:
+        return
+    piece = dim_ids(ctx.graph, ctx.graph.get(outs[0]), dim)
+    if piece is None or len(piece) <= 1:
+        return
+    for name, value in vars(ctx.module).items():
+        if type(value) is int and not name.startswith('_') and \
+                value == len(piece) and value in sizes:
+            ctx.graph.attr_rules.append((ctx.scope, name, value, piece))
 
 
 def _index_items(index, nd):
@@ -186,7 +207,7 @@ def getitem(ctx: OpContext) -> None:
             if len(rng) != x.shape[d]:
                 if len(block.dims) > 1:
                     graph.union_along(ids, [axis])
-                else:
+                elif not _equal_part(graph, ids, rng, ctx.via):
                     graph.freeze(ids, f'fixed slice of channels in '
                                  f'{ctx.via}')
             index_nd.append(np.asarray(rng))
@@ -198,6 +219,21 @@ def getitem(ctx: OpContext) -> None:
         if dims:
             new.append(Block(tuple(dims), sliced))
     graph.set(out, new)
+
+
+def _equal_part(graph, ids: np.ndarray, rng: range, via: str) -> bool:
+    """A slice that is one of ``n`` equal parts of the channels
+    (``x[:, :C // 2]``, ``x[:, C // 2:]`` with the bound computed from the
+    shape, as in ShuffleNet V2's channel split) is a split into equal
+    parts: position ``i`` of every part is tied, so the parts stay equal.
+    A bound fixed in the code is caught by verification."""
+    size, length = len(ids), len(rng)
+    if rng.step != 1 or length < 2 or size % length or \
+            rng.start % length or size == length:
+        return False
+    parts = ids.reshape(size // length, length)
+    graph.union(parts, parts[:1], via)
+    return True
 
 
 def _advanced_index(ctx: OpContext, x, out, index) -> None:
