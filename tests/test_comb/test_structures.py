@@ -1,0 +1,187 @@
+"""Structures of conv and mixed models: each mechanism on a small module.
+
+Random draws in the forward (SegNeXt's Hamburger), splits by a module's
+width attribute (Res2Net), equal parts cut by slices and channel shuffle
+(ShuffleNet V2), re-parameterisable multi-branch blocks (RepVGG, MobileOne)
+in both their training and deploy forms. Each: the group is prunable after
+verification, and masked == pruned == rebuilt == ONNX.
+"""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmcpd.api import comb_model
+from mmcpd.comb import trace_groups
+from mmcpd.prune.physical import prune_units
+from mmcpd.prune.verify import same_random
+from .equivalence import assert_masked_equals_pruned, random_removal, randomise
+
+
+def _prunable(result, *names):
+    """The prunable groups with a member of each of ``names``."""
+    found = []
+    for name in names:
+        groups = [
+            g for g in result.prunable
+            if any(m.name == name for m in g.members)
+        ]
+        assert groups, f'no prunable group has `{name}`:\n{result}'
+        found += groups
+    return found
+
+
+def _check_onnx(pruned, x, tmp_path):
+    from mmcpd.deploy import export_onnx, verify_onnx
+    path = export_onnx(pruned, x, osp.join(str(tmp_path), 'pruned.onnx'))
+    verify_onnx(path, pruned, x)
+
+
+def _check(model, x, tmp_path, ratio=0.3, onnx=True):
+    """Verified comb, random removal, masked == pruned == rebuilt (== ONNX).
+    """
+    randomise(model)
+    model.eval()
+    result = comb_model(model, x, forward_fn=lambda m, i: m(i))
+    removed = random_removal(result, ratio)
+    pruned, spec = assert_masked_equals_pruned(model, result, x, removed)
+    if onnx:
+        _check_onnx(pruned, x, tmp_path)
+    return result, pruned
+
+
+class RandomBases(nn.Module):
+    """A matrix decomposition started from random bases on every call, as
+    SegNeXt's Hamburger head does in eval mode."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.pre = nn.Conv2d(3, c, 1)
+        self.post = nn.Conv2d(c, 4, 1)
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.mix = nn.Conv2d(6, c, 1)
+
+    def forward(self, x):
+        feat = self.mix(F.relu(self.stem(x)))
+        y = self.pre(x) + feat
+        b, c, h, w = y.shape
+        bases = F.normalize(torch.rand(b, c, 3), dim=1)
+        coef = torch.softmax(y.flatten(2).transpose(1, 2) @ bases, dim=-1)
+        return self.post((bases @ coef.transpose(1, 2)).view(b, c, h, w))
+
+
+def test_random_draws_in_forward_do_not_fail_verification():
+    model = randomise(RandomBases()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with same_random(3):
+        a = model(x)
+    with same_random(3):
+        b = model(x)
+    assert torch.equal(a, b)
+    result = comb_model(model, x, forward_fn=lambda m, i: m(i))
+    # the stem's channels never meet the random bases: prunable; the
+    # channels that do are frozen by the tracer, not by verification
+    stem, = _prunable(result, 'stem.weight')
+    assert stem.num_units == 6
+    frozen = [g for g in result.groups if g.frozen]
+    assert frozen and not any('verification' in g.frozen for g in frozen)
+    assert_masked_equals_pruned(model, result, x, {stem.id: [0, 4]})
+
+
+class Res2Like(nn.Module):
+    """Res2Net's split by ``self.width`` with a hierarchy of 3x3 convs."""
+
+    def __init__(self, width=4, scales=3):
+        super().__init__()
+        self.width, self.scales = width, scales
+        self.conv1 = nn.Conv2d(8, width * scales, 1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(width, width, 3, padding=1) for _ in range(scales - 1))
+        self.conv3 = nn.Conv2d(width * scales, 8, 1)
+
+    def forward(self, x):
+        spx = torch.split(F.relu(self.conv1(x)), self.width, 1)
+        sp = out = self.convs[0](spx[0])
+        for i in range(1, self.scales - 1):
+            sp = self.convs[i](sp + spx[i])
+            out = torch.cat((out, sp), 1)
+        out = torch.cat((out, spx[-1]), 1)
+        return self.conv3(out) + x
+
+
+def test_split_by_width_attribute(tmp_path):
+    model = Res2Like()
+    x = torch.randn(1, 8, 8, 8)
+    result, pruned = _check(model, x, tmp_path, ratio=0.5)
+    split, = _prunable(result, 'conv1.weight')
+    assert split.num_units == 4  # one channel of every piece
+    assert pruned.width == 2 and pruned.conv1.out_channels == 6
+
+
+class ShuffleV2Like(nn.Module):
+    """ShuffleNet V2's unit: a split by slices whose bound comes from the
+    shape, one half through convs, concat and channel shuffle."""
+
+    def __init__(self, c=16, blocks=2):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(c // 2, c // 2, 1), nn.BatchNorm2d(c // 2),
+                nn.ReLU(), nn.Conv2d(c // 2, c // 2, 3, padding=1,
+                                     groups=c // 2), nn.BatchNorm2d(c // 2))
+            for _ in range(blocks))
+        self.head = nn.Conv2d(c, 5, 1)
+
+    @staticmethod
+    def shuffle(x, groups):
+        b, c, h, w = x.shape
+        x = x.view(b, groups, c // groups, h, w).transpose(1, 2)
+        return x.contiguous().view(b, -1, h, w)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for branch in self.branches:
+            c = x.shape[1] // 2 + x.shape[1] % 2
+            x1, x2 = x[:, :c], x[:, c:]
+            x = self.shuffle(torch.cat((x1, branch(x2)), 1), 2)
+        return self.head(x)
+
+
+def test_equal_parts_by_slices_and_channel_shuffle(tmp_path):
+    model = ShuffleV2Like()
+    x = torch.randn(1, 3, 8, 8)
+    result, pruned = _check(model, x, tmp_path)
+    stem, = _prunable(result, 'stem.weight')
+    assert stem.num_units > 1
+    assert all('slice' not in (g.frozen or '') for g in result.groups)
+    shapes = [b[0].weight.shape[0] for b in pruned.branches]
+    assert len(set(shapes)) == 1 and shapes[0] < 8
+
+
+def test_fixed_slice_bound_is_caught():
+    """A bound written in the code looks like halves to the tracer;
+    verification finds that the pruned model breaks and freezes it."""
+
+    class Fixed(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(4, 5, 1)
+            self.c = nn.Conv2d(4, 5, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            return self.b(y[:, :4]) + self.c(y[:, 4:])
+
+    model = randomise(Fixed()).eval()
+    x = torch.randn(1, 3, 4, 4)
+    traced = trace_groups(model, x, forward_fn=lambda m, i: m(i))
+    group, = _prunable(traced, 'a.weight')
+    assert group.num_units == 4
+    result = comb_model(model, x, forward_fn=lambda m, i: m(i))
+    assert 'failed verification' in result.groups[group.id].frozen
