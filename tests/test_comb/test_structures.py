@@ -185,3 +185,45 @@ def test_fixed_slice_bound_is_caught():
     assert group.num_units == 4
     result = comb_model(model, x, forward_fn=lambda m, i: m(i))
     assert 'failed verification' in result.groups[group.id].frozen
+
+
+def _deployed(model):
+    model = copy.deepcopy(model)
+    for m in list(model.modules()):
+        if hasattr(m, 'switch_to_deploy') and hasattr(m, 'deploy'):
+            m.switch_to_deploy()
+    return model
+
+
+@pytest.mark.parametrize('kind', ['repvgg', 'mobileone'])
+def test_reparameterisable_blocks_train_and_deploy_forms(kind, tmp_path):
+    """All branches of a block shrink together; the pruned block fuses
+    into one conv of the pruned widths (its ``in_channels``,
+    ``out_channels`` and depthwise ``groups`` follow), which computes what
+    the pruned training form does, in torch and in ONNX."""
+    from mmpretrain.models.backbones.mobileone import MobileOneBlock
+    from mmpretrain.models.backbones.repvgg import RepVGGBlock
+    if kind == 'repvgg':
+        blocks = [RepVGGBlock(8, 8), RepVGGBlock(8, 12, stride=2),
+                  RepVGGBlock(12, 12)]
+    else:
+        blocks = [
+            MobileOneBlock(8, 8, 3, num_convs=2, groups=8),
+            MobileOneBlock(8, 12, 1, num_convs=2, padding=0),
+            MobileOneBlock(12, 12, 3, num_convs=2, groups=12)
+        ]
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *blocks,
+                          nn.Conv2d(12, 5, 1))
+    x = torch.randn(1, 3, 8, 8)
+    result, pruned = _check(model, x, tmp_path, ratio=0.4)
+    assert len(result.prunable) == 2  # 8 and 12 wide, every branch in it
+    block = pruned[3]
+    assert block.in_channels == block.out_channels < 12
+    if kind == 'mobileone':
+        assert block.groups == block.in_channels
+    deployed = _deployed(pruned)
+    assert all(getattr(m, 'deploy', True) for m in deployed.modules())
+    with torch.no_grad():
+        want, got = pruned(x), deployed(x)
+    assert ((want - got).abs().max() / want.abs().max()) < 1e-4
+    _check_onnx(deployed, x, tmp_path)
