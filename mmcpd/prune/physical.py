@@ -7,7 +7,7 @@ layers read in ``forward`` are set to the new widths, and the change comes
 back as a :class:`~mmcpd.prune.spec.PrunedSpec`.
 """
 from collections import defaultdict
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -18,6 +18,15 @@ from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
 
 
+def element_attr(attr: str) -> Tuple[str, Optional[int]]:
+    """``'dims[2]'`` -> ``('dims', 2)``; ``'width'`` -> ``('width', None)``.
+    """
+    name, bracket, rest = attr.partition('[')
+    if bracket and rest.endswith(']') and rest[:-1].isdigit():
+        return name, int(rest[:-1])
+    return attr, None
+
+
 def attr_values(result: CombResult,
                 removed: Mapping[int, Sequence[int]]) -> Dict[str, dict]:
     """New values of the attributes that follow group widths."""
@@ -26,6 +35,12 @@ def attr_values(result: CombResult,
     for upd in result.attr_updates:
         drop = sum(counts.get(g, 0) * amount for g, amount in upd.per_unit)
         if not drop:
+            continue
+        name, index = element_attr(upd.attr)
+        if index is not None:  # one size of a list attribute
+            current = list(values[upd.module].get(name, upd.old))
+            current[index] -= drop
+            values[upd.module][name] = type(upd.old)(current)
             continue
         if isinstance(upd.old, (tuple, list)):
             new = tuple(upd.old[:-1]) + (upd.old[-1] - drop, )

@@ -227,3 +227,43 @@ def test_reparameterisable_blocks_train_and_deploy_forms(kind, tmp_path):
         want, got = pruned(x), deployed(x)
     assert ((want - got).abs().max() / want.abs().max()) < 1e-4
     _check_onnx(deployed, x, tmp_path)
+
+
+class GnConvLike(nn.Module):
+    """HorNet's gnConv: uneven splits by a list attribute and a recursive
+    gating with projections between the pieces."""
+
+    def __init__(self, dim=16, order=3):
+        super().__init__()
+        self.order = order
+        self.dims = [dim // 2**i for i in range(order)][::-1]
+        self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
+        self.dwconv = nn.Conv2d(sum(self.dims), sum(self.dims), 3,
+                                padding=1, groups=sum(self.dims))
+        self.projs = nn.ModuleList(
+            nn.Conv2d(self.dims[i], self.dims[i + 1], 1)
+            for i in range(order - 1))
+        self.proj_out = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x):
+        y, x = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)),
+                           dim=1)
+        dw_list = torch.split(self.dwconv(x), self.dims, dim=1)
+        x = y * dw_list[0]
+        for i in range(self.order - 1):
+            x = self.projs[i](x) * dw_list[i + 1]
+        return self.proj_out(x)
+
+
+def test_uneven_split_by_list_attribute(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), GnConvLike(), nn.ReLU(),
+                          nn.Conv2d(16, 5, 1))
+    x = torch.randn(1, 3, 8, 8)
+    result, pruned = _check(model, x, tmp_path, ratio=0.5)
+    gn = pruned[1]
+    sizes = sorted(g.num_units for g in result.prunable if any(
+        m.name == '1.proj_in.weight' and m.role == 'out'
+        for m in g.members))
+    assert sizes == [4, 8, 16]  # y with the first piece, then each piece
+    assert list(gn.dims) == [2, 4, 8]
+    assert gn.proj_in.out_channels == 2 + 2 + 4 + 8

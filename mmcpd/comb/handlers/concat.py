@@ -67,8 +67,13 @@ def stack(ctx: OpContext) -> None:
     ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
 
 
-def _pieces(ctx: OpContext, x, dim, outs):
-    """Give each output its piece of x's labels along dim."""
+def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False):
+    """Give each output its piece of x's labels along dim.
+
+    Pieces of equal size are tied position by position. Pieces of sizes
+    given one by one (``sized``: ``torch.split(x, [a, b, c])``) shrink on
+    their own: torch checks that the sizes add up to the width, so a size
+    that does not follow its piece fails verification."""
     graph = ctx.graph
     labels = graph.get(x)
     sizes = [o.shape[dim] if o.dim() == x.dim() else 1 for o in outs]
@@ -84,7 +89,7 @@ def _pieces(ctx: OpContext, x, dim, outs):
             split = np.moveaxis(found.ids, axis, 0).reshape(
                 len(sizes), sizes[0], *np.delete(found.ids.shape, axis))
             graph.union(split, split[:1], ctx.via)
-        else:
+        elif not (sized and len(found.dims) == 1):
             graph.freeze(found.ids, f'uneven split in {ctx.via}')
     start = 0
     for out, size in zip(outs, sizes):
@@ -121,27 +126,39 @@ def split(ctx: OpContext) -> None:
     else:
         dim = ctx.arg(2, 'dim', 0)
     dim = _norm_dim(dim, x.dim())
-    _pieces(ctx, x, dim, outs)
+    sizes = None
     if ctx.name in ('split', 'unsafe_split', 'split_with_sizes'):
-        _size_attrs(ctx, dim, outs)
+        size = ctx.arg(1, 'split_size_or_sections', ctx.kwargs.get(
+            'split_size', ctx.kwargs.get('split_sizes')))
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+        if not all(type(s) is int for s in sizes):
+            sizes = None
+    sized = sizes is not None and len(sizes) == len(outs) > 1
+    _pieces(ctx, x, dim, outs, sized)
+    if sizes is not None and ctx.module is not None:
+        _size_attrs(ctx, dim, outs, sizes)
 
 
-def _size_attrs(ctx: OpContext, dim: int, outs) -> None:
-    """``torch.split(x, self.width, 1)``: an int attribute of the calling
-    module equal to the piece size follows the pieces' width (Res2Net)."""
-    size = ctx.arg(1, 'split_size_or_sections', ctx.kwargs.get(
-        'split_size', ctx.kwargs.get('split_sizes')))
-    sizes = list(size) if isinstance(size, (list, tuple)) else [size]
-    if ctx.module is None or not all(type(s) is int for s in sizes) or \
-            len(set(o.shape[dim] for o in outs)) != 1:
-        return
-    piece = dim_ids(ctx.graph, ctx.graph.get(outs[0]), dim)
-    if piece is None or len(piece) <= 1:
-        return
+def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
+    """Attributes of the calling module that give the split sizes follow
+    the pieces: ``torch.split(x, self.width, 1)`` (Res2Net's int) and
+    ``torch.split(x, self.dims, 1)`` (HorNet's list, element by element).
+    """
+    graph = ctx.graph
+    pieces = [dim_ids(graph, graph.get(o), dim) for o in outs]
     for name, value in vars(ctx.module).items():
-        if type(value) is int and not name.startswith('_') and \
-                value == len(piece) and value in sizes:
-            ctx.graph.attr_rules.append((ctx.scope, name, value, piece))
+        if name.startswith('_'):
+            continue
+        if type(value) is int and value > 1 and sizes == [value] and \
+                len(set(len(p) for p in pieces if p is not None)) == 1 \
+                and pieces[0] is not None and len(pieces[0]) == value:
+            graph.attr_rules.append((ctx.scope, name, value, pieces[0]))
+        elif isinstance(value, (list, tuple)) and list(value) == sizes \
+                and len(sizes) == len(outs) > 1:
+            for k, piece in enumerate(pieces):
+                if piece is not None and len(piece) == sizes[k]:
+                    graph.attr_rules.append(
+                        (ctx.scope, f'{name}[{k}]', value, piece))
 
 
 def _index_items(index, nd):
