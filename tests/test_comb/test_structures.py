@@ -267,3 +267,59 @@ def test_uneven_split_by_list_attribute(tmp_path):
     assert sizes == [4, 8, 16]  # y with the first piece, then each piece
     assert list(gn.dims) == [2, 4, 8]
     assert gn.proj_in.out_channels == 2 + 2 + 4 + 8
+
+
+def _zoo(config, **changes):
+    from mmcpd.apis import build_model_from_cfg
+    from mmcpd.utils.config import load_config
+    cfg = load_config(config)
+    for path, value in changes.items():
+        node = cfg.model
+        *parents, last = path.split('.')
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return randomise(build_model_from_cfg(cfg).eval())
+
+
+def _zoo_check(model, x, forward):
+    """Verified comb: nothing fails verification and only what the model's
+    outputs force stays frozen; masked == pruned == rebuilt."""
+    from mmcpd.comb.trace import default_forward
+    result = comb_model(model, x)
+    assert not [w for w in result.warnings if 'verification' in w]
+    frozen = {g.frozen for g in result.groups if g.frozen}
+    removed = random_removal(result, 0.3, seed=1)
+    assert_masked_equals_pruned(model, result, x, removed, default_forward)
+    return result, frozen
+
+
+def test_segnext_zoo_small():
+    """Every MSCAN / LightHamHead group passes verification; only the
+    channels meeting the Hamburger's random bases and the logits stay."""
+    model = _zoo(
+        'mmseg::segnext/segnext_mscan-t_1xb16-adamw-160k_ade20k-512x512.py',
+        **{'backbone.embed_dims': [8, 16, 24, 32],
+           'backbone.depths': [1, 1, 1, 1],
+           'backbone.mlp_ratios': [2, 2, 2, 2],
+           'decode_head.in_channels': [16, 24, 32],
+           'decode_head.channels': 32, 'decode_head.ham_channels': 32,
+           'decode_head.num_classes': 5})
+    result, frozen = _zoo_check(model, torch.randn(1, 3, 64, 64), None)
+    assert len(frozen) == 2 and 'model output' in frozen
+    assert [f for f in frozen if f.startswith('meets an unlabelled tensor '
+                                              'in bmm@decode_head.hamburger')]
+
+
+def test_hornet_zoo_small():
+    """gnConv's pieces and projections are all prunable."""
+    model = _zoo(
+        'mmpretrain::hornet/hornet-tiny_8xb128_in1k.py',
+        **{'backbone.arch': dict(base_dim=8, depths=[1, 1, 1, 1],
+                                 orders=[2, 3, 4, 5],
+                                 dw_cfg=[dict(type='DW', kernel_size=7)] *
+                                 4),
+           'head.in_channels': 64, 'head.num_classes': 5})
+    result, frozen = _zoo_check(model, torch.randn(1, 3, 32, 32), None)
+    assert frozen == {'model output'}
+    assert model.backbone.stages[3][0].gnconv.dims == [4, 8, 16, 32, 64]
