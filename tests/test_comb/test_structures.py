@@ -323,3 +323,24 @@ def test_hornet_zoo_small():
     result, frozen = _zoo_check(model, torch.randn(1, 3, 32, 32), None)
     assert frozen == {'model output'}
     assert model.backbone.stages[3][0].gnconv.dims == [4, 8, 16, 32, 64]
+
+
+class ImageConcat(nn.Module):
+    """CGNet concatenates the (downsampled) input image with features."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.fuse = nn.Conv2d(8 + 3, 6, 1)
+        self.head = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.stem(x)), x], 1)
+        return self.head(F.relu(self.fuse(y)))
+
+
+def test_concat_with_the_image(tmp_path):
+    result, pruned = _check(ImageConcat(), torch.randn(1, 3, 8, 8), tmp_path)
+    stem, = _prunable(result, 'stem.weight')
+    assert stem.num_units == 8
+    assert pruned.fuse.in_channels == pruned.stem.out_channels + 3

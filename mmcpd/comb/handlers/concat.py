@@ -1,12 +1,18 @@
 """Concatenation, stacking, splitting and indexing along channels.
 
-``cat`` along channels lays the inputs' ids end to end. Splitting into equal
-pieces (``chunk``, ``unbind``, an equal ``split``) ties position ``i`` of
-every piece, so the pieces stay equal when channels go (the code that splits
-computes the piece size from the shape). Slices with fixed bounds and
-indexing with fixed indices along a channel dimension would pick other
+``cat`` along channels lays the inputs' ids end to end; an unlabelled input
+(the image that CGNet concatenates with its features, a constant) is frozen
+on its own. Splitting into equal pieces (``chunk``, ``unbind``, an equal
+``split``, and a slice that is one of ``n`` equal parts, such as
+``x[:, :C // 2]`` with the bound computed from the shape) ties position
+``i`` of every piece, so the pieces stay equal when channels go. Pieces of
+sizes given one by one (``torch.split(x, [a, b])``) shrink on their own.
+An attribute of the calling module that gives the split size follows the
+pieces (Res2Net's ``self.width``, HorNet's ``self.dims``). Other slices
+and indexing with fixed bounds along a channel dimension would pick other
 channels once some are removed: those channels are frozen, unless the
 dimension is one axis of a joint block that never shrinks (``qkv[0]``).
+Sizes and bounds computed in Python are checked by verification.
 """
 import numpy as np
 import torch
@@ -47,8 +53,10 @@ def cat(ctx: OpContext) -> None:
         items.append((labels, tuple(t.shape), keys))
     labels = couple(graph, items, ctx.via)
     if any_labelled:
-        if not all(labelled for _, labelled in pieces):
-            for ids, labelled in pieces:
+        # an unlabelled piece (the input image, a constant) is frozen; the
+        # labelled pieces shrink on their own, the cat follows their widths
+        for ids, labelled in pieces:
+            if not labelled:
                 graph.freeze(ids, f'concatenated with a constant in '
                              f'{ctx.via}')
         labels.append(Block((dim, ), np.concatenate([p for p, _ in pieces])))
