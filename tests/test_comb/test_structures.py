@@ -16,7 +16,6 @@ from torch import nn
 
 from mmcpd.api import comb_model
 from mmcpd.comb import trace_groups
-from mmcpd.prune.physical import prune_units
 from mmcpd.prune.verify import same_random
 from .equivalence import assert_masked_equals_pruned, random_removal, randomise
 

@@ -17,8 +17,8 @@ Sizes and bounds computed in Python are checked by verification.
 import numpy as np
 import torch
 
-from ..couple import broadcast_keys, couple
-from ..labels import Block, collapse, dim_ids
+from ..couple import couple
+from ..labels import Block, dim_ids
 from .base import OpContext, function, method, register
 
 
@@ -302,7 +302,7 @@ def setitem(ctx: OpContext) -> None:
 @register(method('narrow'), function('narrow'), method('select'),
           function('select'))
 def narrow(ctx: OpContext) -> None:
-    x, out = ctx.inputs[0], ctx.outputs[0]
+    x = ctx.inputs[0]
     dim = _norm_dim(ctx.arg(1, 'dim'), x.dim())
     for block in ctx.graph.get(x):
         if dim in block.dims:
