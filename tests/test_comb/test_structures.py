@@ -7,6 +7,7 @@ in both their training and deploy forms. Each: the group is prunable after
 verification, and masked == pruned == rebuilt == ONNX.
 """
 import copy
+import json
 import os.path as osp
 
 import pytest
@@ -16,6 +17,7 @@ from torch import nn
 
 from mmcpd.api import comb_model
 from mmcpd.comb import trace_groups
+from mmcpd.prune.spec import PrunedSpec, apply_spec
 from mmcpd.prune.verify import same_random
 from .equivalence import assert_masked_equals_pruned, random_removal, randomise
 
@@ -49,7 +51,7 @@ def _check(model, x, tmp_path, ratio=0.3, onnx=True):
     pruned, spec = assert_masked_equals_pruned(model, result, x, removed)
     if onnx:
         _check_onnx(pruned, x, tmp_path)
-    return result, pruned
+    return result, pruned, spec
 
 
 class RandomBases(nn.Module):
@@ -114,7 +116,7 @@ class Res2Like(nn.Module):
 def test_split_by_width_attribute(tmp_path):
     model = Res2Like()
     x = torch.randn(1, 8, 8, 8)
-    result, pruned = _check(model, x, tmp_path, ratio=0.5)
+    result, pruned, _ = _check(model, x, tmp_path, ratio=0.5)
     split, = _prunable(result, 'conv1.weight')
     assert split.num_units == 4  # one channel of every piece
     assert pruned.width == 2 and pruned.conv1.out_channels == 6
@@ -153,7 +155,7 @@ class ShuffleV2Like(nn.Module):
 def test_equal_parts_by_slices_and_channel_shuffle(tmp_path):
     model = ShuffleV2Like()
     x = torch.randn(1, 3, 8, 8)
-    result, pruned = _check(model, x, tmp_path)
+    result, pruned, _ = _check(model, x, tmp_path)
     stem, = _prunable(result, 'stem.weight')
     assert stem.num_units > 1
     assert all('slice' not in (g.frozen or '') for g in result.groups)
@@ -214,7 +216,7 @@ def test_reparameterisable_blocks_train_and_deploy_forms(kind, tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *blocks,
                           nn.Conv2d(12, 5, 1))
     x = torch.randn(1, 3, 8, 8)
-    result, pruned = _check(model, x, tmp_path, ratio=0.4)
+    result, pruned, _ = _check(model, x, tmp_path, ratio=0.4)
     assert len(result.prunable) == 2  # 8 and 12 wide, every branch in it
     block = pruned[3]
     assert block.in_channels == block.out_channels < 12
@@ -258,7 +260,7 @@ def test_uneven_split_by_list_attribute(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 16, 1), GnConvLike(), nn.ReLU(),
                           nn.Conv2d(16, 5, 1))
     x = torch.randn(1, 3, 8, 8)
-    result, pruned = _check(model, x, tmp_path, ratio=0.5)
+    result, pruned, spec = _check(model, x, tmp_path, ratio=0.5)
     gn = pruned[1]
     sizes = sorted(g.num_units for g in result.prunable if any(
         m.name == '1.proj_in.weight' and m.role == 'out'
@@ -266,6 +268,12 @@ def test_uneven_split_by_list_attribute(tmp_path):
     assert sizes == [4, 8, 16]  # y with the first piece, then each piece
     assert list(gn.dims) == [2, 4, 8]
     assert gn.proj_in.out_channels == 2 + 2 + 4 + 8
+    # the list attribute survives the spec's JSON form
+    spec = PrunedSpec.from_dict(json.loads(spec.to_json()))
+    rebuilt = apply_spec(copy.deepcopy(model), spec)
+    rebuilt.load_state_dict(pruned.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), pruned(x))
 
 
 def _zoo(config, **changes):
@@ -281,7 +289,7 @@ def _zoo(config, **changes):
     return randomise(build_model_from_cfg(cfg).eval())
 
 
-def _zoo_check(model, x, forward):
+def _zoo_check(model, x):
     """Verified comb: nothing fails verification and only what the model's
     outputs force stays frozen; masked == pruned == rebuilt."""
     from mmcpd.comb.trace import default_forward
@@ -304,7 +312,7 @@ def test_segnext_zoo_small():
            'decode_head.in_channels': [16, 24, 32],
            'decode_head.channels': 32, 'decode_head.ham_channels': 32,
            'decode_head.num_classes': 5})
-    result, frozen = _zoo_check(model, torch.randn(1, 3, 64, 64), None)
+    result, frozen = _zoo_check(model, torch.randn(1, 3, 64, 64))
     assert len(frozen) == 2 and 'model output' in frozen
     assert [f for f in frozen if f.startswith('meets an unlabelled tensor '
                                               'in bmm@decode_head.hamburger')]
@@ -319,7 +327,7 @@ def test_hornet_zoo_small():
                                  dw_cfg=[dict(type='DW', kernel_size=7)] *
                                  4),
            'head.in_channels': 64, 'head.num_classes': 5})
-    result, frozen = _zoo_check(model, torch.randn(1, 3, 32, 32), None)
+    result, frozen = _zoo_check(model, torch.randn(1, 3, 32, 32))
     assert frozen == {'model output'}
     assert model.backbone.stages[3][0].gnconv.dims == [4, 8, 16, 32, 64]
 
@@ -339,7 +347,8 @@ class ImageConcat(nn.Module):
 
 
 def test_concat_with_the_image(tmp_path):
-    result, pruned = _check(ImageConcat(), torch.randn(1, 3, 8, 8), tmp_path)
+    result, pruned, _ = _check(ImageConcat(), torch.randn(1, 3, 8, 8),
+                               tmp_path)
     stem, = _prunable(result, 'stem.weight')
     assert stem.num_units == 8
     assert pruned.fuse.in_channels == pruned.stem.out_channels + 3
