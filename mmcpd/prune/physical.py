@@ -7,24 +7,16 @@ layers read in ``forward`` are set to the new widths, and the change comes
 back as a :class:`~mmcpd.prune.spec.PrunedSpec`.
 """
 from collections import defaultdict
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
+from .list_attrs import whole_lists
 from .positions import removed_positions
 from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
-
-
-def element_attr(attr: str) -> Tuple[str, Optional[int]]:
-    """``'dims[2]'`` -> ``('dims', 2)``; ``'width'`` -> ``('width', None)``.
-    """
-    name, bracket, rest = attr.partition('[')
-    if bracket and rest.endswith(']') and rest[:-1].isdigit():
-        return name, int(rest[:-1])
-    return attr, None
 
 
 def attr_values(result: CombResult,
@@ -35,12 +27,6 @@ def attr_values(result: CombResult,
     for upd in result.attr_updates:
         drop = sum(counts.get(g, 0) * amount for g, amount in upd.per_unit)
         if not drop:
-            continue
-        name, index = element_attr(upd.attr)
-        if index is not None:  # one size of a list attribute
-            current = list(values[upd.module].get(name, upd.old))
-            current[index] -= drop
-            values[upd.module][name] = type(upd.old)(current)
             continue
         if isinstance(upd.old, (tuple, list)):
             new = tuple(upd.old[:-1]) + (upd.old[-1] - drop, )
@@ -95,7 +81,7 @@ def prune_units(model: nn.Module, result: CombResult,
         spec.shapes[name] = list(new.shape)
         # every module holding the tensor (shared weights) follows it
         touched.update(module_names[id(mod)] for mod, _ in holders[id(old)])
-    values = attr_values(result, removed)
+    values = whole_lists(attr_values(result, removed), modules)
     for mod_name, attrs in values.items():
         for attr, value in attrs.items():
             setattr(modules[mod_name], attr, value)

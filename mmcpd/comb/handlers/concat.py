@@ -166,7 +166,7 @@ def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
             for k, piece in enumerate(pieces):
                 if piece is not None and len(piece) == sizes[k]:
                     graph.attr_rules.append(
-                        (ctx.scope, f'{name}[{k}]', value, piece))
+                        (ctx.scope, f'{name}[{k}]', sizes[k], piece))
 
 
 def _index_items(index, nd):
