@@ -59,6 +59,8 @@ class LabelGraph:
         self.joint: List[np.ndarray] = []
         #: pending attribute rules: (module, attr, old, axis ids).
         self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
+        #: width attributes of blocks, followed where even (module_attrs).
+        self.soft_attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
         #: multiply-accumulates per element of each weight, per sample.
         self.param_macs: Dict[str, float] = {}
         #: activation elements each output channel of a weight writes, per

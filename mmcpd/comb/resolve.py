@@ -209,32 +209,64 @@ def _op_macs(graph, comp, unit_of) -> Tuple[OpMacs, ...]:
     return tuple(ops)
 
 
+def _per_unit(comp, ids, unit_of, groups):
+    """``(group, amount per unit)`` of an attribute following ``ids``, and
+    the groups it does not follow evenly."""
+    counts = defaultdict(Counter)
+    for pos in _positions(comp, ids, unit_of):
+        if pos is not None:
+            counts[pos[0]][pos[1]] += 1
+    per_unit, uneven = [], []
+    for gid, cnt in sorted(counts.items()):
+        amounts = set(cnt.values())
+        if len(amounts) != 1 or len(cnt) != groups[gid].num_units:
+            uneven.append(gid)
+            continue
+        per_unit.append((gid, amounts.pop()))
+    return tuple(per_unit), uneven
+
+
+def _soft_updates(graph, comp, unit_of, groups, found) -> None:
+    """Block width attributes (:mod:`.module_attrs`): kept where they
+    follow the groups evenly and one way, dropped otherwise."""
+    soft: Dict[Tuple[str, str], AttrUpdate] = {}
+    dropped = set()
+    for scope, attr, old, ids in graph.soft_attr_rules:
+        key = (scope, attr)
+        per_unit, uneven = _per_unit(comp, ids, unit_of, groups)
+        prev = soft.get(key)
+        if uneven or (prev is not None and prev.per_unit != per_unit):
+            dropped.add(key)
+        elif per_unit:
+            soft[key] = AttrUpdate(scope, attr, old, per_unit)
+    for key, update in soft.items():
+        if key not in dropped and key not in found:
+            found[key] = update
+
+
 def _attr_updates(graph, comp, unit_of, groups):
     found: Dict[Tuple[str, str], AttrUpdate] = {}
     bad = {}
+    clash = set()
     for scope, attr, old, ids in graph.attr_rules:
-        counts = defaultdict(Counter)
-        for pos in _positions(comp, ids, unit_of):
-            if pos is not None:
-                counts[pos[0]][pos[1]] += 1
-        per_unit = []
-        for gid, cnt in sorted(counts.items()):
-            amounts = set(cnt.values())
-            if len(amounts) != 1 or len(cnt) != groups[gid].num_units:
-                bad[gid] = (f'attribute `{scope}.{attr}` does not shrink '
-                            'evenly with the group')
-                continue
-            per_unit.append((gid, amounts.pop()))
+        per_unit, uneven = _per_unit(comp, ids, unit_of, groups)
+        for gid in uneven:
+            bad[gid] = (f'attribute `{scope}.{attr}` does not shrink '
+                        'evenly with the group')
         if not per_unit:
             continue
-        update = AttrUpdate(scope, attr, old, tuple(per_unit))
+        update = AttrUpdate(scope, attr, old, per_unit)
         prev = found.get((scope, attr))
         if prev is not None and prev.per_unit != update.per_unit:
             for gid, _ in prev.per_unit + update.per_unit:
                 bad[gid] = (f'attribute `{scope}.{attr}` follows two '
                             'different widths')
+            clash.add((scope, attr))
             continue
         found[(scope, attr)] = update
+    for key in clash:  # never applied: its groups are frozen
+        found.pop(key, None)
+    _soft_updates(graph, comp, unit_of, groups, found)
     if bad:
         groups = [
             g if g.id not in bad or g.frozen else CoupledGroup(

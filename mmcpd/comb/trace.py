@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 from .flops import count_flops
 from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
+from .module_attrs import record_width_attrs
 from .opaque import Provenance
 
 #: The graphs of the traces running now (innermost last).
@@ -177,7 +178,8 @@ def trace(model: nn.Module,
             calls.append(Counter())
             watch.enter(name, args)
 
-        def post(mod, args, output):
+        def post(mod, args, output, name=name):
+            record_width_attrs(graph, name, mod, args, output)
             stack.pop()
             calls.pop()
             watch.leave(output)

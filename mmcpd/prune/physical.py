@@ -14,6 +14,7 @@ from torch import nn
 
 from mmcpd.comb import CombResult
 from mmcpd.comb.remap import attr_value
+from .list_attrs import whole_lists
 from .positions import removed_positions
 from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
@@ -101,7 +102,7 @@ def prune_units(model: nn.Module,
         spec.shapes[name] = list(new.shape)
         # every module holding the tensor (shared weights) follows it
         touched.update(module_names[id(mod)] for mod, _ in holders[id(old)])
-    values = attr_values(result, removed)
+    values = whole_lists(attr_values(result, removed), modules)
     for mod_name, attrs in values.items():
         for attr, value in attrs.items():
             setattr(modules[mod_name], attr, value)

@@ -7,10 +7,17 @@ physically and the output is compared with the masked model's (zeroed
 channels, exact norms). When all groups pass together, one trial is enough;
 otherwise bisection finds the groups that break the model or change its
 output, and they are frozen with the reason.
+
+Every forward that is compared runs from the same random state
+(:func:`same_random`): a model that draws random numbers in eval mode
+(SegNeXt's Hamburger head starts its matrix decomposition from
+``torch.rand`` bases on every call) would otherwise differ from itself, and
+every group would fail.
 """
+import contextlib
 import copy
 import dataclasses
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -40,6 +47,24 @@ def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
     return worst <= rtol, worst
 
 
+@contextlib.contextmanager
+def same_random(seed: int = 0) -> Iterator[None]:
+    """Run the body from torch's random state ``seed`` and restore the
+    state after, so that two forwards that draw random numbers of the same
+    shapes draw the same ones.
+
+    Channels that meet a random tensor are frozen by the comb (it is made
+    from nothing), so a masked and a pruned model draw tensors of the same
+    shapes and, under this context, the same values.
+
+    Args:
+        seed (int): The seed. Defaults to 0.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def try_removal(model: nn.Module,
                 result: CombResult,
@@ -58,13 +83,14 @@ def try_removal(model: nn.Module,
         pruned = copy.deepcopy(model)
         try:
             prune_units(pruned, result, removed)
-            got = forward_fn(pruned, inputs)
+            with same_random():
+                got = forward_fn(pruned, inputs)
         except Exception as e:
             return False, f'pruned model fails: {type(e).__name__}: {e}'
         del pruned
         masked = copy.deepcopy(model)
         zero_units(masked, result, removed)
-        with exact_norms(masked, result, removed):
+        with exact_norms(masked, result, removed), same_random():
             expected = forward_fn(masked, inputs)
         ok, diff = outputs_match(expected, got, rtol)
         if not ok:

@@ -8,6 +8,7 @@ from mmcpd.prune.physical import prune_units
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import random_units as random_removal  # noqa: F401
 from mmcpd.prune.verify import randomize_model as randomise  # noqa: F401
+from mmcpd.prune.verify import same_random
 
 
 @torch.no_grad()
@@ -21,8 +22,14 @@ def flat(value):
 
 def assert_masked_equals_pruned(model, result, x, removed, forward=None,
                                 rtol=1e-4):
-    """Masked, pruned and spec-rebuilt models give the same outputs."""
-    forward = forward or (lambda m, i: m(i))
+    """Masked, pruned and spec-rebuilt models give the same outputs (each
+    forward from the same random state, for models that draw in eval)."""
+    run = forward or (lambda m, i: m(i))
+
+    def forward(m, i):
+        with same_random():
+            return run(m, i)
+
     model.eval()
     with torch.no_grad():
         original = forward(model, x)

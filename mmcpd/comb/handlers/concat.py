@@ -1,18 +1,24 @@
 """Concatenation, stacking, splitting and indexing along channels.
 
-``cat`` along channels lays the inputs' ids end to end. Splitting into equal
-pieces (``chunk``, ``unbind``, an equal ``split``) ties position ``i`` of
-every piece, so the pieces stay equal when channels go (the code that splits
-computes the piece size from the shape). Slices with fixed bounds and
-indexing with fixed indices along a channel dimension would pick other
+``cat`` along channels lays the inputs' ids end to end; an unlabelled input
+(the image that CGNet concatenates with its features, a constant) is frozen
+on its own. Splitting into equal pieces (``chunk``, ``unbind``, an equal
+``split``, and a slice that is one of ``n`` equal parts, such as
+``x[:, :C // 2]`` with the bound computed from the shape) ties position
+``i`` of every piece, so the pieces stay equal when channels go. Pieces of
+sizes given one by one (``torch.split(x, [a, b])``) shrink on their own.
+An attribute of the calling module that gives the split size follows the
+pieces (Res2Net's ``self.width``, HorNet's ``self.dims``). Other slices
+and indexing with fixed bounds along a channel dimension would pick other
 channels once some are removed: those channels are frozen, unless the
 dimension is one axis of a joint block that never shrinks (``qkv[0]``).
+Sizes and bounds computed in Python are checked by verification.
 """
 import numpy as np
 import torch
 
-from ..couple import broadcast_keys, couple
-from ..labels import Block, collapse, dim_ids
+from ..couple import couple
+from ..labels import Block, dim_ids
 from .base import OpContext, function, method, register
 
 
@@ -47,8 +53,10 @@ def cat(ctx: OpContext) -> None:
         items.append((labels, tuple(t.shape), keys))
     labels = couple(graph, items, ctx.via)
     if any_labelled:
-        if not all(labelled for _, labelled in pieces):
-            for ids, labelled in pieces:
+        # an unlabelled piece (the input image, a constant) is frozen; the
+        # labelled pieces shrink on their own, the cat follows their widths
+        for ids, labelled in pieces:
+            if not labelled:
                 graph.freeze(ids, f'concatenated with a constant in '
                              f'{ctx.via}')
         labels.append(Block((dim, ), np.concatenate([p for p, _ in pieces])))
@@ -67,8 +75,13 @@ def stack(ctx: OpContext) -> None:
     ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
 
 
-def _pieces(ctx: OpContext, x, dim, outs):
-    """Give each output its piece of x's labels along dim."""
+def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False):
+    """Give each output its piece of x's labels along dim.
+
+    Pieces of equal size are tied position by position. Pieces of sizes
+    given one by one (``sized``: ``torch.split(x, [a, b, c])``) shrink on
+    their own: torch checks that the sizes add up to the width, so a size
+    that does not follow its piece fails verification."""
     graph = ctx.graph
     labels = graph.get(x)
     sizes = [o.shape[dim] if o.dim() == x.dim() else 1 for o in outs]
@@ -84,7 +97,7 @@ def _pieces(ctx: OpContext, x, dim, outs):
             split = np.moveaxis(found.ids, axis, 0).reshape(
                 len(sizes), sizes[0], *np.delete(found.ids.shape, axis))
             graph.union(split, split[:1], ctx.via)
-        else:
+        elif not (sized and len(found.dims) == 1):
             graph.freeze(found.ids, f'uneven split in {ctx.via}')
     start = 0
     for out, size in zip(outs, sizes):
@@ -120,7 +133,40 @@ def split(ctx: OpContext) -> None:
         dim = ctx.arg(1, 'dim', 0)
     else:
         dim = ctx.arg(2, 'dim', 0)
-    _pieces(ctx, x, _norm_dim(dim, x.dim()), outs)
+    dim = _norm_dim(dim, x.dim())
+    sizes = None
+    if ctx.name in ('split', 'unsafe_split', 'split_with_sizes'):
+        size = ctx.arg(1, 'split_size_or_sections', ctx.kwargs.get(
+            'split_size', ctx.kwargs.get('split_sizes')))
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+        if not all(type(s) is int for s in sizes):
+            sizes = None
+    sized = sizes is not None and len(sizes) == len(outs) > 1
+    _pieces(ctx, x, dim, outs, sized)
+    if sizes is not None and ctx.module is not None:
+        _size_attrs(ctx, dim, outs, sizes)
+
+
+def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
+    """Attributes of the calling module that give the split sizes follow
+    the pieces: ``torch.split(x, self.width, 1)`` (Res2Net's int) and
+    ``torch.split(x, self.dims, 1)`` (HorNet's list, element by element).
+    """
+    graph = ctx.graph
+    pieces = [dim_ids(graph, graph.get(o), dim) for o in outs]
+    for name, value in vars(ctx.module).items():
+        if name.startswith('_'):
+            continue
+        if type(value) is int and value > 1 and sizes == [value] and \
+                len(set(len(p) for p in pieces if p is not None)) == 1 \
+                and pieces[0] is not None and len(pieces[0]) == value:
+            graph.attr_rules.append((ctx.scope, name, value, pieces[0]))
+        elif isinstance(value, (list, tuple)) and list(value) == sizes \
+                and len(sizes) == len(outs) > 1:
+            for k, piece in enumerate(pieces):
+                if piece is not None and len(piece) == sizes[k]:
+                    graph.attr_rules.append(
+                        (ctx.scope, f'{name}[{k}]', sizes[k], piece))
 
 
 def _index_items(index, nd):
@@ -186,7 +232,7 @@ def getitem(ctx: OpContext) -> None:
             if len(rng) != x.shape[d]:
                 if len(block.dims) > 1:
                     graph.union_along(ids, [axis])
-                else:
+                elif not _equal_part(graph, ids, rng, ctx.via):
                     graph.freeze(ids, f'fixed slice of channels in '
                                  f'{ctx.via}')
             index_nd.append(np.asarray(rng))
@@ -198,6 +244,21 @@ def getitem(ctx: OpContext) -> None:
         if dims:
             new.append(Block(tuple(dims), sliced))
     graph.set(out, new)
+
+
+def _equal_part(graph, ids: np.ndarray, rng: range, via: str) -> bool:
+    """A slice that is one of ``n`` equal parts of the channels
+    (``x[:, :C // 2]``, ``x[:, C // 2:]`` with the bound computed from the
+    shape, as in ShuffleNet V2's channel split) is a split into equal
+    parts: position ``i`` of every part is tied, so the parts stay equal.
+    A bound fixed in the code is caught by verification."""
+    size, length = len(ids), len(rng)
+    if rng.step != 1 or length < 2 or size % length or \
+            rng.start % length or size == length:
+        return False
+    parts = ids.reshape(size // length, length)
+    graph.union(parts, parts[:1], via)
+    return True
 
 
 def _advanced_index(ctx: OpContext, x, out, index) -> None:
@@ -241,7 +302,7 @@ def setitem(ctx: OpContext) -> None:
 @register(method('narrow'), function('narrow'), method('select'),
           function('select'))
 def narrow(ctx: OpContext) -> None:
-    x, out = ctx.inputs[0], ctx.outputs[0]
+    x = ctx.inputs[0]
     dim = _norm_dim(ctx.arg(1, 'dim'), x.dim())
     for block in ctx.graph.get(x):
         if dim in block.dims:
