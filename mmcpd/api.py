@@ -90,6 +90,16 @@ def select_lowest(result: CombResult, scores: dict, ratio: float,
     return removed
 
 
+def _latency_table(model: nn.Module, inputs: Any,
+                   table: Optional[dict]) -> dict:
+    """``table`` if it is one, else one measured (or cached) with
+    ``table`` as keyword arguments."""
+    if table is not None and 'layers' in table:
+        return table
+    from .deploy.latency_table import latency_table
+    return latency_table(model, inputs, **(table or {}))
+
+
 def prune_model(model: nn.Module,
                 example_inputs: Any,
                 ratio: Optional[float] = None,
@@ -104,7 +114,8 @@ def prune_model(model: nn.Module,
                 max_ratio: float = 0.9,
                 forward_fn: Optional[Callable] = None,
                 ignore: Sequence[str] = (),
-                result: Optional[CombResult] = None
+                result: Optional[CombResult] = None,
+                latency_table: Optional[dict] = None
                 ) -> Tuple[PrunedSpec, CombResult]:
     """Prune a model in one shot, in place, by a data-free importance.
 
@@ -124,17 +135,19 @@ def prune_model(model: nn.Module,
             in (0, 1).
         target (float, optional): Fraction of the ``metric`` to remove, in
             (0, 1). Give ``ratio`` or ``target``.
-        metric (str): ``'flops'``, ``'params'`` or ``'latency'`` (the
+        metric (str): ``'flops'``, ``'params'``, ``'latency'`` (measured
+            on this machine: a latency table, see ``latency_table``;
+            ``target=0.5`` is half the latency) or ``'latency_proxy'`` (the
             FLOPs plus ``act_weight`` MACs per activation element each
             channel writes; see :class:`~mmcpd.prune.cost.CostModel`), for
             ``target``. Defaults to ``'flops'``.
         rank_by (str, optional): The cost that ranks the units with
             ``target`` (importance per cost saved), if not ``metric``:
-            ``rank_by='latency'`` with ``metric='flops'`` removes that
+            ``rank_by='latency_proxy'`` with ``metric='flops'`` removes that
             fraction of the FLOPs where memory-bound ops shrink too.
             Defaults to None.
         act_weight (float): MACs per written activation element in the
-            ``'latency'`` cost. Defaults to ``ACT_WEIGHT`` (2048).
+            ``'latency_proxy'`` cost. Defaults to ``ACT_WEIGHT`` (2048).
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
@@ -148,6 +161,12 @@ def prune_model(model: nn.Module,
         ignore (list[str]): Module name patterns never to prune.
         result (CombResult, optional): A comb result of this model, to skip
             combing.
+        latency_table (dict, optional): For ``'latency'``: the model's
+            table, or the keyword arguments of
+            :func:`~mmcpd.deploy.latency_table.latency_table` (e.g.
+            ``dict(threads=2)``) to measure it, or load it from the cache,
+            on ``example_inputs``. Defaults to None (measured with its
+            defaults).
 
     Returns:
         tuple: The :class:`PrunedSpec` of the pruned model and the comb
@@ -158,7 +177,9 @@ def prune_model(model: nn.Module,
         >>> spec, result = mmcpd.prune_model(model, x, ratio=0.3)
         >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8)
         >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8,
-        ...                            rank_by='latency')
+        ...                            rank_by='latency_proxy')
+        >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8,
+        ...                            metric='latency')  # half the latency
         >>> spec.save('pruned.json')
     """
     if (ratio is None) == (target is None):
@@ -172,6 +193,9 @@ def prune_model(model: nn.Module,
     if not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f'`round_to` should be a positive int, but got '
                          f'{round_to!r}')
+    if metric not in METRICS:
+        raise ValueError(f'`metric` should be one of {METRICS}, but got '
+                         f'{metric!r}')
     if rank_by is not None and rank_by not in METRICS:
         raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
                          f'but got {rank_by!r}')
@@ -188,9 +212,12 @@ def prune_model(model: nn.Module,
         removed = select_lowest(result, scores, ratio, round_to)
     else:
         guards = Guards(min_channels, float(max_ratio), round_to)
-        cost = model_cost(model, result, metric, act_weight)
+        table = None
+        if 'latency' in (metric, rank_by):
+            table = _latency_table(model, example_inputs, latency_table)
+        cost = model_cost(model, result, metric, act_weight, table, round_to)
         rank_cost = None if rank_by in (None, metric) else model_cost(
-            model, result, rank_by, act_weight)
+            model, result, rank_by, act_weight, table, round_to)
         check_reachable(result.prunable, cost, guards, target, ignore)
         removed = select_units(
             result.prunable,

@@ -43,8 +43,10 @@ class _GroupState:
                  scores: torch.Tensor,
                  costs: torch.Tensor,
                  guards: Guards,
-                 rank_costs: Optional[torch.Tensor] = None):
+                 rank_costs: Optional[torch.Tensor] = None,
+                 allowed: Optional[Set[int]] = None):
         self.group = group
+        self.allowed = allowed  # kept widths the cost allows; None: any
         self.channels = unit_channels(group)
         self.total = sum(self.channels)
         self.kept = self.total - sum(self.channels[u] for u in removed)
@@ -76,7 +78,8 @@ class _GroupState:
             units.append(u)
             if kept < self.min_kept:
                 return None
-            if kept % self.round_to == 0:
+            if kept % self.round_to == 0 and (self.allowed is None
+                                              or kept in self.allowed):
                 cost = float(sum(self.costs[v] for v in units))
                 rank = float(sum(self.rank_costs[v] for v in units))
                 if cost <= 0 or rank <= 0:
@@ -140,7 +143,8 @@ def select_units(groups: Sequence[CoupledGroup],
         ranks = costs if rank_cost is None else rank_cost.unit_costs(done)
         states = {
             g.id: _GroupState(g, done.get(g.id, set()), scores[g.id],
-                              costs[g.id], guards, ranks[g.id])
+                              costs[g.id], guards, ranks[g.id],
+                              _allowed(g, cost, rank_cost))
             for g in groups
         }
         heap = []
@@ -164,6 +168,15 @@ def select_units(groups: Sequence[CoupledGroup],
     return {gid: sorted(units) for gid, units in sorted(new.items())}
 
 
+def _allowed(group: CoupledGroup, cost: CostModel,
+             rank_cost: Optional[CostModel]) -> Optional[Set[int]]:
+    """Kept widths that the target's (else the ranking's) cost allows."""
+    allowed = cost.allowed_widths(group)
+    if allowed is None and rank_cost is not None:
+        allowed = rank_cost.allowed_widths(group)
+    return allowed
+
+
 def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
                   guards: Guards) -> float:
     """The largest fraction of the cost that the guards let go."""
@@ -171,7 +184,8 @@ def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
     costs = cost.unit_costs()
     for group in groups:
         ones = torch.ones(group.num_units, dtype=torch.float64)
-        state = _GroupState(group, set(), ones, costs[group.id], guards)
+        state = _GroupState(group, set(), ones, costs[group.id], guards,
+                            allowed=cost.allowed_widths(group))
         units = []
         while True:
             move = state.next_move()
