@@ -14,6 +14,13 @@ threads); the report gives, per rounding, FLOPs speedup, latency speedup
 (of the medians) and their ratio, which should be close to 1. With
 ``--uniform``, every group also loses the same fraction of its units (no
 ranking) for comparison; ``--profile RUNS`` adds per-node profiles.
+
+With ``--metric latency`` the target is measured latency instead: a latency
+table of each model is measured on this machine (or read from the cache,
+``mmcpd.deploy.latency_table``) and ``prune_model(..., metric='latency',
+target=0.5)`` removes half of the predicted latency (widths x8); for
+comparison, ``flops@lat`` is FLOPs-targeted pruning (ranked per FLOP) to the
+same predicted latency, so the two keep FLOPs at equal latency.
 """
 import argparse
 import copy
@@ -46,6 +53,13 @@ def parse_args():
                         help='also prune every group by the same ratio, '
                         '1 - sqrt(1 - target), rounded to 8 (most layers\' '
                         'FLOPs scale with the square of the kept fraction)')
+    parser.add_argument('--metric', default='flops',
+                        choices=['flops', 'latency'],
+                        help='what the target counts; latency: measured '
+                        'per-layer latency tables (only the latency and '
+                        'flops@lat variants are pruned)')
+    parser.add_argument('--points', type=int, default=6,
+                        help='latency table widths per layer dim')
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
@@ -66,6 +80,48 @@ def parse_args():
     return parser.parse_args()
 
 
+def _select(base, result, cost, target):
+    """Units to remove, as ``prune_model(target=..., round_to=8)`` picks
+    them (magnitude importance)."""
+    from mmcpd.prune.selection import Guards, select_units
+    from mmcpd.registry import IMPORTANCES
+
+    scorer = IMPORTANCES.build(dict(type='magnitude'))
+    scorer.setup(base, result.prunable)
+    return select_units(result.prunable, scorer.scores(), cost, {}, target,
+                        Guards(8, 0.9, 8))
+
+
+def latency_variants(base, x, result, args) -> dict:
+    """Pruned to ``target`` of the measured latency, and by FLOPs (ranked
+    per FLOP) to the same predicted latency, found by bisection."""
+    from mmcpd.deploy.latency_table import latency_table
+    from mmcpd.prune.cost import model_cost
+    from mmcpd.prune.physical import prune_units
+
+    table = latency_table(base, x, threads=args.threads, points=args.points,
+                          progress=True)
+    lat = model_cost(base, result, 'latency', table=table, round_to=8)
+    flops = model_cost(base, result, 'flops')
+    removed = {'latency': _select(base, result, lat, args.target)}
+    goal = lat.total(removed['latency'])
+    lo, hi = 0.05, 0.95
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        got = _select(base, result, flops, mid)
+        if lat.total(got) > goal:
+            lo = mid
+        else:
+            hi, removed['flops@lat'] = mid, got
+    out = {}
+    for name, units in removed.items():
+        out[name] = copy.deepcopy(base)
+        prune_units(out[name], result, units)
+        print(f'{name}: predicted {lat.total(units):.2f} of '
+              f'{lat.total():.2f} ms', flush=True)
+    return out
+
+
 def bench_model(config: str, size: int, args, folder: str) -> dict:
     import mmcpd
     from mmcpd.apis import build_model_from_cfg
@@ -78,7 +134,9 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     x = torch.randn(1, 3, size, size)
     result = mmcpd.comb_model(base, x)
     variants = {'baseline': base}
-    for round_to in args.round_to:
+    if args.metric == 'latency':
+        variants.update(latency_variants(base, x, result, args))
+    for round_to in (args.round_to if args.metric == 'flops' else []):
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, target=args.target, round_to=round_to,
                     min_channels=round_to, result=result)
@@ -150,7 +208,8 @@ def main():
                 for n, v in rows[-1]['profile_ms'].items()), flush=True)
     with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
-    names = [f'round{r}' for r in args.round_to]
+    names = [f'round{r}' for r in args.round_to] \
+        if args.metric == 'flops' else ['latency', 'flops@lat']
     names += [f'latency{beta:g}' for beta in args.act_weight]
     names += ['uniform8'] if args.uniform else []
     print(f'\nlatency speedup / FLOPs speedup (median of {args.runs} runs, '

@@ -92,6 +92,17 @@ def width_grid(full: int, points: int, step: int = 8) -> List[int]:
     return sorted(grid)
 
 
+def _onnx_pads(conv: nn.Module) -> List[int]:
+    """ONNX ``pads`` (all begins, then all ends) of a torch conv."""
+    if conv.padding == 'valid':
+        return [0] * (2 * len(conv.kernel_size))
+    if conv.padding == 'same':
+        total = [d * (k - 1)
+                 for d, k in zip(conv.dilation, conv.kernel_size)]
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    return list(conv.padding) * 2
+
+
 def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
     """Conv and linear layers the deployed forward calls, with shapes.
 
@@ -116,14 +127,13 @@ def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
             else:
                 dw = module.groups > 1 and module.groups == w.shape[0] \
                     and w.shape[1] == 1
-                pad = module.padding
                 info = dict(
                     kind=f'conv{w.dim() - 2}d',
                     size=list(x.shape[2:]),
                     kernel=list(w.shape[2:]),
                     stride=list(module.stride),
                     dilation=list(module.dilation),
-                    padding=pad if isinstance(pad, str) else list(pad),
+                    pads=_onnx_pads(module),
                     groups='depthwise' if dw else int(module.groups))
             info.update(param=f'{name}.weight', out=int(w.shape[0]),
                         bias=module.bias is not None)
@@ -175,13 +185,9 @@ def _layer_graph(layer: dict, w_in: int, w_out: int):
         inits.append(numpy_helper.from_array(
             rng.standard_normal([w_out, w_in] + layer['kernel']).astype(
                 np.float32), 'W'))
-        pad = layer['padding']
         attrs = dict(kernel_shape=layer['kernel'], strides=layer['stride'],
-                     dilations=layer['dilation'], group=groups)
-        if isinstance(pad, str):
-            attrs['auto_pad'] = 'SAME_UPPER' if pad == 'same' else 'VALID'
-        else:
-            attrs['pads'] = list(pad) * 2
+                     dilations=layer['dilation'], group=groups,
+                     pads=layer['pads'])
         op = 'Conv'
         y_shape = [1, w_out] + ['?'] * len(layer['size'])
     inputs = ['x', 'W']

@@ -114,9 +114,10 @@ class CPDHook(Hook):
     Args:
         interval (int): Iterations between prune steps.
         target (float): Fraction of the cost to remove, in (0, 1).
-        metric (str): The cost: ``'params'``, ``'flops'`` or
-            ``'latency'`` (FLOPs plus ``act_weight`` MACs per activation
-            element a channel writes, see
+        metric (str): The cost: ``'params'``, ``'flops'``, ``'latency'``
+            (measured on this machine, see ``latency_table``; ``target=0.5``
+            is half the latency) or ``'latency_proxy'`` (FLOPs plus
+            ``act_weight`` MACs per activation element a channel writes, see
             :class:`~mmcpd.prune.cost.CostModel`). Defaults to ``'params'``.
         importance (str | dict): A score of ``mmcpd.registry.IMPORTANCES``
             by name or config: ``'hessian'``, ``'taylor'``, ``'magnitude'``
@@ -137,10 +138,16 @@ class CPDHook(Hook):
             Defaults to 1.
         rank_by (str, optional): The cost that ranks units (importance per
             cost saved) if not ``metric``; e.g. ``metric='flops',
-            rank_by='latency'`` removes ``target`` of the FLOPs where the
-            memory-bound ops shrink too. Defaults to None.
+            rank_by='latency_proxy'`` removes ``target`` of the FLOPs where
+            the memory-bound ops shrink too. Defaults to None.
         act_weight (float): MACs per written activation element in the
-            ``'latency'`` cost. Defaults to 2048.
+            ``'latency_proxy'`` cost. Defaults to 2048.
+        latency_table (dict, optional): For ``'latency'``: the student's
+            latency table, or keyword arguments of
+            :func:`~mmcpd.deploy.latency_table.latency_table` (e.g.
+            ``dict(threads=4, provider='cuda')``) to measure it (or load it
+            from the cache) at ``input_shape`` before training. Defaults to
+            None (its defaults: this machine's cores, onnxruntime CPU).
         ignore (Sequence[str]): Module name patterns (``fnmatch``, a pattern
             also covers submodules) whose groups are never pruned; each must
             match a module. Defaults to ().
@@ -175,6 +182,7 @@ class CPDHook(Hook):
                  round_to: int = 1,
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
+                 latency_table: Optional[dict] = None,
                  ignore: Sequence[str] = (),
                  input_shape: Sequence[int] = (1, 3, 224, 224),
                  deploy_file: Optional[str] = 'pruned_deploy.pth',
@@ -191,6 +199,10 @@ class CPDHook(Hook):
                 act_weight, bool) or act_weight < 0:
             raise ValueError('`act_weight` should be a number >= 0, but got '
                              f'{act_weight!r}')
+        if latency_table is not None and not isinstance(latency_table, dict):
+            raise TypeError('`latency_table` should be None or a dict (a '
+                            'table or its keyword arguments), but got '
+                            f'{type(latency_table).__name__}')
         _check_int('min_channels', min_channels, 1)
         _check_int('round_to', round_to, 1)
         if not isinstance(max_ratio, (int, float)) or isinstance(
@@ -223,6 +235,7 @@ class CPDHook(Hook):
         self.metric = metric
         self.rank_by = rank_by
         self.act_weight = float(act_weight)
+        self.latency_table = latency_table
         self.start = start
         self.schedule_kind = schedule
         self.end = end
@@ -280,13 +293,18 @@ class CPDHook(Hook):
         # when they are the target
         self.flops_cost = model_cost(student, self.comb_result, 'flops') \
             if macs or self.metric == 'flops' else None
+        table = self._latency_table(student) if 'latency' in (
+            self.metric, self.rank_by) else None
+        round_to = self.guards.round_to
         self.cost = dict(
             params=self.params_cost, flops=self.flops_cost).get(
                 self.metric) or model_cost(student, self.comb_result,
-                                           self.metric, self.act_weight)
+                                           self.metric, self.act_weight,
+                                           table, round_to)
         self.rank_cost = None if self.rank_by in (
             None, self.metric) else model_cost(student, self.comb_result,
-                                               self.rank_by, self.act_weight)
+                                               self.rank_by, self.act_weight,
+                                               table, round_to)
         reachable = check_reachable(self.groups, self.cost, self.guards,
                                     self.target, self.ignore)
         self.schedule = self._build_schedule(runner)
@@ -324,6 +342,22 @@ class CPDHook(Hook):
                 f'input of `input_shape`={self.input_shape}: {err}') from err
         finally:
             student.train(was_training)
+
+    def _latency_table(self, student: nn.Module) -> dict:
+        """The student's latency table (given, cached or measured on a
+        CPU copy at ``input_shape``)."""
+        table = self.latency_table
+        if table is not None and 'layers' in table:
+            return table
+        from mmcpd.deploy.latency_table import latency_table
+        box = [None]
+        if is_main_process():  # one machine's numbers, timed without rivals
+            box[0] = latency_table(
+                copy.deepcopy(student).cpu(), torch.randn(self.input_shape),
+                **(table or {}))
+        if get_world_size() > 1:
+            broadcast_object_list(box, src=0)
+        return box[0]
 
     def _build_schedule(self, runner) -> PruneSchedule:
         end, num_steps = self.end, self.num_steps

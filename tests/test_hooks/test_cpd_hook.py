@@ -385,7 +385,7 @@ def test_step_with_nan_gradient_is_left_out_of_the_scores(
     assert len(skips) == 1, [str(w.message) for w in recwarn]
 
 
-@pytest.mark.parametrize('rank_by', [None, 'latency'])
+@pytest.mark.parametrize('rank_by', [None, 'latency_proxy'])
 def test_flops_target_with_round_to_and_cubic_schedule(tmp_path, rank_by):
     hook = dict(HOOK, metric='flops', target=0.4, round_to=4,
                 schedule='cubic', importance='taylor', rank_by=rank_by)
