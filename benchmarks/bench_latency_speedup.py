@@ -47,8 +47,8 @@ def parse_args():
                         default=[1, 8, 16])
     parser.add_argument('--act-weight', type=float, nargs='*', default=[],
                         help="also rank units by mmcpd's latency proxy "
-                        '(rank_by="latency") with these MACs per written '
-                        'activation element, widths rounded to 8')
+                        '(rank_by="latency_proxy") with these MACs per '
+                        'written activation element, widths rounded to 8')
     parser.add_argument('--uniform', action='store_true',
                         help='also prune every group by the same ratio, '
                         '1 - sqrt(1 - target), rounded to 8 (most layers\' '
@@ -139,17 +139,18 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     for round_to in (args.round_to if args.metric == 'flops' else []):
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, target=args.target, round_to=round_to,
-                    min_channels=round_to, result=result)
+                          min_channels=round_to, result=result)
         variants[f'round{round_to}'] = model
     for beta in args.act_weight:
         model = copy.deepcopy(base)
-        mmcpd.prune_model(model, x, target=args.target, round_to=8, min_channels=8,
-                    rank_by='latency', act_weight=beta, result=result)
+        mmcpd.prune_model(model, x, target=args.target, round_to=8,
+                          min_channels=8, rank_by='latency_proxy',
+                          act_weight=beta, result=result)
         variants[f'latency{beta:g}'] = model
     if args.uniform:
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, 1 - (1 - args.target)**0.5, round_to=8,
-                    result=result)
+                          result=result)
         variants['uniform8'] = model
     paths, flops = {}, {}
     for name, model in variants.items():

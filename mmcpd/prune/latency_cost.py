@@ -152,20 +152,21 @@ class LatencyCost(CostModel):
         return self.scale * (self._layers_ms(alive) + rest)
 
     def _group_curve(self, group: CoupledGroup) -> Dict[int, float]:
-        """Kept root channels -> tabled ms of the group's layers, removing
-        units from the last, the other groups whole."""
-        channels = unit_channels(group)
+        """Kept root channels (multiples of ``round_to``) -> tabled ms of
+        the group's layers, removing units from the last, the other groups
+        whole."""
         members = [m for m in group.members if m.name in self._by_param]
+        gone = {m: np.cumsum([0] + list(m.counts[::-1])) for m in members}
+        root = np.cumsum([0] + unit_channels(group)[::-1])
         curve = {}
-        total = sum(channels)
         for n in range(group.num_units):
-            dims = {
-                m.name: list(self.shapes[m.name])
-                for m in members
-            }
+            kept = int(root[-1] - root[n])
+            if n and kept % self.round_to:
+                continue
+            dims = {m.name: list(self.shapes[m.name]) for m in members}
             for m in members:
-                dims[m.name][m.dim] -= sum(m.counts[group.num_units - n:])
-            curve[total - sum(channels[group.num_units - n:])] = sum(
+                dims[m.name][m.dim] -= int(gone[m][n])
+            curve[kept] = sum(
                 self._layer_ms(self._by_param[k], d)
                 for k, d in dims.items())
         return curve
@@ -181,8 +182,6 @@ class LatencyCost(CostModel):
             best = float('inf')
             allowed = set()
             for kept in sorted(curve, reverse=True):
-                if kept % self.round_to and kept != max(curve):
-                    continue
                 if curve[kept] < best * (1 - 1e-9):
                     allowed.add(kept)
                     best = curve[kept]
@@ -226,4 +225,3 @@ class LatencyCost(CostModel):
                 out[gid] += self.scale * slope * torch.tensor(
                     m.counts, dtype=torch.float64)
         return out
-
