@@ -200,9 +200,9 @@ class CPDHook(Hook):
             raise ValueError('`act_weight` should be a number >= 0, but got '
                              f'{act_weight!r}')
         if latency_table is not None and not isinstance(latency_table, dict):
-            raise TypeError('`latency_table` should be None or a dict (a '
-                            'table or its keyword arguments), but got '
-                            f'{type(latency_table).__name__}')
+            raise ValueError('`latency_table` should be None or a dict (a '
+                             'table or its keyword arguments), but got '
+                             f'{type(latency_table).__name__}')
         _check_int('min_channels', min_channels, 1)
         _check_int('round_to', round_to, 1)
         if not isinstance(max_ratio, (int, float)) or isinstance(

@@ -122,3 +122,24 @@ def test_a_table_of_another_model_is_named(toy):
         model_cost(other, trace_groups(other, X), 'latency')
     with pytest.raises(ValueError, match='`table`'):
         LatencyCost({}, (), dict(layers=[]), {})
+
+
+def test_prune_model_measures_the_table_when_none_is_given(toy,
+                                                           monkeypatch):
+    from mmcpd.deploy import latency_table as lt
+
+    model, result = toy
+    calls = []
+
+    def measured(m, inputs, **kwargs):
+        calls.append(kwargs)
+        return _table(m)
+
+    monkeypatch.setattr(lt, 'latency_table', measured)
+    mmcpd.prune_model(model, X, target=0.3, metric='latency', round_to=4,
+                      latency_table=dict(threads=3), result=result)
+    assert calls == [dict(threads=3)]
+    assert model.conv2.out_channels in (16, 8)
+    with pytest.raises(ValueError, match="`metric`.*'latency_proxy'"):
+        mmcpd.prune_model(model, X, target=0.3, metric='latncy',
+                          result=result)
