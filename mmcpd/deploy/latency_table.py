@@ -4,10 +4,11 @@ For each conv and linear layer that a model's deployed forward calls, a
 one-layer ONNX graph is built at a grid of (in, out) widths (weight dims 1
 and 0) and timed in onnxruntime with :mod:`mmcpd.deploy.latency`'s
 conventions: all graph optimisations on, fixed intra-op threads, no
-spinning, the grid's files timed interleaved; the fastest run is kept (see
-:func:`_time_files`), for the whole model too. Layers
-with the same shape (kind, kernel, stride, input size, widths) are timed
-once. The whole model is exported and timed too: what the layers do not
+spinning, the grid's files timed interleaved; each node's fastest run is
+kept, the layout changes a one-layer graph needs left out; the whole
+model's time is the sum of its nodes' fastest runs (:func:`_time_files`).
+Layers with the same shape (kind, kernel, stride, input size, widths) are
+timed once. The whole model is exported and timed too: what the layers do not
 explain (norms, activations, adds, attention matmuls, resizes) is the
 table's ``rest_ms``, which :class:`~mmcpd.prune.latency_cost.LatencyCost`
 scales with the latency proxy.
@@ -41,7 +42,7 @@ __all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
 #: Instruction set flags of /proc/cpuinfo that change kernel speed.
 _ISA_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni',
               'avx512_bf16', 'amx_tile', 'neon', 'asimd')
-_FORMAT = 2  # 2: fastest run, not the median
+_FORMAT = 3  # 3: nodes' fastest runs (profiled), not medians
 
 
 def machine_info(threads: int, provider: str = 'cpu') -> dict:
@@ -209,23 +210,54 @@ def _layer_graph(layer: dict, w_in: int, w_out: int):
     return model
 
 
-def _time_files(paths: Sequence[str], provider: str, threads: int,
-                budget_s: float, min_runs: int = 10,
-                max_runs: int = 100) -> List[float]:
+#: Layout changes that a one-layer graph needs and a model does once, at
+#: its ends (onnxruntime's NCHWc convs): not the layer's time.
+_LAYOUT_OPS = ('ReorderInput', 'ReorderOutput')
+
+
+def _node_mins(trace: str, skip_ops: Sequence[str], warmup: int) -> float:
+    """Sum over a profiled graph's nodes of each node's fastest run."""
+    from collections import defaultdict
+
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    times = defaultdict(list)
+    for event in events:
+        name = event.get('name', '')
+        op = event.get('args', {}).get('op_name', '')
+        if event.get('cat') == 'Node' and name.endswith('_kernel_time') \
+                and op not in skip_ops:
+            times[name].append(float(event['dur']) / 1e3)
+    return float(sum(min(t[warmup:] or t) for t in times.values()))
+
+
+def _time_files(paths: Sequence[str],
+                provider: str,
+                threads: int,
+                budget_s: float,
+                folder: str,
+                min_runs: int = 10,
+                max_runs: int = 100,
+                skip_ops: Sequence[str] = _LAYOUT_OPS) -> List[float]:
     """Fastest ms of each file, timed interleaved (A B C A B C ...).
 
-    The minimum, not the median: a layer takes well under a millisecond,
-    and on a shared machine most of its runs can lose a scheduler slice
-    (the median of a 0.3 ms conv read 40 ms at a load of 17 on 2 cores);
-    what the layer costs is its uncontended time, the whole model's too.
+    The fastest, not the median, and per node (onnxruntime's profiler):
+    a layer takes well under a millisecond, and on a shared machine most of
+    its runs can lose a scheduler slice (the medians of neighbouring grid
+    points of one conv read 0.3 and 41 ms at a load of 17 on 2 cores), and
+    no whole run of a large model escapes preemption while each of its
+    nodes' fastest does (ResNet-50 at that load: fastest whole run 294 ms,
+    its layers 110 ms). ``skip_ops`` nodes are not counted.
     """
     import time
 
     from .onnx_export import make_session
 
     sessions, binds = [], []
-    for path in paths:
+    for i, path in enumerate(paths):
         session = make_session(path, PROVIDERS[provider], threads=threads,
+                               profile_prefix=osp.join(folder, f'trace{i}'),
                                spin=False)
         meta = session.get_inputs()[0]
         array = np.random.default_rng(0).standard_normal(
@@ -233,25 +265,24 @@ def _time_files(paths: Sequence[str], provider: str, threads: int,
         sessions.append(session)
         binds.append(_bind(session, array, 'cpu' if provider == 'cpu'
                            else 'cuda'))
-    times = [[] for _ in paths]
 
     def one_round():
-        for i, (session, (binding, _)) in enumerate(zip(sessions, binds)):
-            start = time.perf_counter_ns()
+        for session, (binding, _) in zip(sessions, binds):
             session.run_with_iobinding(binding)
             binding.synchronize_outputs()
-            times[i].append((time.perf_counter_ns() - start) / 1e6)
 
     for _ in range(2):  # warm-up: allocations, first-run kernels
         one_round()
-    times = [[] for _ in paths]
     start = time.perf_counter()
     one_round()
     per_round = max(time.perf_counter() - start, 1e-6)
     runs = int(min(max_runs, max(min_runs, budget_s / per_round)))
     for _ in range(runs - 1):
         one_round()
-    return [float(np.min(t)) for t in times]
+    return [
+        _node_mins(session.end_profiling(), skip_ops, 2)
+        for session in sessions
+    ]
 
 
 def _measure_layer(layer: dict, provider: str, threads: int,
@@ -265,7 +296,7 @@ def _measure_layer(layer: dict, provider: str, threads: int,
             path = osp.join(folder, f'l{i}_{j}.onnx')
             onnx.save(_layer_graph(layer, w_in, w_out), path)
             paths.append(path)
-    flat = _time_files(paths, provider, threads, budget_s)
+    flat = _time_files(paths, provider, threads, budget_s, folder)
     return dict(ms=np.asarray(flat).reshape(len(grid_in),
                                             len(grid_out)).tolist())
 
@@ -287,13 +318,13 @@ def _save(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _model_ms(model, inputs, provider, threads, budget_s) -> float:
+def _model_ms(model, inputs, provider, threads) -> float:
     from .onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, inputs, osp.join(folder, 'model.onnx'))
-        return _time_files([path], provider, threads, budget_s,
-                           min_runs=20, max_runs=200)[0]
+        return _time_files([path], provider, threads, 0.0, folder,
+                           min_runs=20, skip_ops=())[0]
 
 
 def latency_table(model: nn.Module,
@@ -365,8 +396,7 @@ def latency_table(model: nn.Module,
     model_key = _key([type(model).__name__, shapes, list(inputs.shape)])
     changed = bool(todo) or refresh or not osp.exists(path)
     if model_key not in data['models']:
-        data['models'][model_key] = _model_ms(model, inputs, key, threads,
-                                              4 * budget_s)
+        data['models'][model_key] = _model_ms(model, inputs, key, threads)
         changed = True
     if changed:
         _save(path, data)
