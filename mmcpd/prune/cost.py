@@ -107,6 +107,10 @@ class CostModel:
         self.ops = tuple(op_macs) if metric != 'params' else ()
         self.groups = {g.id: g for g in groups}
 
+    #: Fraction of the gap to the target that one round of selection may
+    #: close before the unit costs are recounted (see ``select_units``).
+    round_fraction = 1.0
+
     def allowed_widths(self, group: CoupledGroup) -> None:
         """Kept widths of ``group`` the cost allows beyond the guards;
         None: any (a measured cost narrows them, see

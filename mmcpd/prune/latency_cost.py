@@ -86,6 +86,10 @@ class LatencyCost(CostModel):
             first layer that does not fit.
     """
 
+    #: Measured savings change as widths fall (the tables are not linear):
+    #: select in rounds that close half of the gap each.
+    round_fraction = 0.5
+
     def __init__(self,
                  shapes: Mapping[str, Sequence[int]],
                  groups: Sequence[CoupledGroup],

@@ -135,10 +135,14 @@ def select_units(groups: Sequence[CoupledGroup],
     goal = full * (1.0 - target)
     done = {int(k): set(v) for k, v in removed.items()}
     new: Dict[int, List[int]] = {}
-    for _ in range(max_rounds):
+    for r in range(max_rounds):
         current = cost.total(done)
         if current <= goal:
             break
+        # a round spends unit costs taken at its start; a cost whose
+        # savings change much as widths fall closes only part of the gap
+        aim = goal if r == max_rounds - 1 else current - cost.round_fraction \
+            * (current - goal)
         costs = cost.unit_costs(done)
         ranks = costs if rank_cost is None else rank_cost.unit_costs(done)
         states = {
@@ -155,7 +159,7 @@ def select_units(groups: Sequence[CoupledGroup],
         heapq.heapify(heap)
         if not heap:
             break
-        while heap and current > goal:
+        while heap and current > aim:
             _, gid, units, unit_cost = heapq.heappop(heap)
             state = states[gid]
             state.apply(units)
