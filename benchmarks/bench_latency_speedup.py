@@ -14,6 +14,13 @@ threads); the report gives, per rounding, FLOPs speedup, latency speedup
 (of the medians) and their ratio, which should be close to 1. With
 ``--uniform``, every group also loses the same fraction of its units (no
 ranking) for comparison; ``--profile RUNS`` adds per-node profiles.
+
+With ``--metric latency`` the target is measured latency instead: a latency
+table of each model is measured on this machine (or read from the cache,
+``mmcpd.deploy.latency_table``) and ``prune_model(..., metric='latency',
+target=0.5)`` removes half of the predicted latency (widths x8); for
+comparison, ``flops@lat`` is FLOPs-targeted pruning (ranked per FLOP) to the
+same predicted latency, so the two keep FLOPs at equal latency.
 """
 import argparse
 import copy
@@ -40,12 +47,19 @@ def parse_args():
                         default=[1, 8, 16])
     parser.add_argument('--act-weight', type=float, nargs='*', default=[],
                         help="also rank units by mmcpd's latency proxy "
-                        '(rank_by="latency") with these MACs per written '
-                        'activation element, widths rounded to 8')
+                        '(rank_by="latency_proxy") with these MACs per '
+                        'written activation element, widths rounded to 8')
     parser.add_argument('--uniform', action='store_true',
                         help='also prune every group by the same ratio, '
                         '1 - sqrt(1 - target), rounded to 8 (most layers\' '
                         'FLOPs scale with the square of the kept fraction)')
+    parser.add_argument('--metric', default='flops',
+                        choices=['flops', 'latency'],
+                        help='what the target counts; latency: measured '
+                        'per-layer latency tables (only the latency and '
+                        'flops@lat variants are pruned)')
+    parser.add_argument('--points', type=int, default=6,
+                        help='latency table widths per layer dim')
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
@@ -66,6 +80,48 @@ def parse_args():
     return parser.parse_args()
 
 
+def _select(base, result, cost, target):
+    """Units to remove, as ``prune_model(target=..., round_to=8)`` picks
+    them (magnitude importance)."""
+    from mmcpd.prune.selection import Guards, select_units
+    from mmcpd.registry import IMPORTANCES
+
+    scorer = IMPORTANCES.build(dict(type='magnitude'))
+    scorer.setup(base, result.prunable)
+    return select_units(result.prunable, scorer.scores(), cost, {}, target,
+                        Guards(8, 0.9, 8))
+
+
+def latency_variants(base, x, result, args) -> dict:
+    """Pruned to ``target`` of the measured latency, and by FLOPs (ranked
+    per FLOP) to the same predicted latency, found by bisection."""
+    from mmcpd.deploy.latency_table import latency_table
+    from mmcpd.prune.cost import model_cost
+    from mmcpd.prune.physical import prune_units
+
+    table = latency_table(base, x, threads=args.threads, points=args.points,
+                          progress=True)
+    lat = model_cost(base, result, 'latency', table=table, round_to=8)
+    flops = model_cost(base, result, 'flops')
+    removed = {'latency': _select(base, result, lat, args.target)}
+    goal = lat.total(removed['latency'])
+    lo, hi = 0.05, 0.95
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        got = _select(base, result, flops, mid)
+        if lat.total(got) > goal:
+            lo = mid
+        else:
+            hi, removed['flops@lat'] = mid, got
+    out = {}
+    for name, units in removed.items():
+        out[name] = copy.deepcopy(base)
+        prune_units(out[name], result, units)
+        print(f'{name}: predicted {lat.total(units):.2f} of '
+              f'{lat.total():.2f} ms', flush=True)
+    return out
+
+
 def bench_model(config: str, size: int, args, folder: str) -> dict:
     import mmcpd
     from mmcpd.apis import build_model_from_cfg
@@ -78,20 +134,23 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     x = torch.randn(1, 3, size, size)
     result = mmcpd.comb_model(base, x)
     variants = {'baseline': base}
-    for round_to in args.round_to:
+    if args.metric == 'latency':
+        variants.update(latency_variants(base, x, result, args))
+    for round_to in (args.round_to if args.metric == 'flops' else []):
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, target=args.target, round_to=round_to,
-                    min_channels=round_to, result=result)
+                          min_channels=round_to, result=result)
         variants[f'round{round_to}'] = model
     for beta in args.act_weight:
         model = copy.deepcopy(base)
-        mmcpd.prune_model(model, x, target=args.target, round_to=8, min_channels=8,
-                    rank_by='latency', act_weight=beta, result=result)
+        mmcpd.prune_model(model, x, target=args.target, round_to=8,
+                          min_channels=8, rank_by='latency_proxy',
+                          act_weight=beta, result=result)
         variants[f'latency{beta:g}'] = model
     if args.uniform:
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, 1 - (1 - args.target)**0.5, round_to=8,
-                    result=result)
+                          result=result)
         variants['uniform8'] = model
     paths, flops = {}, {}
     for name, model in variants.items():
@@ -103,6 +162,16 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
         warmup=args.warmup, runs=args.runs, threads=args.threads,
         progress=False, interleave=not args.sequential, spin=args.spin)
     lat = {n: r.stats.median_ms for n, r in zip(paths, timed)}
+    if args.metric == 'latency':
+        # what the table predicts, measured the table's way (each node's
+        # fastest run, profiled): a check of the prediction that load on a
+        # shared machine moves less than whole-run medians
+        from mmcpd.deploy.latency_table import _time_files
+        node_min = {
+            n: _time_files([p], 'cpu', args.threads, 0.0, folder,
+                           min_runs=20, skip_ops=())[0]
+            for n, p in paths.items()
+        }
     row = dict(config=config, size=size, batch=args.batch, flops=flops,
                median_ms=lat, threads=args.threads, runs=args.runs,
                spin=args.spin, interleaved=not args.sequential,
@@ -129,6 +198,11 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
         row[name] = dict(flops_speedup=round(fs, 3),
                          latency_speedup=round(ls, 3),
                          ratio=round(ls / fs, 3))
+        if args.metric == 'latency':
+            row[name]['node_min_speedup'] = round(
+                node_min['baseline'] / node_min[name], 3)
+            row[name]['flops_kept'] = round(
+                flops[name] / flops['baseline'], 3)
     return row
 
 
@@ -150,7 +224,8 @@ def main():
                 for n, v in rows[-1]['profile_ms'].items()), flush=True)
     with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
-    names = [f'round{r}' for r in args.round_to]
+    names = [f'round{r}' for r in args.round_to] \
+        if args.metric == 'flops' else ['latency', 'flops@lat']
     names += [f'latency{beta:g}' for beta in args.act_weight]
     names += ['uniform8'] if args.uniform else []
     print(f'\nlatency speedup / FLOPs speedup (median of {args.runs} runs, '
@@ -161,7 +236,9 @@ def main():
     for r in rows:
         cells = [
             f"{r[n]['latency_speedup']:.2f}x ({r[n]['flops_speedup']:.2f}x, "
-            f"{r[n]['ratio']:.2f})" for n in names
+            f"{r[n]['ratio']:.2f})" + (
+                f"; nodes' fastest {r[n]['node_min_speedup']:.2f}x"
+                if 'node_min_speedup' in r[n] else '') for n in names
         ]
         print(f"| {r['config'].split('/')[-1]} | "
               f"{r['median_ms']['baseline']:.1f} | " + ' | '.join(cells) +

@@ -66,6 +66,16 @@ def _check_ratio(ratio: float, name: str = 'ratio') -> None:
         raise ValueError(f'`{name}` should be in (0, 1), but got {ratio!r}')
 
 
+def _latency_table(model: nn.Module, inputs: Any,
+                   table: Optional[dict]) -> dict:
+    """``table`` if it is one, else one measured (or cached) with
+    ``table`` as keyword arguments."""
+    if table is not None and 'layers' in table:
+        return table
+    from .deploy.latency_table import latency_table
+    return latency_table(model, inputs, **(table or {}))
+
+
 def prune_model(model: nn.Module,
                 example_inputs: Any,
                 ratio: Optional[float] = None,
@@ -80,7 +90,8 @@ def prune_model(model: nn.Module,
                 max_ratio: float = 0.9,
                 forward_fn: Optional[Callable] = None,
                 ignore: Sequence[str] = (),
-                result: Optional[CombResult] = None
+                result: Optional[CombResult] = None,
+                latency_table: Optional[dict] = None
                 ) -> Tuple[PrunedSpec, CombResult]:
     """Prune a model in one shot, in place, by a data-free importance.
 
@@ -100,17 +111,19 @@ def prune_model(model: nn.Module,
             in (0, 1).
         target (float, optional): Fraction of the ``metric`` to remove, in
             (0, 1). Give ``ratio`` or ``target``.
-        metric (str): ``'flops'``, ``'params'`` or ``'latency'`` (the
+        metric (str): ``'flops'``, ``'params'``, ``'latency'`` (measured
+            on this machine: a latency table, see ``latency_table``;
+            ``target=0.5`` is half the latency) or ``'latency_proxy'`` (the
             FLOPs plus ``act_weight`` MACs per activation element each
             channel writes; see :class:`~mmcpd.prune.cost.CostModel`), for
             ``target``. Defaults to ``'flops'``.
         rank_by (str, optional): The cost that ranks the units with
             ``target`` (importance per cost saved), if not ``metric``:
-            ``rank_by='latency'`` with ``metric='flops'`` removes that
+            ``rank_by='latency_proxy'`` with ``metric='flops'`` removes that
             fraction of the FLOPs where memory-bound ops shrink too.
             Defaults to None.
         act_weight (float): MACs per written activation element in the
-            ``'latency'`` cost. Defaults to ``ACT_WEIGHT`` (2048).
+            ``'latency_proxy'`` cost. Defaults to ``ACT_WEIGHT`` (2048).
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
@@ -124,6 +137,12 @@ def prune_model(model: nn.Module,
         ignore (list[str]): Module name patterns never to prune.
         result (CombResult, optional): A comb result of this model, to skip
             combing.
+        latency_table (dict, optional): For ``'latency'``: the model's
+            table, or the keyword arguments of
+            :func:`~mmcpd.deploy.latency_table.latency_table` (e.g.
+            ``dict(threads=2)``) to measure it, or load it from the cache,
+            on ``example_inputs``. Defaults to None (measured with its
+            defaults).
 
     Returns:
         tuple: The :class:`PrunedSpec` of the pruned model and the comb
@@ -134,7 +153,9 @@ def prune_model(model: nn.Module,
         >>> spec, result = mmcpd.prune_model(model, x, ratio=0.3)
         >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8)
         >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8,
-        ...                            rank_by='latency')
+        ...                            rank_by='latency_proxy')
+        >>> spec, result = mmcpd.prune_model(model, x, target=0.5, round_to=8,
+        ...                            metric='latency')  # half the latency
         >>> spec.save('pruned.json')
     """
     if (ratio is None) == (target is None):
@@ -148,6 +169,9 @@ def prune_model(model: nn.Module,
     if not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f'`round_to` should be a positive int, but got '
                          f'{round_to!r}')
+    if metric not in METRICS:
+        raise ValueError(f'`metric` should be one of {METRICS}, but got '
+                         f'{metric!r}')
     if rank_by is not None and rank_by not in METRICS:
         raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
                          f'but got {rank_by!r}')
@@ -158,9 +182,12 @@ def prune_model(model: nn.Module,
     if getattr(scorer, 'uses_grad', False):
         raise ValueError(f'importance {importance!r} needs gradients from '
                          'training: use CPDHook, or `magnitude` here')
+    table = None
+    if target is not None and 'latency' in (metric, rank_by):
+        table = _latency_table(model, example_inputs, latency_table)
     pruner = Pruner(model, result, scorer, metric if target else 'params',
                     Guards(min_channels, float(max_ratio), round_to),
-                    rank_by, act_weight)
+                    rank_by, act_weight, latency_table=table)
     if ratio is not None:
         new = select_ratio(result.prunable, pruner.scores(), ratio, round_to)
     else:

@@ -21,6 +21,7 @@ Examples:
     python tools/demo.py --task cls --work-dir work_dirs/demo
     python tools/demo.py --quick               # a smoke test (the tests)
     python tools/demo.py --verbose             # mmengine's full console log
+    python tools/demo.py --metric latency      # half the measured latency
 
 The console shows one line per stage and a progress bar per training run;
 mmengine's full log of each run (config, every logged iteration, the prune
@@ -107,11 +108,25 @@ def parse_args(argv=None):
         type=int,
         help=f"timed onnxruntime runs per model (default {FULL['runs']})")
     parser.add_argument(
+        '--metric',
+        choices=['flops', 'latency'],
+        default='flops',
+        help='what the CPD target counts: FLOPs, or the latency measured '
+        'here (a per-layer latency table, measured once and cached)')
+    parser.add_argument(
+        '--target',
+        type=float,
+        help='fraction of the metric to remove (default: the configs\', '
+        '0.5)')
+    parser.add_argument(
         '--verbose',
         action='store_true',
         help="mmengine's full log on the console (it is always written to "
         'the work dirs)')
     args = parser.parse_args(argv)
+    if args.target is not None and not 0 < args.target < 1:
+        parser.error(f'`--target` should be in (0, 1), but got '
+                     f'{args.target}')
     for name in ('baseline_iters', 'cpd_iters', 'runs'):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -143,6 +158,20 @@ def _prepare(path: str, work_dir: str, iters: int, quick: bool) -> Config:
     return cfg
 
 
+def _set_target(cfg: Config, args) -> Dict:
+    """Apply ``--metric`` / ``--target`` to the CPD settings; what the
+    target is."""
+    cpd = find_cpd_hook(cfg)
+    if args.target is not None:
+        cpd['target'] = args.target
+    if args.metric == 'latency':
+        # measured latency ranks the units too; the table's threads are
+        # the timing's (this machine's cores)
+        cpd.update(metric='latency', rank_by=None)
+    return dict(metric=cpd['metric'], fraction=cpd['target'],
+                speedup=1.0 / (1.0 - cpd['target']))
+
+
 def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
     """Baseline, CPD, evaluation and latency of one task."""
     from mmcpd.deploy import ModelSource, benchmark_models
@@ -163,6 +192,7 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
     cpd_cfg = _prepare(cpd_path, osp.join(root, 'cpd'), settings['cpd_iters'],
                        args.quick)
     cpd_cfg.load_from = base_ckpt
+    target = _set_target(cpd_cfg, args)
     train(cpd_cfg, args.verbose, f'{key} CPD')
     hook = find_cpd_hook(cpd_cfg)
     pruned_ckpt = osp.join(cpd_cfg.work_dir,
@@ -217,6 +247,7 @@ def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
         input_shape=list(task['shape']),
         baseline=rows['baseline'],
         pruned=rows['pruned'],
+        target=target,
         speedup=bench['speedup'],
         system=bench['system'],
         files=files)
@@ -235,6 +266,16 @@ def markdown(results: Dict[str, Dict], wall_s: float) -> str:
                 f"| {res['task']} | {name} | {res['metric']} "
                 f"{row['metric']:.2f} | {row['params'] / 1e6:.3f} M | "
                 f"{row['flops'] / 1e6:.2f} M | {row['latency_ms']:.3f} |")
+    lines += [
+        '', '| task | target | measured speedup: latency | FLOPs |',
+        '| --- | --- | --- | --- |'
+    ]
+    for res in results.values():
+        tg, sp = res['target'], res['speedup']
+        lines.append(
+            f"| {res['task']} | {tg['metric']} {tg['speedup']:.2f}x lower "
+            f"(remove {tg['fraction']:g}) | {sp['latency']:.2f}x | "
+            f"{sp['flops']:.2f}x |")
     lines.append('')
     for res in results.values():
         sp = res['speedup']

@@ -15,7 +15,11 @@ cpd = dict(
     # neither `end` nor `num_steps`, the target is reached at half of the
     # training iterations and the rest fine-tunes the pruned model
     interval=100,
-    # remove half of the FLOPs (the demo's and a typical CPD target)
+    # remove half of the FLOPs (the demo's and a typical CPD target); or
+    # half of the latency measured on this machine (a per-layer latency
+    # table, measured once and cached, docs/deploy.md):
+    #   cpd = dict(metric='latency', rank_by=None,
+    #              latency_table=dict(threads=4, provider='cpu'))
     target=0.5,
     metric='flops',
     # the paper's Hessian (Group-Fisher) importance
@@ -26,7 +30,7 @@ cpd = dict(
     # rank units by importance per latency proxy (FLOPs + memory traffic of
     # the activations a channel writes) while the target counts FLOPs:
     # latency follows FLOPs closer (docs/deploy.md)
-    rank_by='latency',
+    rank_by='latency_proxy',
     min_channels=8,
     max_ratio=0.9,
     # the example input that finds the coupled groups; None: the size the

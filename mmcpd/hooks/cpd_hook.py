@@ -128,9 +128,10 @@ class CPDHook(Hook):
     Args:
         interval (int): Iterations between prune steps.
         target (float): Fraction of the cost to remove, in (0, 1).
-        metric (str): The cost: ``'params'``, ``'flops'`` or
-            ``'latency'`` (FLOPs plus ``act_weight`` MACs per activation
-            element a channel writes, see
+        metric (str): The cost: ``'params'``, ``'flops'``, ``'latency'``
+            (measured on this machine, see ``latency_table``; ``target=0.5``
+            is half the latency) or ``'latency_proxy'`` (FLOPs plus
+            ``act_weight`` MACs per activation element a channel writes, see
             :class:`~mmcpd.prune.cost.CostModel`). Defaults to ``'params'``.
         shrink (str): ``'physical'``: cut the removed units out of the
             student at every prune step, with its optimizer state, EMA
@@ -156,10 +157,16 @@ class CPDHook(Hook):
             Defaults to 1.
         rank_by (str, optional): The cost that ranks units (importance per
             cost saved) if not ``metric``; e.g. ``metric='flops',
-            rank_by='latency'`` removes ``target`` of the FLOPs where the
-            memory-bound ops shrink too. Defaults to None.
+            rank_by='latency_proxy'`` removes ``target`` of the FLOPs where
+            the memory-bound ops shrink too. Defaults to None.
         act_weight (float): MACs per written activation element in the
-            ``'latency'`` cost. Defaults to 2048.
+            ``'latency_proxy'`` cost. Defaults to 2048.
+        latency_table (dict, optional): For ``'latency'``: the student's
+            latency table, or keyword arguments of
+            :func:`~mmcpd.deploy.latency_table.latency_table` (e.g.
+            ``dict(threads=4, provider='cuda')``) to measure it (or load it
+            from the cache) at ``input_shape`` before training. Defaults to
+            None (its defaults: this machine's cores, onnxruntime CPU).
         ignore (Sequence[str]): Module name patterns (``fnmatch``, a pattern
             also covers submodules) whose groups are never pruned; each must
             match a module. Defaults to ().
@@ -197,6 +204,7 @@ class CPDHook(Hook):
                  round_to: int = 1,
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
+                 latency_table: Optional[dict] = None,
                  ignore: Sequence[str] = (),
                  input_shape: Sequence[int] = (1, 3, 224, 224),
                  deploy_file: Optional[str] = 'pruned_deploy.pth',
@@ -208,6 +216,10 @@ class CPDHook(Hook):
                 act_weight, bool) or act_weight < 0:
             raise ValueError('`act_weight` should be a number >= 0, but got '
                              f'{act_weight!r}')
+        if latency_table is not None and not isinstance(latency_table, dict):
+            raise ValueError('`latency_table` should be None or a dict (a '
+                             'table or its keyword arguments), but got '
+                             f'{type(latency_table).__name__}')
         _check_int('min_channels', min_channels, 1)
         _check_int('round_to', round_to, 1)
         if not isinstance(max_ratio, (int, float)) or isinstance(
@@ -241,6 +253,7 @@ class CPDHook(Hook):
         self.shrink = shrink
         self.rank_by = rank_by
         self.act_weight = float(act_weight)
+        self.latency_table = latency_table
         self.start = start
         self.schedule_kind = schedule
         self.end = end
@@ -306,8 +319,11 @@ class CPDHook(Hook):
             f'{reachable:.0%} possible), shrink={self.pruner.shrink!r}')
 
     def _build_pruner(self, student: nn.Module, comb, shrink: str) -> Pruner:
+        table = self._latency_table(student) if 'latency' in (
+            self.metric, self.rank_by) else None
         return Pruner(student, comb, self.importance, self.metric,
-                      self.guards, self.rank_by, self.act_weight, shrink)
+                      self.guards, self.rank_by, self.act_weight, shrink,
+                      latency_table=table)
 
     # what the pruner holds, under the names the hook always had
     @property
@@ -353,6 +369,22 @@ class CPDHook(Hook):
                 f'input of `input_shape`={self.input_shape}: {err}') from err
         finally:
             student.train(was_training)
+
+    def _latency_table(self, student: nn.Module) -> dict:
+        """The student's latency table (given, cached or measured on a
+        CPU copy at ``input_shape``)."""
+        table = self.latency_table
+        if table is not None and 'layers' in table:
+            return table
+        from mmcpd.deploy.latency_table import latency_table
+        box = [None]
+        if is_main_process():  # one machine's numbers, timed without rivals
+            box[0] = latency_table(
+                copy.deepcopy(student).cpu(), torch.randn(self.input_shape),
+                **(table or {}))
+        if get_world_size() > 1:
+            broadcast_object_list(box, src=0)
+        return box[0]
 
     def _build_schedule(self, runner) -> PruneSchedule:
         end, num_steps = self.end, self.num_steps

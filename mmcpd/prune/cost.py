@@ -19,7 +19,11 @@ Removed = Mapping[int, Iterable[int]]
 #: 0.97 (docs/deploy.md).
 ACT_WEIGHT = 2048.0
 
-METRICS = ('params', 'flops', 'latency')
+#: What a target can count: ``'latency'`` is measured (a latency table,
+#: :class:`~mmcpd.prune.latency_cost.LatencyCost`), the others are counted.
+METRICS = ('params', 'flops', 'latency_proxy', 'latency')
+#: The metrics :class:`CostModel` counts.
+COUNTED = METRICS[:3]
 
 
 class CostModel:
@@ -35,7 +39,7 @@ class CostModel:
     the channels of its labelled dims, so that the total is what
     mmengine's counter gives for the deployed forward.
 
-    ``metric='latency'`` adds to the FLOPs what a roofline model adds for
+    ``metric='latency_proxy'`` adds to the FLOPs what a roofline model adds for
     memory traffic: every output channel of a conv or linear layer writes
     :math:`n` activation elements (the comb's ``channel_acts``), which the
     norms, activations, adds, resizes and transposes after it read and
@@ -56,15 +60,15 @@ class CostModel:
     Args:
         shapes (Mapping[str, Sequence[int]]): Shape of every parameter.
         groups (Sequence[CoupledGroup]): All groups of the comb result.
-        metric (str): ``'params'``, ``'flops'`` or ``'latency'``. Defaults
-            to ``'params'``.
+        metric (str): ``'params'``, ``'flops'`` or ``'latency_proxy'``.
+            Defaults to ``'params'``.
         param_macs (Mapping[str, int], optional): MACs per element of each
-            parameter; needed for ``'flops'`` and ``'latency'``.
+            parameter; needed for ``'flops'`` and ``'latency_proxy'``.
         channel_acts (Mapping[str, Sequence[int]], optional): ``[dim, n]``
-            per weight; used by ``'latency'``.
+            per weight; used by ``'latency_proxy'``.
         act_weight (float): :math:`\beta`. Defaults to ``ACT_WEIGHT``.
         op_macs (Sequence[OpMacs]): MACs of the ops without weights; used
-            by ``'flops'`` and ``'latency'``. Defaults to ().
+            by ``'flops'`` and ``'latency_proxy'``. Defaults to ().
     """
 
     def __init__(self,
@@ -75,8 +79,8 @@ class CostModel:
                  channel_acts: Optional[Mapping[str, Sequence[int]]] = None,
                  act_weight: float = ACT_WEIGHT,
                  op_macs: Sequence[OpMacs] = ()):
-        if metric not in METRICS:
-            raise ValueError(f'`metric` should be one of {METRICS}, but '
+        if metric not in COUNTED:
+            raise ValueError(f'`metric` should be one of {COUNTED}, but '
                              f'got {metric!r}')
         if metric != 'params' and param_macs is None:
             raise ValueError(f"metric={metric!r} needs the comb's "
@@ -95,13 +99,23 @@ class CostModel:
             }
         #: (parameter, dim) -> cost of one alive index along dim.
         self.linear: Dict[Tuple[str, int], float] = {}
-        if metric == 'latency':
+        if metric == 'latency_proxy':
             for name, (dim, per_channel) in (channel_acts or {}).items():
                 if name in self.shapes:
                     self.linear[(name, int(dim))] = float(
                         act_weight) * per_channel
         self.ops = tuple(op_macs) if metric != 'params' else ()
         self.groups = {g.id: g for g in groups}
+
+    #: Fraction of the gap to the target that one round of selection may
+    #: close before the unit costs are recounted (see ``select_units``).
+    round_fraction = 1.0
+
+    def allowed_widths(self, group: CoupledGroup) -> None:
+        """Kept widths of ``group`` the cost allows beyond the guards;
+        None: any (a measured cost narrows them, see
+        :class:`~mmcpd.prune.latency_cost.LatencyCost`)."""
+        return None
 
     def _alive(self, removed: Removed) -> Dict[str, list]:
         alive = {k: list(v) for k, v in self.shapes.items()}
@@ -172,16 +186,22 @@ class CostModel:
 def model_cost(model: torch.nn.Module,
                result,
                metric: str,
-               act_weight: float = ACT_WEIGHT) -> CostModel:
+               act_weight: float = ACT_WEIGHT,
+               table: Optional[dict] = None,
+               round_to: int = 1) -> CostModel:
     """The :class:`CostModel` of ``model`` in ``metric`` for its comb result.
 
     Args:
         model (nn.Module): The model the comb result was found on.
         result (CombResult): Its comb result (``param_macs`` for FLOPs,
             ``channel_acts`` too for the latency proxy).
-        metric (str): ``'params'``, ``'flops'`` or ``'latency'``.
+        metric (str): One of ``METRICS``.
         act_weight (float): MACs per written activation element in the
-            ``'latency'`` cost. Defaults to ``ACT_WEIGHT``.
+            ``'latency_proxy'`` cost. Defaults to ``ACT_WEIGHT``.
+        table (dict, optional): The model's latency table, for
+            ``'latency'`` (:func:`mmcpd.deploy.latency_table.latency_table`).
+        round_to (int): Widths ``'latency'`` allows are multiples of it.
+            Defaults to 1.
 
     Raises:
         ValueError: FLOPs are needed but the comb result has no
@@ -192,6 +212,15 @@ def model_cost(model: torch.nn.Module,
     if metric != 'params' and not macs:
         raise ValueError(f"metric={metric!r} needs FLOPs per parameter "
                          '(`param_macs`) from the comb result')
+    if metric == 'latency':
+        if table is None:
+            raise ValueError("metric='latency' needs a latency table "
+                             '(mmcpd.deploy.latency_table)')
+        from .latency_cost import LatencyCost
+        return LatencyCost(shapes, result.groups, table, macs,
+                           getattr(result, 'channel_acts', None),
+                           getattr(result, 'op_macs', ()), round_to,
+                           act_weight)
     return CostModel(shapes, result.groups, metric,
                      macs if metric != 'params' else None,
                      getattr(result, 'channel_acts', None), act_weight,

@@ -71,6 +71,9 @@ class Pruner:
             ``'latency'`` cost. Defaults to ``ACT_WEIGHT``.
         shrink (str): ``'physical'`` or ``'mask'``. Defaults to
             ``'physical'``.
+        latency_table (dict, optional): The model's measured latency table
+            (:func:`mmcpd.deploy.latency_table.latency_table`), for
+            ``'latency'``. Defaults to None.
 
     Examples:
         >>> pruner = Pruner(model, mmcpd.comb_model(model, x),
@@ -87,7 +90,8 @@ class Pruner:
                  guards: Guards = Guards(),
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
-                 shrink: str = 'physical'):
+                 shrink: str = 'physical',
+                 latency_table: Optional[dict] = None):
         check_pruner_args(metric, rank_by, shrink)
         self.comb = comb
         self.current = comb
@@ -101,11 +105,13 @@ class Pruner:
         # what is missing when they are the target
         self.flops_cost = model_cost(model, comb, 'flops') \
             if comb.param_macs or metric == 'flops' else None
+        round_to = guards.round_to
         self.cost: CostModel = dict(
             params=self.params_cost, flops=self.flops_cost).get(
-                metric) or model_cost(model, comb, metric, act_weight)
+                metric) or model_cost(model, comb, metric, act_weight,
+                                      latency_table, round_to)
         self.rank_cost = None if rank_by in (None, metric) else model_cost(
-            model, comb, rank_by, act_weight)
+            model, comb, rank_by, act_weight, latency_table, round_to)
         self.dead: Optional[DeadUnits] = None
         self._spec = PrunedSpec()
         importance.setup(model, comb.prunable)

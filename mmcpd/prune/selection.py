@@ -43,8 +43,10 @@ class _GroupState:
                  scores: torch.Tensor,
                  costs: torch.Tensor,
                  guards: Guards,
-                 rank_costs: Optional[torch.Tensor] = None):
+                 rank_costs: Optional[torch.Tensor] = None,
+                 allowed: Optional[Set[int]] = None):
         self.group = group
+        self.allowed = allowed  # kept widths the cost allows; None: any
         self.channels = unit_channels(group)
         self.total = sum(self.channels)
         self.kept = self.total - sum(self.channels[u] for u in removed)
@@ -76,7 +78,8 @@ class _GroupState:
             units.append(u)
             if kept < self.min_kept:
                 return None
-            if kept % self.round_to == 0:
+            if kept % self.round_to == 0 and (self.allowed is None
+                                              or kept in self.allowed):
                 cost = float(sum(self.costs[v] for v in units))
                 rank = float(sum(self.rank_costs[v] for v in units))
                 if cost <= 0 or rank <= 0:
@@ -132,15 +135,20 @@ def select_units(groups: Sequence[CoupledGroup],
     goal = full * (1.0 - target)
     done = {int(k): set(v) for k, v in removed.items()}
     new: Dict[int, List[int]] = {}
-    for _ in range(max_rounds):
+    for r in range(max_rounds):
         current = cost.total(done)
         if current <= goal:
             break
+        # a round spends unit costs taken at its start; a cost whose
+        # savings change much as widths fall closes only part of the gap
+        aim = goal if r == max_rounds - 1 else current - cost.round_fraction \
+            * (current - goal)
         costs = cost.unit_costs(done)
         ranks = costs if rank_cost is None else rank_cost.unit_costs(done)
         states = {
             g.id: _GroupState(g, done.get(g.id, set()), scores[g.id],
-                              costs[g.id], guards, ranks[g.id])
+                              costs[g.id], guards, ranks[g.id],
+                              _allowed(g, cost, rank_cost))
             for g in groups
         }
         heap = []
@@ -151,7 +159,7 @@ def select_units(groups: Sequence[CoupledGroup],
         heapq.heapify(heap)
         if not heap:
             break
-        while heap and current > goal:
+        while heap and current > aim:
             _, gid, units, unit_cost = heapq.heappop(heap)
             state = states[gid]
             state.apply(units)
@@ -164,6 +172,15 @@ def select_units(groups: Sequence[CoupledGroup],
     return {gid: sorted(units) for gid, units in sorted(new.items())}
 
 
+def _allowed(group: CoupledGroup, cost: CostModel,
+             rank_cost: Optional[CostModel]) -> Optional[Set[int]]:
+    """Kept widths that the target's (else the ranking's) cost allows."""
+    allowed = cost.allowed_widths(group)
+    if allowed is None and rank_cost is not None:
+        allowed = rank_cost.allowed_widths(group)
+    return allowed
+
+
 def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
                   guards: Guards) -> float:
     """The largest fraction of the cost that the guards let go."""
@@ -171,7 +188,8 @@ def max_removable(groups: Sequence[CoupledGroup], cost: CostModel,
     costs = cost.unit_costs()
     for group in groups:
         ones = torch.ones(group.num_units, dtype=torch.float64)
-        state = _GroupState(group, set(), ones, costs[group.id], guards)
+        state = _GroupState(group, set(), ones, costs[group.id], guards,
+                            allowed=cost.allowed_widths(group))
         units = []
         while True:
             move = state.next_move()

@@ -61,7 +61,7 @@ def test_ranking_by_latency_keeps_flops_and_cuts_activations(resnet18):
     by_flops, by_latency = _copy(model), _copy(model)
     mmcpd.prune_model(by_flops, X, target=0.5, round_to=8, result=result)
     mmcpd.prune_model(
-        by_latency, X, target=0.5, round_to=8, rank_by='latency',
+        by_latency, X, target=0.5, round_to=8, rank_by='latency_proxy',
         act_weight=256.0, result=result)
     before = model_complexity(model, X)['flops']
     for pruned in (by_flops, by_latency):

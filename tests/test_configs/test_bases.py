@@ -48,7 +48,7 @@ def test_inheriting_a_base_adopts_cpd(tmp_path, zoo, base, loss, size):
     assert len(hook) == 1
     hook = hook[0]
     assert (hook.target, hook.metric, hook.rank_by) == (0.5, 'flops',
-                                                        'latency')
+                                                        'latency_proxy')
     assert hook.guards.round_to == 8
     assert hook.input_shape == (1, 3, size, size)
     # the runner wraps the user's model, whatever it is
@@ -67,7 +67,7 @@ def test_a_child_changes_one_setting(tmp_path):
     assert hook.input_shape == (1, 3, 96, 96)
     # everything else is the base's
     assert (hook.metric, hook.rank_by, hook.guards.round_to,
-            hook.interval) == ('flops', 'latency', 8, 100)
+            hook.interval) == ('flops', 'latency_proxy', 8, 100)
     assert cfg.model.distill_losses[0]['type'] == 'KDLoss'
 
 

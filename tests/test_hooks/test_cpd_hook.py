@@ -195,6 +195,7 @@ def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate,
     (dict(metric='energy'), '`metric`'),
     (dict(rank_by='flop'), '`rank_by`'),
     (dict(act_weight=-1.0), '`act_weight`'),
+    (dict(latency_table='table.json'), '`latency_table`'),
     (dict(max_ratio=0), '`max_ratio`'),
     (dict(round_to=0), '`round_to`'),
     (dict(num_steps=3, end=20), '`end` or `num_steps`'),
@@ -386,7 +387,20 @@ def test_step_with_nan_gradient_is_left_out_of_the_scores(
     assert len(skips) == 1, [str(w.message) for w in recwarn]
 
 
-@pytest.mark.parametrize('rank_by', [None, 'latency'])
+def test_latency_target_counts_a_measured_table(tmp_path, monkeypatch):
+    monkeypatch.setenv('MMCPD_CACHE', str(tmp_path / 'cache'))
+    table = dict(threads=1, points=2, budget_s=0.01)
+    hook = dict(HOOK, metric='latency', target=0.3, latency_table=table)
+    runner = make_runner(tmp_path, hook, max_iters=12)
+    runner.train()
+    cpd = _hook(runner)
+    # the table was measured once and cached; the target is its latency
+    assert len(list((tmp_path / 'cache' / 'latency').glob('*.json'))) == 1
+    assert cpd.cost.metric == 'latency'
+    assert cpd.cost.total(cpd.removed) <= 0.7 * cpd.cost.total() + 1e-9
+
+
+@pytest.mark.parametrize('rank_by', [None, 'latency_proxy'])
 def test_flops_target_with_round_to_and_cubic_schedule(tmp_path, rank_by):
     hook = dict(HOOK, metric='flops', target=0.4, round_to=4,
                 schedule='cubic', importance='taylor', rank_by=rank_by)

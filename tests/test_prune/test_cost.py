@@ -90,7 +90,7 @@ def test_latency_adds_the_written_activations_of_each_channel():
     model = ToyNet(6, 8).eval()
     result = trace_groups(model, torch.randn(1, 3, 8, 8))
     flops = model_cost(model, result, 'flops')
-    latency = model_cost(model, result, 'latency', act_weight=2.0)
+    latency = model_cost(model, result, 'latency_proxy', act_weight=2.0)
     removed = {0: [0, 3], 1: [1, 2, 7]}
     # ToyNet(4, 5) is left: 4 + 5 channels write 64 elements, 3 logits 1
     assert latency.total(removed) == flops.total(removed) + 2.0 * (
@@ -101,7 +101,7 @@ def test_latency_adds_the_written_activations_of_each_channel():
         extra = (latency.unit_costs()[group.id] -
                  flops.unit_costs()[group.id])
         assert extra.tolist() == [2.0 * 64] * len(extra)
-    zero = model_cost(model, result, 'latency', act_weight=0.0)
+    zero = model_cost(model, result, 'latency_proxy', act_weight=0.0)
     assert zero.total(removed) == flops.total(removed)
 
 
@@ -154,6 +154,6 @@ def test_bad_metric_is_named():
     with pytest.raises(ValueError, match='`metric`'):
         CostModel({}, (), 'energy')
     with pytest.raises(ValueError, match='needs the comb'):
-        CostModel({}, (), 'latency')
+        CostModel({}, (), 'latency_proxy')
     with pytest.raises(ValueError, match='`act_weight`'):
-        CostModel({}, (), 'latency', {}, {}, act_weight=-1.0)
+        CostModel({}, (), 'latency_proxy', {}, {}, act_weight=-1.0)

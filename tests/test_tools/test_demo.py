@@ -75,11 +75,20 @@ def test_quick_demo_prunes_by_the_target_and_reports_true_numbers(tmp_path):
         table = f.read()
     assert table.count('| baseline |') == 2
     assert table.count('| pruned |') == 2
+    # the target beside the measured speedup
+    for res in saved.values():
+        assert res['target']['metric'] == 'flops'
+        assert (f"| flops {1 / (1 - res['target']['fraction']):.2f}x lower "
+                f"(remove {res['target']['fraction']:g}) | "
+                f"{res['speedup']['latency']:.2f}x | "
+                f"{res['speedup']['flops']:.2f}x |") in table
 
 
 @pytest.mark.parametrize('argv, message', [
     (['--task', 'det'], 'invalid choice'),
     (['--cpd-iters', '0'], '`--cpd-iters` should be >= 1, but got 0'),
+    (['--target', '1.5'], '`--target` should be in (0, 1), but got 1.5'),
+    (['--metric', 'energy'], 'invalid choice'),
 ])
 def test_bad_arguments_name_the_culprit(argv, message, capsys):
     with pytest.raises(SystemExit):

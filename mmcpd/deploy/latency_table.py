@@ -1,0 +1,412 @@
+"""Measured per-layer latency tables, cached per machine.
+
+For each conv and linear layer that a model's deployed forward calls, a
+one-layer ONNX graph is built at a grid of (in, out) widths (weight dims 1
+and 0) and timed in onnxruntime with :mod:`mmcpd.deploy.latency`'s
+conventions: all graph optimisations on, fixed intra-op threads, no
+spinning, the grid's files timed interleaved; each node's fastest run is
+kept, the layout changes a one-layer graph needs left out; the whole
+model's time is the sum of its nodes' fastest runs (:func:`_time_files`).
+Layers with the same shape (kind, kernel, stride, input size, widths) are
+timed once. The whole model is exported and timed too: what the layers do not
+explain (norms, activations, adds, attention matmuls, resizes) is the
+table's ``rest_ms``, which :class:`~mmcpd.prune.latency_cost.LatencyCost`
+scales with the latency proxy.
+
+The table is plain JSON-able data. Measurements are cached in
+``~/.cache/mmcpd/latency/<key>.json`` (``$MMCPD_CACHE`` replaces
+``~/.cache/mmcpd``), one file per machine: CPU model, instruction sets
+(avx2, avx512f, ...), onnxruntime version, threads and provider are in the
+file and in its key, so a second run on the same machine is instant and a
+table is never reused on another.
+
+Examples:
+    >>> table = latency_table(model, torch.randn(1, 3, 224, 224), threads=2)
+    >>> table['model_ms'], len(table['layers'])
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .latency import PROVIDERS, _bind, _check_settings, cpu_model
+
+__all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
+
+#: Instruction set flags of /proc/cpuinfo that change kernel speed.
+_ISA_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni',
+              'avx512_bf16', 'amx_tile', 'neon', 'asimd')
+_FORMAT = 3  # 3: nodes' fastest runs (profiled), not medians
+
+
+def machine_info(threads: int, provider: str = 'cpu') -> dict:
+    """What a latency table depends on: CPU, instruction sets, runtime."""
+    import onnxruntime as ort
+
+    flags = set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith(('flags', 'Features')):
+                    flags = set(line.split(':', 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return dict(
+        cpu=cpu_model(),
+        isa=[f for f in _ISA_FLAGS if f in flags],
+        onnxruntime=ort.__version__,
+        threads=int(threads),
+        provider=provider,
+        format=_FORMAT)
+
+
+def _key(data) -> str:
+    text = json.dumps(data, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> str:
+    root = os.environ.get('MMCPD_CACHE',
+                          osp.join(osp.expanduser('~'), '.cache', 'mmcpd'))
+    return osp.join(root, 'latency')
+
+
+def width_grid(full: int, points: int, step: int = 8) -> List[int]:
+    """``points`` widths from ``step`` to ``full``, multiples of ``step``.
+
+    Examples:
+        >>> width_grid(64, 3)
+        [8, 32, 64]
+    """
+    if full <= step or points < 2:
+        return [int(full)]
+    grid = {int(full)}
+    for k in range(points - 1):
+        w = step + (full - step) * k / (points - 1)
+        grid.add(int(min(full, max(step, round(w / step) * step))))
+    return sorted(grid)
+
+
+def _onnx_pads(conv: nn.Module) -> List[int]:
+    """ONNX ``pads`` (all begins, then all ends) of a torch conv."""
+    if conv.padding == 'valid':
+        return [0] * (2 * len(conv.kernel_size))
+    if conv.padding == 'same':
+        total = [d * (k - 1)
+                 for d, k in zip(conv.dilation, conv.kernel_size)]
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    return list(conv.padding) * 2
+
+
+def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
+    """Conv and linear layers the deployed forward calls, with shapes.
+
+    Returns:
+        list[dict]: ``param`` (the weight's name), ``kind``, ``out`` and
+        ``in`` (weight dims 0 and 1), ``groups`` (``'depthwise'`` when the
+        groups follow the width), ``size`` (input spatial size, or tokens
+        for linear layers), conv attributes, ``bias`` and ``calls``.
+    """
+    from .adapter import TensorModeAdapter
+
+    found: Dict[str, dict] = {}
+    handles = []
+
+    def hook(name, module):
+
+        def record(_, args, __):
+            x = args[0]
+            w = module.weight
+            if isinstance(module, nn.Linear):
+                info = dict(kind='linear', size=[x.numel() // x.shape[-1]])
+            else:
+                dw = module.groups > 1 and module.groups == w.shape[0] \
+                    and w.shape[1] == 1
+                info = dict(
+                    kind=f'conv{w.dim() - 2}d',
+                    size=list(x.shape[2:]),
+                    kernel=list(w.shape[2:]),
+                    stride=list(module.stride),
+                    dilation=list(module.dilation),
+                    pads=_onnx_pads(module),
+                    groups='depthwise' if dw else int(module.groups))
+            info.update(param=f'{name}.weight', out=int(w.shape[0]),
+                        bias=module.bias is not None)
+            info['in'] = int(w.shape[1])
+            if info['param'] in found:
+                found[info['param']]['calls'] += 1
+            else:
+                found[info['param']] = dict(info, calls=1)
+
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and \
+                getattr(module, 'weight', None) is not None:
+            handles.append(
+                module.register_forward_hook(hook(name, module)))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            TensorModeAdapter(model)(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return list(found.values())
+
+
+def _signature(layer: dict) -> dict:
+    return {k: v for k, v in layer.items() if k not in ('param', 'calls')}
+
+
+def _layer_graph(layer: dict, w_in: int, w_out: int):
+    """A one-layer ONNX model of ``layer`` at weight widths (in, out)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, attrs = [], {}
+    if layer['kind'] == 'linear':
+        x_shape = [layer['size'][0], w_in]
+        y_shape = [layer['size'][0], w_out]
+        inits.append(numpy_helper.from_array(
+            rng.standard_normal((w_out, w_in)).astype(np.float32), 'W'))
+        op, attrs = 'Gemm', dict(transB=1)
+    else:
+        groups = w_out if layer['groups'] == 'depthwise' else \
+            layer['groups']
+        x_shape = [1, w_in * groups] + layer['size']
+        inits.append(numpy_helper.from_array(
+            rng.standard_normal([w_out, w_in] + layer['kernel']).astype(
+                np.float32), 'W'))
+        attrs = dict(kernel_shape=layer['kernel'], strides=layer['stride'],
+                     dilations=layer['dilation'], group=groups,
+                     pads=layer['pads'])
+        op = 'Conv'
+        y_shape = [1, w_out] + ['?'] * len(layer['size'])
+    inputs = ['x', 'W']
+    if layer['bias']:
+        inits.append(numpy_helper.from_array(
+            rng.standard_normal(w_out).astype(np.float32), 'B'))
+        inputs.append('B')
+    node = helper.make_node(op, inputs, ['y'], **attrs)
+    graph = helper.make_graph(
+        [node], 'layer',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, y_shape)],
+        inits)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+#: Layout changes that a one-layer graph needs and a model does once, at
+#: its ends (onnxruntime's NCHWc convs): not the layer's time.
+_LAYOUT_OPS = ('ReorderInput', 'ReorderOutput')
+
+
+def _node_mins(trace: str, skip_ops: Sequence[str], warmup: int) -> float:
+    """Sum over a profiled graph's nodes of each node's fastest run."""
+    from collections import defaultdict
+
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    times = defaultdict(list)
+    for event in events:
+        name = event.get('name', '')
+        op = event.get('args', {}).get('op_name', '')
+        if event.get('cat') == 'Node' and name.endswith('_kernel_time') \
+                and op not in skip_ops:
+            times[name].append(float(event['dur']) / 1e3)
+    return float(sum(min(t[warmup:] or t) for t in times.values()))
+
+
+def _time_files(paths: Sequence[str],
+                provider: str,
+                threads: int,
+                budget_s: float,
+                folder: str,
+                min_runs: int = 10,
+                max_runs: int = 100,
+                skip_ops: Sequence[str] = _LAYOUT_OPS) -> List[float]:
+    """Fastest ms of each file, timed interleaved (A B C A B C ...).
+
+    The fastest, not the median, and per node (onnxruntime's profiler):
+    a layer takes well under a millisecond, and on a shared machine most of
+    its runs can lose a scheduler slice (the medians of neighbouring grid
+    points of one conv read 0.3 and 41 ms at a load of 17 on 2 cores), and
+    no whole run of a large model escapes preemption while each of its
+    nodes' fastest does (ResNet-50 at that load: fastest whole run 294 ms,
+    its layers 110 ms). ``skip_ops`` nodes are not counted.
+    """
+    import time
+
+    from .onnx_export import make_session
+
+    sessions, binds = [], []
+    for i, path in enumerate(paths):
+        session = make_session(path, PROVIDERS[provider], threads=threads,
+                               profile_prefix=osp.join(folder, f'trace{i}'),
+                               spin=False)
+        meta = session.get_inputs()[0]
+        array = np.random.default_rng(0).standard_normal(
+            meta.shape).astype(np.float32)
+        sessions.append(session)
+        binds.append(_bind(session, array, 'cpu' if provider == 'cpu'
+                           else 'cuda'))
+
+    def one_round():
+        for session, (binding, _) in zip(sessions, binds):
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+    for _ in range(2):  # warm-up: allocations, first-run kernels
+        one_round()
+    start = time.perf_counter()
+    one_round()
+    per_round = max(time.perf_counter() - start, 1e-6)
+    runs = int(min(max_runs, max(min_runs, budget_s / per_round)))
+    for _ in range(runs - 1):
+        one_round()
+    return [
+        _node_mins(session.end_profiling(), skip_ops, 2)
+        for session in sessions
+    ]
+
+
+def _measure_layer(layer: dict, provider: str, threads: int,
+                   budget_s: float, folder: str) -> dict:
+    import onnx
+
+    grid_in, grid_out = layer['grid_in'], layer['grid_out']
+    paths = []
+    for i, w_in in enumerate(grid_in):
+        for j, w_out in enumerate(grid_out):
+            path = osp.join(folder, f'l{i}_{j}.onnx')
+            onnx.save(_layer_graph(layer, w_in, w_out), path)
+            paths.append(path)
+    flat = _time_files(paths, provider, threads, budget_s, folder)
+    return dict(ms=np.asarray(flat).reshape(len(grid_in),
+                                            len(grid_out)).tolist())
+
+
+def _load(path: str, info: dict) -> dict:
+    if osp.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+        if data.get('machine') == info:
+            return data
+    return dict(machine=info, layers={}, models={})
+
+
+def _save(path: str, data: dict) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def _model_ms(model, inputs, provider, threads) -> float:
+    from .onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(model, inputs, osp.join(folder, 'model.onnx'))
+        return _time_files([path], provider, threads, 0.0, folder,
+                           min_runs=20, skip_ops=())[0]
+
+
+def latency_table(model: nn.Module,
+                  inputs: torch.Tensor,
+                  threads: Optional[int] = None,
+                  provider: str = 'cpu',
+                  points: int = 6,
+                  step: int = 8,
+                  budget_s: float = 0.5,
+                  cache: Optional[str] = None,
+                  refresh: bool = False,
+                  progress: bool = False) -> dict:
+    """The measured latency table of ``model`` on this machine.
+
+    Args:
+        model (nn.Module): An MMPretrain classifier, MMSeg segmentor or
+            plain module (its deployed tensor-mode forward is timed).
+        inputs (torch.Tensor): Example input, e.g. ``(1, 3, 224, 224)``.
+        threads (int, optional): onnxruntime intra-op threads. Defaults to
+            the cores this process may use.
+        provider (str): ``'cpu'``, ``'cuda'`` or ``'tensorrt'``. Defaults
+            to ``'cpu'``.
+        points (int): Grid widths per dim, from ``step`` to the full width.
+            Defaults to 6.
+        step (int): Grid widths are multiples of it. Defaults to 8.
+        budget_s (float): Seconds of timing per layer shape (10 to 100
+            interleaved rounds). Defaults to 0.5.
+        cache (str, optional): Cache folder. Defaults to
+            ``~/.cache/mmcpd/latency``.
+        refresh (bool): Measure again, ignoring the cache. Defaults to
+            False.
+        progress (bool): A progress bar over layer shapes. Defaults to
+            False.
+
+    Returns:
+        dict: ``machine`` (what the numbers depend on), ``input_shape``,
+        ``model_ms`` (the whole model), ``rest_ms`` (``model_ms`` minus
+        the layers' sum at full width) and ``layers``: one entry per layer
+        with its shape, ``grid_in``/``grid_out`` widths (weight dims 1 and
+        0) and ``ms[i][j]``, the fastest time at ``grid_in[i]``,
+        ``grid_out[j]``.
+    """
+    from tqdm import tqdm
+
+    if not isinstance(points, int) or points < 2:
+        raise ValueError(f'`points` should be an int >= 2, but got '
+                         f'{points!r}')
+    key, threads = _check_settings(0, 1, threads, provider)
+    info = machine_info(threads, key)
+    path = osp.join(cache or cache_dir(), f'{_key(info)}.json')
+    data = dict(machine=info, layers={}, models={}) if refresh else _load(
+        path, info)
+    layers = collect_layers(model, inputs)
+    todo = {}
+    for layer in layers:
+        layer['grid_out'] = width_grid(layer['out'], points, step)
+        layer['grid_in'] = [layer['in']] if layer.get('groups') == \
+            'depthwise' else width_grid(layer['in'], points, step)
+        sig = _key(_signature(layer))
+        layer['key'] = sig
+        if sig not in data['layers']:
+            todo[sig] = layer
+    with tempfile.TemporaryDirectory() as folder:
+        for sig, layer in tqdm(todo.items(), desc='latency table',
+                               disable=not progress):
+            data['layers'][sig] = _measure_layer(layer, key, threads,
+                                                 budget_s, folder)
+    shapes = [(k, list(v.shape)) for k, v in model.named_parameters()]
+    model_key = _key([type(model).__name__, shapes, list(inputs.shape)])
+    changed = bool(todo) or refresh or not osp.exists(path)
+    if model_key not in data['models']:
+        data['models'][model_key] = _model_ms(model, inputs, key, threads)
+        changed = True
+    if changed:
+        _save(path, data)
+    entries = []
+    for layer in layers:
+        entry = {k: v for k, v in layer.items() if k != 'key'}
+        entry['ms'] = data['layers'][layer['key']]['ms']
+        entries.append(entry)
+    model_ms = data['models'][model_key]
+    full = sum(e['ms'][-1][-1] * e['calls'] for e in entries)
+    return dict(machine=info, input_shape=list(inputs.shape),
+                model_ms=model_ms, rest_ms=model_ms - full, cache=path,
+                layers=entries)

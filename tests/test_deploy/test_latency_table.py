@@ -1,0 +1,105 @@
+"""Measured latency tables: layers found, one-layer graphs, the cache."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mmcpd.apis import build_model_from_cfg
+from mmcpd.deploy import latency_table as lt
+from mmcpd.utils.config import load_config
+
+X = torch.randn(1, 3, 32, 32)
+
+
+@pytest.fixture(scope='module')
+def resnet18():
+    torch.manual_seed(0)
+    return build_model_from_cfg(
+        load_config('mmpretrain::resnet/resnet18_8xb32_in1k.py')).eval()
+
+
+def test_width_grid():
+    assert lt.width_grid(64, 2) == [8, 64]
+    assert lt.width_grid(64, 3) == [8, 32, 64]
+    assert lt.width_grid(100, 4) == [8, 40, 72, 100]
+    assert lt.width_grid(3, 5) == [3]
+
+
+@pytest.mark.parametrize('layer,x', [
+    (nn.Conv2d(16, 24, 3, stride=2, padding=1), torch.randn(1, 16, 9, 9)),
+    (nn.Conv2d(24, 24, 5, padding=2, groups=24, bias=False),
+     torch.randn(1, 24, 8, 8)),
+    (nn.Conv2d(16, 32, 3, padding='same', dilation=2),
+     torch.randn(1, 16, 7, 7)),
+    (nn.Linear(16, 40), torch.randn(1, 5, 16)),
+])
+def test_one_layer_graph_computes_the_layer(layer, x):
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    layers = lt.collect_layers(layer, x)
+    assert len(layers) == 1 and layers[0]['param'] == '.weight'
+    entry = layers[0]
+    proto = lt._layer_graph(entry, entry['in'], entry['out'])
+    # the timed graph is the layer: same output for the layer's weights
+    for init in proto.graph.initializer:
+        value = layer.weight if init.name == 'W' else layer.bias
+        init.CopyFrom(numpy_helper.from_array(
+            value.detach().numpy(), init.name))
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=['CPUExecutionProvider'])
+    feed = x.reshape(-1, x.shape[-1]) if entry['kind'] == 'linear' else x
+    got = session.run(None, {'x': feed.numpy()})[0]
+    want = layer(x).detach().numpy()
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_table_covers_every_layer_and_is_cached(resnet18, tmp_path,
+                                                monkeypatch):
+    table = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path))
+    convs = {
+        f'{n}.weight'
+        for n, m in resnet18.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    assert {layer['param'] for layer in table['layers']} == convs
+    stem = next(layer for layer in table['layers']
+                if layer['param'] == 'backbone.conv1.weight')
+    assert (stem['grid_in'], stem['grid_out']) == ([3], [8, 64])
+    assert stem['size'] == [32, 32] and stem['stride'] == [2, 2]
+    for layer in table['layers']:
+        ms = np.asarray(layer['ms'])
+        assert ms.shape == (len(layer['grid_in']), len(layer['grid_out']))
+        assert (ms > 0).all()
+    assert table['model_ms'] > 0
+    full = sum(layer['ms'][-1][-1] for layer in table['layers'])
+    assert table['rest_ms'] == pytest.approx(table['model_ms'] - full)
+    # the file names the machine, its key too
+    machine = lt.machine_info(1, 'cpu')
+    assert table['machine'] == machine
+    assert machine['threads'] == 1 and machine['cpu']
+    with open(table['cache']) as f:
+        assert json.load(f)['machine'] == machine
+    # the second call measures nothing
+
+    def fail(*args, **kwargs):
+        raise AssertionError('measured again')
+
+    monkeypatch.setattr(lt, '_measure_layer', fail)
+    monkeypatch.setattr(lt, '_model_ms', fail)
+    again = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path))
+    assert again == table
+    # another thread count is another machine: measured again
+    with pytest.raises(AssertionError, match='measured again'):
+        lt.latency_table(resnet18, X, threads=2, points=2, budget_s=0.01,
+                         cache=str(tmp_path))
+
+
+def test_bad_points_are_named(resnet18, tmp_path):
+    with pytest.raises(ValueError, match='`points`'):
+        lt.latency_table(resnet18, X, points=1, cache=str(tmp_path))
