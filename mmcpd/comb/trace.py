@@ -19,6 +19,7 @@ from .flops import count_flops
 from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
 from .opaque import Provenance
+from .sizes import SIZED, sym_args, symbolic_shape, untracked
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -70,19 +71,27 @@ class _Recorder(TorchFunctionMode):
         name = op_name(func)
         self.watch.before(name, scope, args, kwargs)
         out = func(*args, **kwargs)
+        where = f'`{name}` in `{scope or "model"}`'
+        out = symbolic_shape(self.graph, func, args, out, where)
         index = 0
         try:
             if func in COUNTED:  # mixing ops: the masked model counts too
                 index = self.calls[-1][name]
                 self.calls[-1][name] += 1
             handler = HANDLERS.get(func, handle_unknown)
+            sized = func in SIZED  # its handler ties computed sizes
         except TypeError:  # unhashable callable
-            handler = handle_unknown
+            handler, sized = handle_unknown, False
         if (_has_tensor(out) or func in _SETITEM) and (
                 self._labelled(args) or self._labelled(list(
                     kwargs.values()))):
             self._handle(handler, func, args, kwargs, out, scope, module,
                          name, index)
+        else:
+            sized = False
+        syms = sym_args((args, kwargs))
+        if syms and not sized:
+            untracked(self.graph, syms, where)
         self.watch.after(func, name, scope, args, kwargs, out)
         return out
 

@@ -15,6 +15,7 @@ import torch
 
 from ..couple import broadcast_keys, couple
 from ..labels import Block, Labels
+from ..sizes import SIZED, sym_args, tie_sizes, untracked
 from .base import OpContext, function, method, register
 
 
@@ -132,25 +133,36 @@ def _attr_rules(ctx: OpContext, labels: Labels) -> None:
                                                  rows))
 
 
-@register(
-    method('view'), method('reshape'), function('reshape'),
+RESHAPES = [
+    method('view'), method('reshape'), *function('reshape'),
     method('view_as'), method('reshape_as'), method('flatten'),
-    function('flatten'), method('unflatten'), function('unflatten'),
-    method('squeeze'), function('squeeze'), method('unsqueeze'),
-    function('unsqueeze'), method('squeeze_'), method('unsqueeze_'),
-    method('ravel'), function('ravel'))
+    *function('flatten'), method('unflatten'), *function('unflatten'),
+    method('squeeze'), *function('squeeze'), method('unsqueeze'),
+    *function('unsqueeze'), method('squeeze_'), method('unsqueeze_'),
+    method('ravel'), *function('ravel')
+]
+SIZED.update(f for f in RESHAPES if f is not None)
+
+
+@register(RESHAPES)
 def reshape(ctx: OpContext) -> None:
     x, out = ctx.inputs[0], ctx.outputs[0]
     labels = ctx.graph.get(x)
+    tied = ctx.name in ('view', 'reshape')
+    syms = sym_args((ctx.args[1:], ctx.kwargs))
+    new = reshape_labels(ctx, labels, tuple(x.shape), tuple(
+        out.shape)) if labels else None
+    if new is None or not tied:
+        untracked(ctx.graph, syms, ctx.via)
     if not labels:
         return
-    new = reshape_labels(ctx, labels, tuple(x.shape), tuple(out.shape))
     if new is None:
         ctx.frozen_output(f'unmatched reshape in {ctx.via}')
         return
     ctx.graph.set(out, new)
-    if ctx.name in ('view', 'reshape'):
+    if tied:
         _attr_rules(ctx, new)
+        tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via)
 
 
 def _permute(labels: Labels, perm: Sequence[int]) -> Labels:
@@ -232,3 +244,23 @@ def repeat(ctx: OpContext) -> None:
             Block(tuple(d + offset for d in block.dims),
                   np.tile(block.ids, reps)))
     ctx.graph.set(out, new)
+
+
+@register(torch.nn.functional.unfold)
+def unfold(ctx: OpContext) -> None:
+    """``F.unfold`` (im2col): output channel ``c * k + p`` is input channel
+    ``c`` at kernel position ``p``, so each channel's id repeats ``k``
+    times (Swin's patch merging)."""
+    graph = ctx.graph
+    x, out = ctx.inputs[0], ctx.outputs[0]
+    labels = graph.get(x)
+    for block in labels:
+        if block.dims != (1, ):
+            graph.freeze(block.ids, f'{ctx.via} moves channels')
+    found = [b for b in labels if b.dims == (1, )]
+    if found and x.dim() == 4:
+        per_channel = out.shape[1] // x.shape[1]
+        graph.set(out,
+                  [Block((1, ), np.repeat(found[0].ids, per_channel))])
+    else:
+        ctx.frozen_output(f'{ctx.via} moves channels')
