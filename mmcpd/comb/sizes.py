@@ -192,8 +192,11 @@ def untracked(graph: LabelGraph, syms: Sequence[SymInt], via: str) -> None:
         _freeze(graph, s.block.ids, reason)
 
 
-def tie_sizes(graph: LabelGraph, sizes: Sequence, labels: Labels,
-              via: str) -> None:
+def tie_sizes(graph: LabelGraph,
+              sizes: Sequence,
+              labels: Labels,
+              via: str,
+              attrs: Sequence[int] = ()) -> None:
     """Tie each :class:`SymInt` size of a reshape to the dim it sizes.
 
     Args:
@@ -201,6 +204,10 @@ def tie_sizes(graph: LabelGraph, sizes: Sequence, labels: Labels,
         sizes (list): The requested sizes, one per output dim.
         labels (list[Block]): The output's labels.
         via (str): ``'op@module'``.
+        attrs (list[int]): Values of the calling module's int attributes:
+            a divisor among them (``num_heads``) follows the axis it sizes
+            when that axis is pruned; another one (a literal ``4``) never
+            changes, so the units must run along the computed size.
     """
     for dim, size in enumerate(sizes):
         if not isinstance(size, SymInt):
@@ -211,11 +218,11 @@ def tie_sizes(graph: LabelGraph, sizes: Sequence, labels: Labels,
                       'channel width')
             _freeze(graph, size.block.ids, reason)
             continue
-        _tie(graph, size, found[0], found[0].dims.index(dim), via)
+        _tie(graph, size, found[0], found[0].dims.index(dim), via, attrs)
 
 
-def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int,
-         via: str) -> None:
+def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int, via: str,
+         attrs: Sequence[int]) -> None:
     src = size.channels()
     ids = block.ids
     s, k, m = ids.shape[axis], size.den, size.num
@@ -228,7 +235,7 @@ def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int,
         moved = moved.reshape(moved.shape[:-1] + (m, len(src)))
         graph.union(moved, src, via)
         return
-    partner = _partner(ids.shape, axis, k) if k > 1 else None
+    partner = _partner(ids.shape, axis, k) if k in attrs else None
     if partner is None:  # channels j, s + j, ... go with position j
         moved = np.moveaxis(ids, axis, -1)[..., None, :]
         graph.union(moved, src.reshape(k, s), via)

@@ -27,6 +27,12 @@ def attr_values(result: CombResult,
         drop = sum(counts.get(g, 0) * amount for g, amount in upd.per_unit)
         if not drop:
             continue
+        name, _, index = upd.attr.partition('[')
+        if index:  # an element of a list attribute: 'num_features[3]'
+            seq = list(values[upd.module].get(name, upd.old))
+            seq[int(index[:-1])] -= drop
+            values[upd.module][name] = type(upd.old)(seq)
+            continue
         if isinstance(upd.old, (tuple, list)):
             new = tuple(upd.old[:-1]) + (upd.old[-1] - drop, )
         else:

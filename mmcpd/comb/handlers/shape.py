@@ -106,17 +106,30 @@ def _requested_sizes(ctx: OpContext):
     return sizes
 
 
+def _int_attrs(module) -> dict:
+    """The module's int attributes, and the elements of its int lists as
+    ``'name[i]'`` (``num_features[3]``), with the value they start from."""
+    found = {}
+    for k, v in vars(module).items():
+        if k.startswith('_'):
+            continue
+        if type(v) is int and v > 1:
+            found[k] = (v, v)
+        elif isinstance(v, (list, tuple)) and v and all(
+                type(e) is int for e in v):
+            for i, e in enumerate(v):
+                if e > 1:
+                    found[f'{k}[{i}]'] = (e, v)
+    return found
+
+
 def _attr_rules(ctx: OpContext, labels: Labels) -> None:
     """Attributes of the calling module that give an explicit size."""
     module = ctx.module
     if module is None:
         return
     sizes = _requested_sizes(ctx)
-    attrs = {
-        k: v
-        for k, v in vars(module).items()
-        if type(v) is int and not k.startswith('_') and v > 1
-    }
+    attrs = _int_attrs(module)
     if not attrs:
         return
     for block in labels:
@@ -127,10 +140,9 @@ def _attr_rules(ctx: OpContext, labels: Labels) -> None:
             if size <= 1:
                 continue
             rows = np.moveaxis(block.ids, axis, 0).reshape(size, -1)
-            for name, value in attrs.items():
+            for name, (value, old) in attrs.items():
                 if value == size:
-                    ctx.graph.attr_rules.append((ctx.scope, name, value,
-                                                 rows))
+                    ctx.graph.attr_rules.append((ctx.scope, name, old, rows))
 
 
 RESHAPES = [
@@ -162,7 +174,9 @@ def reshape(ctx: OpContext) -> None:
     ctx.graph.set(out, new)
     if tied:
         _attr_rules(ctx, new)
-        tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via)
+        attrs = [v for v in vars(ctx.module).values()
+                 if type(v) is int] if ctx.module is not None else []
+        tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via, attrs)
 
 
 def _permute(labels: Labels, perm: Sequence[int]) -> Labels:
