@@ -200,6 +200,12 @@ def trace(model: nn.Module,
     _ACTIVE.append(graph)
     try:
         with torch.no_grad(), _Recorder(graph, stack, calls, watch):
+            # again, traced: tensors that ``train(False)`` caches from
+            # parameters (TinyViT's and LeViT's attention biases) follow
+            # them; the pruner refreshes them the same way
+            graph.counting = False
+            model.train(False)
+            graph.counting = True
             out = forward_fn(model, inputs)
     except Exception as e:
         where = stack[-1][0] or type(model).__name__

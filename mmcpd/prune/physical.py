@@ -99,4 +99,5 @@ def prune_units(model: nn.Module, result: CombResult,
             setattr(module, attr, value)
         if attrs:
             spec.attrs[mod_name] = attrs
+    model.train(model.training)  # caches of sliced tensors (TinyViT's ab)
     return spec
