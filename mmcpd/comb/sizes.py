@@ -26,11 +26,13 @@ Values computed at ``__init__`` (``self.scale = head_dim ** -0.5``) are
 constants of the module: they stay as they are when a head dim is pruned,
 in the masked model as in the pruned one.
 """
+import contextlib
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from .labels import Block, LabelGraph, Labels, axis_of, collapse
 from .result import CombResult
@@ -119,6 +121,44 @@ class SymInt(int):
         return collapse(self.graph, self.block, self.axis)
 
 
+class AttrInt(int):
+    """An int attribute of a module, read while the model is traced: a
+    reshape sized by it updates that attribute, and no other of the same
+    value (LeViT's ``num_heads`` and ``key_dim`` are both 16).
+
+    Args:
+        value (int): The value.
+        scope (str): The module's qualified name.
+        attr (str): The attribute's name.
+    """
+
+    def __new__(cls, value, scope, attr):
+        self = super().__new__(cls, value)
+        self.scope, self.attr = scope, attr
+        return self
+
+    def __reduce__(self):  # copies and pickles are plain ints
+        return (int, (int(self), ))
+
+
+@contextlib.contextmanager
+def attribute_ints(model: nn.Module) -> Iterator[None]:
+    """Inside, the public int attributes of every module are
+    :class:`AttrInt`; restored on exit."""
+    saved = []
+    for name, module in model.named_modules():
+        for k, v in list(vars(module).items()):
+            if type(v) is int and not k.startswith('_'):
+                saved.append((module, k, v))
+                module.__dict__[k] = AttrInt(v, name, k)
+    try:
+        yield
+    finally:
+        for module, k, v in saved:
+            if isinstance(module.__dict__.get(k), AttrInt):
+                module.__dict__[k] = v
+
+
 def _freeze(graph: LabelGraph, ids: np.ndarray, reason: str) -> None:
     """Freeze ``ids``; warn only if that freezes a group (token dims read
     for window sizes are labelled too, but form no group)."""
@@ -136,7 +176,7 @@ def size_warnings(result: CombResult, reasons: Sequence[str]) -> CombResult:
 
 
 def _plain(value) -> bool:
-    return type(value) is int
+    return type(value) in (int, AttrInt)
 
 
 def symbolic_shape(graph: LabelGraph, func, args, out, where: str):

@@ -19,7 +19,8 @@ from .flops import count_flops
 from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
 from .opaque import Provenance
-from .sizes import SIZED, sym_args, symbolic_shape, untracked
+from .sizes import (SIZED, attribute_ints, sym_args, symbolic_shape,
+                    untracked)
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -199,7 +200,8 @@ def trace(model: nn.Module,
     watch = Provenance(graph, model, inputs)
     _ACTIVE.append(graph)
     try:
-        with torch.no_grad(), _Recorder(graph, stack, calls, watch):
+        with torch.no_grad(), attribute_ints(model), _Recorder(
+                graph, stack, calls, watch):
             # again, traced: tensors that ``train(False)`` caches from
             # parameters (TinyViT's and LeViT's attention biases) follow
             # them; the pruner refreshes them the same way

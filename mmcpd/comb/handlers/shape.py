@@ -15,7 +15,7 @@ import torch
 
 from ..couple import broadcast_keys, couple
 from ..labels import Block, Labels
-from ..sizes import SIZED, sym_args, tie_sizes, untracked
+from ..sizes import AttrInt, SIZED, sym_args, tie_sizes, untracked
 from .base import OpContext, function, method, register
 
 
@@ -113,13 +113,13 @@ def _int_attrs(module) -> dict:
     for k, v in vars(module).items():
         if k.startswith('_'):
             continue
-        if type(v) is int and v > 1:
+        if type(v) in (int, AttrInt) and v > 1:
             found[k] = (v, v)
         elif isinstance(v, (list, tuple)) and v and all(
-                type(e) is int for e in v):
+                type(e) in (int, AttrInt) for e in v):
             for i, e in enumerate(v):
                 if e > 1:
-                    found[f'{k}[{i}]'] = (e, v)
+                    found[f'{k}[{i}]'] = (e, type(v)(int(e) for e in v))
     return found
 
 
@@ -134,12 +134,16 @@ def _attr_rules(ctx: OpContext, labels: Labels) -> None:
         return
     for block in labels:
         for axis, dim in enumerate(block.dims):
-            if dim >= len(sizes) or type(sizes[dim]) is not int:
+            if dim >= len(sizes) or type(sizes[dim]) not in (int, AttrInt):
                 continue
             size = sizes[dim]
             if size <= 1:
                 continue
             rows = np.moveaxis(block.ids, axis, 0).reshape(size, -1)
+            if isinstance(size, AttrInt):  # read off a module: that one
+                ctx.graph.attr_rules.append(
+                    (size.scope, size.attr, int(size), rows))
+                continue
             for name, (value, old) in attrs.items():
                 if value == size:
                     ctx.graph.attr_rules.append((ctx.scope, name, old, rows))
@@ -175,7 +179,7 @@ def reshape(ctx: OpContext) -> None:
     if tied:
         _attr_rules(ctx, new)
         attrs = [v for v in vars(ctx.module).values()
-                 if type(v) is int] if ctx.module is not None else []
+                 if type(v) in (int, AttrInt)] if ctx.module is not None else []
         tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via, attrs)
 
 
