@@ -75,13 +75,8 @@ class Scaled(nn.Module):
         return self.out(x * x.shape[-1]**-0.5)
 
 
-class Factory(nn.Module):
+class Factory(Scaled):
     """A new tensor sized by a width read off another one."""
-
-    def __init__(self, width=12):
-        super().__init__()
-        self.stem = nn.Linear(5, width)
-        self.out = nn.Linear(width, 3)
 
     def forward(self, x):
         x = self.stem(x)
@@ -101,6 +96,69 @@ class PatchMerge(nn.Module):
         return self.reduction(self.unfold(self.stem(x)).transpose(1, 2))
 
 
+class LeViTLike(nn.Module):
+    """LeViT's and TinyViT's attention: q, k, v split per head into uneven
+    parts, ``num_heads == key_dim`` (only the attribute that sizes the
+    heads may follow them), biases cached by ``train(False)`` as
+    ``table[:, idx]``."""
+
+    def __init__(self, num_heads=2, key_dim=2, d=3, tokens=4):
+        super().__init__()
+        self.num_heads, self.key_dim, self.d = num_heads, key_dim, d
+        self.dh = d * num_heads
+        self.stem = nn.Linear(5, 6)
+        self.qkv = nn.Linear(6, num_heads * (2 * key_dim + d))
+        self.biases = nn.Parameter(torch.randn(num_heads, 3))
+        self.register_buffer('idx', torch.randint(0, 3, (tokens, tokens)))
+        self.proj = nn.Linear(self.dh, 4)
+
+    @torch.no_grad()
+    def train(self, mode=True):
+        super().train(mode)
+        if mode and hasattr(self, 'ab'):
+            del self.ab
+        elif not mode:
+            self.ab = self.biases[:, self.idx]
+        return self
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).view(B, N, self.num_heads, -1).split(
+            [self.key_dim, self.key_dim, self.d], dim=3)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        attn = (q @ k.transpose(-2, -1) + self.ab).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, self.dh))
+
+
+class ChannelAttention(nn.Module):
+    """DaViT's channel attention: ``k^T v`` is (heads, dim, dim); its second
+    dim meets ``q``'s head dim unlabelled, so heads go whole. The qkv bias
+    is made from parameters, as in Swin-V2."""
+
+    def __init__(self, width=8, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.stem = nn.Linear(5, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_bias = nn.Parameter(torch.randn(width))
+        self.v_bias = nn.Parameter(torch.randn(width))
+        self.proj = nn.Linear(width, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, N, C = x.shape
+        bias = torch.cat(
+            (self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = nn.functional.linear(x, self.qkv.weight, bias)
+        heads = self.num_heads
+        qkv = qkv.reshape(B, N, 3, heads, C // heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = (k.transpose(-1, -2) @ v).softmax(-1)
+        x = (attn @ q.transpose(-1, -2)).transpose(-1, -2)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
 def _comb(model, x):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -116,12 +174,18 @@ def _onnx_matches(model, x, tmp_path):
     assert diffs
 
 
-def test_heads_follow_the_residual_width(tmp_path):
-    model = randomise(ResidualAttention())
-    x = torch.randn(2, 7, 5)
+def _stem_group(model, x):
+    """Comb ``model`` (randomised): no warning, the stem's group."""
+    model = randomise(model)
     result, warned = _comb(model, x)
     assert not warned
     stem = next(g for g in result.groups if g.root == 'stem.weight')
+    return model, result, stem
+
+
+def test_heads_follow_the_residual_width(tmp_path):
+    x = torch.randn(2, 7, 5)
+    model, result, stem = _stem_group(ResidualAttention(), x)
     assert stem.prunable and stem.num_units == 3  # one head: 4 channels
     names = {m.name for m in stem.members}
     assert {'qkv.weight', 'proj.weight', 'norm.weight'} <= names
@@ -134,11 +198,8 @@ def test_heads_follow_the_residual_width(tmp_path):
 
 
 def test_literal_divisor_prunes_the_head_dim(tmp_path):
-    model = randomise(HeadDim())
     x = torch.randn(2, 7, 5)
-    result, warned = _comb(model, x)
-    assert not warned
-    stem = next(g for g in result.groups if g.root == 'stem.weight')
+    model, result, stem = _stem_group(HeadDim(), x)
     assert stem.prunable and stem.num_units == 3
     out = next(m for m in stem.members if m.name == 'out.weight')
     assert out.counts == (1, 1, 1)
@@ -162,17 +223,43 @@ def test_untracked_use_of_a_width_freezes_it(module, culprit):
 
 
 def test_unfold_repeats_each_channel(tmp_path):
-    model = randomise(PatchMerge())
     x = torch.randn(2, 3, 8, 8)
-    result, warned = _comb(model, x)
-    assert not warned
-    stem = result.groups[0]
+    model, result, stem = _stem_group(PatchMerge(), x)
     assert stem.prunable and stem.num_units == 8
     red = next(m for m in stem.members if m.name == 'reduction.weight')
     assert red.units[1] == (4, 5, 6, 7)
     pruned, _ = assert_masked_equals_pruned(model, result, x,
                                             {stem.id: [1, 6]})
     assert pruned.reduction.weight.shape == (6, 24)
+    _onnx_matches(pruned, x, tmp_path)
+
+
+def test_heads_split_unevenly_with_cached_biases(tmp_path):
+    x = torch.randn(2, 4, 5)
+    model, result, _ = _stem_group(LeViTLike(), x)
+    heads = next(g for g in result.groups if g.root == 'qkv.weight')
+    assert heads.prunable and heads.num_units == 2
+    names = {m.name for m in heads.members}
+    assert {'qkv.bias', 'biases', 'proj.weight'} <= names
+    updates = {(u.module, u.attr) for u in result.attr_updates}
+    assert ('', 'num_heads') in updates and ('', 'dh') in updates
+    assert ('', 'key_dim') not in updates
+    model.eval()  # the cached biases exist, as in the traced model
+    pruned, _ = assert_masked_equals_pruned(model, result, x,
+                                            {heads.id: [0]})
+    assert pruned.num_heads == 1 and pruned.key_dim == 2
+    assert pruned.ab.shape == (1, 4, 4)  # refreshed after slicing
+    _onnx_matches(pruned, x, tmp_path)
+
+
+def test_channel_attention_prunes_whole_heads(tmp_path):
+    x = torch.randn(2, 7, 5)
+    model, result, stem = _stem_group(ChannelAttention(), x)
+    assert stem.prunable and stem.num_units == 2
+    pruned, _ = assert_masked_equals_pruned(model, result, x,
+                                            {stem.id: [1]})
+    assert pruned.num_heads == 1 and pruned.qkv.weight.shape == (12, 4)
+    assert pruned.q_bias.shape == pruned.v_bias.shape == (4, )
     _onnx_matches(pruned, x, tmp_path)
 
 

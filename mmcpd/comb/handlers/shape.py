@@ -178,8 +178,10 @@ def reshape(ctx: OpContext) -> None:
     ctx.graph.set(out, new)
     if tied:
         _attr_rules(ctx, new)
-        attrs = [v for v in vars(ctx.module).values()
-                 if type(v) in (int, AttrInt)] if ctx.module is not None else []
+        attrs = [
+            v for v in getattr(ctx.module, '__dict__', {}).values()
+            if type(v) in (int, AttrInt)
+        ]
         tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via, attrs)
 
 
