@@ -66,6 +66,8 @@ class SymInt(int):
                       den, self.where)
 
     def __floordiv__(self, other):
+        if isinstance(other, torch.Tensor):
+            return NotImplemented  # the tensor op sees this int
         if not _plain(other) or other <= 0:
             return int(self) // (int(other) if isinstance(other, int) else
                                  other)
@@ -76,6 +78,8 @@ class SymInt(int):
         return self._derive(self.num, self.den * other)
 
     def __mul__(self, other):
+        if isinstance(other, torch.Tensor):
+            return NotImplemented  # the tensor op sees this int
         if not _plain(other) or other <= 0:
             return int(self) * (int(other) if isinstance(other, int) else
                                 other)
