@@ -159,6 +159,29 @@ class ChannelAttention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
+class OneHead(nn.Module):
+    """Twins' first stage: one head, ``C // num_heads`` is the residual
+    width, and sdpa's default scale ``1 / sqrt(head dim)``."""
+
+    def __init__(self, width=8, scale=None):
+        super().__init__()
+        self.num_heads, self.scale = 1, scale
+        self.stem = nn.Linear(5, width)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.proj = nn.Linear(width, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, N, C = x.shape
+        q = self.q(x).reshape(B, N, self.num_heads, C // self.num_heads)
+        k, v = self.kv(x).reshape(B, N, 2, self.num_heads,
+                                  C // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k, v, scale=self.scale)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
 def _comb(model, x):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -260,6 +283,19 @@ def test_channel_attention_prunes_whole_heads(tmp_path):
                                             {stem.id: [1]})
     assert pruned.num_heads == 1 and pruned.qkv.weight.shape == (12, 4)
     assert pruned.q_bias.shape == pruned.v_bias.shape == (4, )
+    _onnx_matches(pruned, x, tmp_path)
+
+
+def test_default_sdpa_scale_keeps_the_head_dim(tmp_path):
+    x = torch.randn(2, 7, 5)
+    result, _ = _comb(randomise(OneHead()), x)
+    stem = next(g for g in result.groups if g.root == 'stem.weight')
+    assert not stem.prunable and 'default scale' in stem.frozen
+    model, result, stem = _stem_group(OneHead(scale=0.3), x)
+    assert stem.prunable and stem.num_units == 8  # the head dim, 1 by 1
+    pruned, _ = assert_masked_equals_pruned(model, result, x,
+                                            {stem.id: [0, 5]})
+    assert pruned.q.weight.shape == (6, 6)
     _onnx_matches(pruned, x, tmp_path)
 
 
