@@ -114,7 +114,7 @@ def _int_attrs(module) -> dict:
         if k.startswith('_'):
             continue
         if type(v) in (int, AttrInt) and v > 1:
-            found[k] = (v, v)
+            found[k] = (v, int(v))
         elif isinstance(v, (list, tuple)) and v and all(
                 type(e) in (int, AttrInt) for e in v):
             for i, e in enumerate(v):
