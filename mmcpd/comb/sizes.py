@@ -213,6 +213,14 @@ def _sym(graph, labels: Labels, dim: int, value: int, where: str):
 
 #: ops whose handlers tie their :class:`SymInt` sizes (reshapes)
 SIZED = set()
+#: ops that take sizes but whose handlers see what they make of them, as
+#: before sizes were followed: equal splits and repeats stay equal, fixed
+#: slices of channels freeze there
+SHAPED = {
+    'split', 'chunk', 'split_with_sizes', 'tensor_split', 'unsafe_split',
+    'expand', 'repeat', 'tile', 'narrow', '__getitem__', 'pad',
+    'interpolate', 'roll'
+}
 
 
 def sym_args(value) -> List[SymInt]:

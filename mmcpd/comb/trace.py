@@ -19,8 +19,8 @@ from .flops import count_flops
 from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
 from .opaque import Provenance
-from .sizes import (SIZED, attribute_ints, sym_args, symbolic_shape,
-                    untracked)
+from .sizes import (SHAPED, SIZED, attribute_ints, sym_args,
+                    symbolic_shape, untracked)
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -91,7 +91,7 @@ class _Recorder(TorchFunctionMode):
         else:
             sized = False
         syms = sym_args((args, kwargs))
-        if syms and not sized:
+        if syms and not sized and name not in SHAPED:
             untracked(self.graph, syms, where)
         self.watch.after(func, name, scope, args, kwargs, out)
         return out

@@ -182,6 +182,22 @@ class OneHead(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
+class HalfSplit(nn.Module):
+    """``x.split(C // 2)``: the split handler keeps the halves equal, so
+    the computed size stays right."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(5, 12)
+        self.a = nn.Linear(6, 3)
+        self.b = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        u, v = x.split(x.shape[-1] // 2, -1)
+        return self.a(u) + self.b(v)
+
+
 def _comb(model, x):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -296,6 +312,16 @@ def test_default_sdpa_scale_keeps_the_head_dim(tmp_path):
     pruned, _ = assert_masked_equals_pruned(model, result, x,
                                             {stem.id: [0, 5]})
     assert pruned.q.weight.shape == (6, 6)
+    _onnx_matches(pruned, x, tmp_path)
+
+
+def test_split_by_a_computed_size_stays_equal(tmp_path):
+    x = torch.randn(2, 5)
+    model, result, stem = _stem_group(HalfSplit(), x)
+    assert stem.prunable and stem.num_units == 6  # a channel of each half
+    pruned, _ = assert_masked_equals_pruned(model, result, x,
+                                            {stem.id: [1, 2]})
+    assert pruned.a.weight.shape == pruned.b.weight.shape == (3, 4)
     _onnx_matches(pruned, x, tmp_path)
 
 
