@@ -9,6 +9,7 @@ from torch import nn
 
 from .resolve import check_ignore, resolve
 from .result import CombResult
+from .sizes import size_warnings
 from .trace import default_forward, trace
 
 
@@ -56,7 +57,8 @@ def trace_groups(model: nn.Module,
     check_ignore(model, ignore)
     start = time.perf_counter()
     graph, _ = trace(model, example_inputs, forward_fn or default_forward)
-    result = resolve(graph, model, ignore)
+    result = size_warnings(resolve(graph, model, ignore),
+                           graph.size_reasons)
     logger = MMLogger.get_current_instance()
     logger.debug(f'comb: {len(result.groups)} groups in '
                  f'{time.perf_counter() - start:.2f}s')

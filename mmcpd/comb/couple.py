@@ -61,7 +61,12 @@ def couple(graph: LabelGraph,
                 unlabelled.add(key)
 
     for keys, ids in keyed:
-        if unlabelled.intersection(keys):
+        fixed = [i for i, k in enumerate(keys) if k in unlabelled]
+        if fixed and len(fixed) < len(keys):
+            # a joint block (heads, head dim) keeps those axes whole: its
+            # units run along the others (DaViT's channel attention)
+            graph.union_along(ids, fixed)
+        elif fixed:
             graph.freeze(ids, f'meets an unlabelled tensor in {via}')
 
     # identical key sets: tie position by position

@@ -63,7 +63,9 @@ class AttrUpdate:
 
     After pruning, ``new = old - sum_g removed_units(g) * per_unit[g]``; the
     attribute is written as an int, or as a one-tuple when ``old`` is one
-    (``LayerNorm.normalized_shape``).
+    (``LayerNorm.normalized_shape``). ``attr`` may name an element of a
+    list or tuple attribute, ``'num_features[3]'``: ``old`` is then the
+    whole sequence, and that element is the one that drops.
 
     Args:
         module (str): Qualified module name.

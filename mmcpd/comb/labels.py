@@ -81,6 +81,9 @@ class LabelGraph:
         #: op, call index, dim, keeps the dim, ids of the mixed channels).
         self.channel_mixes: List[tuple] = []
         self.warnings: List[str] = []
+        #: why sizes computed in Python froze channels (warned only where
+        #: that freezes a group, see :mod:`mmcpd.comb.sizes`).
+        self.size_reasons: List[str] = []
 
     # ids ---------------------------------------------------------------
     def new_ids(self, shape: Sequence[int]) -> np.ndarray:

@@ -20,6 +20,8 @@ from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
 from .module_attrs import record_width_attrs
 from .opaque import Provenance
+from .sizes import (SHAPED, SIZED, attribute_ints, sym_args,
+                    symbolic_shape, untracked)
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -71,19 +73,27 @@ class _Recorder(TorchFunctionMode):
         name = op_name(func)
         self.watch.before(name, scope, args, kwargs)
         out = func(*args, **kwargs)
+        where = f'`{name}` in `{scope or "model"}`'
+        out = symbolic_shape(self.graph, func, args, out, where)
         index = 0
         try:
             if func in COUNTED:  # mixing ops: the masked model counts too
                 index = self.calls[-1][name]
                 self.calls[-1][name] += 1
             handler = HANDLERS.get(func, handle_unknown)
+            sized = func in SIZED  # its handler ties computed sizes
         except TypeError:  # unhashable callable
-            handler = handle_unknown
+            handler, sized = handle_unknown, False
         if (_has_tensor(out) or func in _SETITEM) and (
                 self._labelled(args) or self._labelled(list(
                     kwargs.values()))):
             self._handle(handler, func, args, kwargs, out, scope, module,
                          name, index)
+        else:
+            sized = False
+        syms = sym_args((args, kwargs))
+        if syms and not sized and name not in SHAPED:
+            untracked(self.graph, syms, where)
         self.watch.after(func, name, scope, args, kwargs, out)
         return out
 
@@ -192,7 +202,14 @@ def trace(model: nn.Module,
     watch = Provenance(graph, model, inputs)
     _ACTIVE.append(graph)
     try:
-        with torch.no_grad(), _Recorder(graph, stack, calls, watch):
+        with torch.no_grad(), attribute_ints(model), _Recorder(
+                graph, stack, calls, watch):
+            # again, traced: tensors that ``train(False)`` caches from
+            # parameters (TinyViT's and LeViT's attention biases) follow
+            # them; the pruner refreshes them the same way
+            graph.counting = False
+            model.train(False)
+            graph.counting = True
             out = forward_fn(model, inputs)
     except Exception as e:
         where = stack[-1][0] or type(model).__name__

@@ -115,4 +115,5 @@ def prune_units(model: nn.Module,
             setattr(module, attr, value)
         if attrs:
             spec.attrs[mod_name] = attrs
+    model.train(model.training)  # caches of sliced tensors (TinyViT's ab)
     return spec

@@ -42,6 +42,7 @@ def assert_masked_equals_pruned(model, result, x, removed, forward=None,
         got = forward(pruned, x)
         rebuilt = apply_spec(copy.deepcopy(model), spec)
         rebuilt.load_state_dict(pruned.state_dict())
+        rebuilt.eval()  # as a runner does after loading: caches refresh
         again = forward(rebuilt, x)
     for o, e, g, a in zip(flat(original), flat(expected), flat(got),
                           flat(again)):

@@ -41,6 +41,24 @@ def sdpa(ctx: OpContext) -> None:
                       [nd - 2, 's'][2 - min(2, mask.dim()):]))
     labels = couple(graph, items, ctx.via)
     graph.set(out, labels)
+    if ctx.arg(6, 'scale') is None:
+        _keep_head_dim(ctx, q)
+
+
+def _keep_head_dim(ctx: OpContext, q) -> None:
+    """The default scale is ``1 / sqrt(q.shape[-1])``: the head dim must
+    keep its size, so units are whole heads; with one head (no head axis)
+    nothing can go."""
+    dim = q.dim() - 1
+    for block in ctx.graph.get(q):
+        if dim not in block.dims:
+            continue
+        if len(block.dims) > 1:
+            ctx.graph.union_along(block.ids, [block.dims.index(dim)])
+        else:
+            ctx.graph.freeze(
+                block.ids, f'the default scale of {ctx.via} follows the '
+                'head dim, and there is one head')
 
 
 @register(function('multi_head_attention_forward'))

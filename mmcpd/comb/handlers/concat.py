@@ -97,7 +97,9 @@ def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False):
             split = np.moveaxis(found.ids, axis, 0).reshape(
                 len(sizes), sizes[0], *np.delete(found.ids.shape, axis))
             graph.union(split, split[:1], ctx.via)
-        elif not (sized and len(found.dims) == 1):
+        elif len(found.dims) > 1:  # LeViT's q, k, v of each head: the
+            graph.union_along(found.ids, [axis])  # parts keep their sizes
+        elif not sized:
             graph.freeze(found.ids, f'uneven split in {ctx.via}')
     start = 0
     for out, size in zip(outs, sizes):
@@ -267,25 +269,33 @@ def _advanced_index(ctx: OpContext, x, out, index) -> None:
     other dims' labels."""
     graph = ctx.graph
     labels = graph.get(x)
+    pos = 0
+    if isinstance(index, tuple):  # ``table[:, idx]``: one tensor, full
+        pos = len(index) - 1  # slices before it
+        if pos >= 1 and all(
+                isinstance(i, slice) and i == slice(None)
+                for i in index[:-1]):
+            index = index[-1]
     if isinstance(index, (torch.Tensor, list)) and not (
             isinstance(index, torch.Tensor) and index.dtype == torch.bool):
         idx = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else
                          index)
+        shift = idx.ndim - 1
         new = []
         for block in labels:
-            if 0 in block.dims:
-                axis = block.dims.index(0)
+            if pos in block.dims:
+                axis = block.dims.index(pos)
                 graph.freeze(block.ids, f'indexed by a tensor in {ctx.via}')
                 ids = np.take(block.ids, idx, axis=axis)
                 dims = list(block.dims[:axis]) + list(
-                    range(axis, axis + idx.ndim)) + [
-                        d + idx.ndim - 1 for d in block.dims[axis + 1:]
+                    range(pos, pos + idx.ndim)) + [
+                        d + shift for d in block.dims[axis + 1:]
                     ]
                 new.append(Block(tuple(dims), ids))
             else:
                 new.append(
-                    Block(tuple(d + idx.ndim - 1 for d in block.dims),
-                          block.ids))
+                    Block(tuple(d + shift if d > pos else d
+                                for d in block.dims), block.ids))
         graph.set(out, new)
         return
     ctx.freeze_inputs(f'advanced indexing in {ctx.via}')

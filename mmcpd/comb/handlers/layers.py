@@ -37,6 +37,8 @@ def _acts(ctx: OpContext, weight: torch.Tensor, dim: int,
 def _bias(ctx: OpContext, bias, out_ids: np.ndarray) -> None:
     if isinstance(bias, torch.Tensor):
         ids = ctx.graph.leaf_dim(bias, 0)
+        if ids is None and bias.dim() == 1:  # computed from parameters
+            ids = dim_ids(ctx.graph, ctx.graph.get(bias), 0)  # (Swin-V2)
         if ids is not None:
             ctx.graph.union(out_ids, ids, ctx.via)
         else:

@@ -15,6 +15,7 @@ import torch
 
 from ..couple import broadcast_keys, couple
 from ..labels import Block, Labels
+from ..sizes import AttrInt, SIZED, sym_args, tie_sizes, untracked
 from .base import OpContext, function, method, register
 
 
@@ -105,52 +106,85 @@ def _requested_sizes(ctx: OpContext):
     return sizes
 
 
+def _int_attrs(module) -> dict:
+    """The module's int attributes, and the elements of its int lists as
+    ``'name[i]'`` (``num_features[3]``), with the value they start from
+    (an element's own value: :mod:`mmcpd.prune.list_attrs` writes it back
+    into the list)."""
+    found = {}
+    for k, v in vars(module).items():
+        if k.startswith('_'):
+            continue
+        if type(v) in (int, AttrInt) and v > 1:
+            found[k] = (v, int(v))
+        elif isinstance(v, (list, tuple)) and v and all(
+                type(e) in (int, AttrInt) for e in v):
+            for i, e in enumerate(v):
+                if e > 1:
+                    found[f'{k}[{i}]'] = (e, int(e))
+    return found
+
+
 def _attr_rules(ctx: OpContext, labels: Labels) -> None:
     """Attributes of the calling module that give an explicit size."""
     module = ctx.module
     if module is None:
         return
     sizes = _requested_sizes(ctx)
-    attrs = {
-        k: v
-        for k, v in vars(module).items()
-        if type(v) is int and not k.startswith('_') and v > 1
-    }
+    attrs = _int_attrs(module)
     if not attrs:
         return
     for block in labels:
         for axis, dim in enumerate(block.dims):
-            if dim >= len(sizes) or type(sizes[dim]) is not int:
+            if dim >= len(sizes) or type(sizes[dim]) not in (int, AttrInt):
                 continue
             size = sizes[dim]
             if size <= 1:
                 continue
             rows = np.moveaxis(block.ids, axis, 0).reshape(size, -1)
-            for name, value in attrs.items():
+            if isinstance(size, AttrInt):  # read off a module: that one
+                ctx.graph.attr_rules.append(
+                    (size.scope, size.attr, int(size), rows))
+                continue
+            for name, (value, old) in attrs.items():
                 if value == size:
-                    ctx.graph.attr_rules.append((ctx.scope, name, value,
-                                                 rows))
+                    ctx.graph.attr_rules.append((ctx.scope, name, old, rows))
 
 
-@register(
-    method('view'), method('reshape'), function('reshape'),
+RESHAPES = [
+    method('view'), method('reshape'), *function('reshape'),
     method('view_as'), method('reshape_as'), method('flatten'),
-    function('flatten'), method('unflatten'), function('unflatten'),
-    method('squeeze'), function('squeeze'), method('unsqueeze'),
-    function('unsqueeze'), method('squeeze_'), method('unsqueeze_'),
-    method('ravel'), function('ravel'))
+    *function('flatten'), method('unflatten'), *function('unflatten'),
+    method('squeeze'), *function('squeeze'), method('unsqueeze'),
+    *function('unsqueeze'), method('squeeze_'), method('unsqueeze_'),
+    method('ravel'), *function('ravel')
+]
+SIZED.update(f for f in RESHAPES if f is not None)
+
+
+@register(RESHAPES)
 def reshape(ctx: OpContext) -> None:
     x, out = ctx.inputs[0], ctx.outputs[0]
     labels = ctx.graph.get(x)
+    tied = ctx.name in ('view', 'reshape')
+    syms = sym_args((ctx.args[1:], ctx.kwargs))
+    new = reshape_labels(ctx, labels, tuple(x.shape), tuple(
+        out.shape)) if labels else None
+    if new is None or not tied:
+        untracked(ctx.graph, syms, ctx.via)
     if not labels:
         return
-    new = reshape_labels(ctx, labels, tuple(x.shape), tuple(out.shape))
     if new is None:
         ctx.frozen_output(f'unmatched reshape in {ctx.via}')
         return
     ctx.graph.set(out, new)
-    if ctx.name in ('view', 'reshape'):
+    if tied:
         _attr_rules(ctx, new)
+        attrs = [
+            v for v in getattr(ctx.module, '__dict__', {}).values()
+            if type(v) in (int, AttrInt)
+        ]
+        tie_sizes(ctx.graph, _requested_sizes(ctx), new, ctx.via, attrs)
 
 
 def _permute(labels: Labels, perm: Sequence[int]) -> Labels:
@@ -232,3 +266,23 @@ def repeat(ctx: OpContext) -> None:
             Block(tuple(d + offset for d in block.dims),
                   np.tile(block.ids, reps)))
     ctx.graph.set(out, new)
+
+
+@register(torch.nn.functional.unfold)
+def unfold(ctx: OpContext) -> None:
+    """``F.unfold`` (im2col): output channel ``c * k + p`` is input channel
+    ``c`` at kernel position ``p``, so each channel's id repeats ``k``
+    times (Swin's patch merging)."""
+    graph = ctx.graph
+    x, out = ctx.inputs[0], ctx.outputs[0]
+    labels = graph.get(x)
+    for block in labels:
+        if block.dims != (1, ):
+            graph.freeze(block.ids, f'{ctx.via} moves channels')
+    found = [b for b in labels if b.dims == (1, )]
+    if found and x.dim() == 4:
+        per_channel = out.shape[1] // x.shape[1]
+        graph.set(out,
+                  [Block((1, ), np.repeat(found[0].ids, per_channel))])
+    else:
+        ctx.frozen_output(f'{ctx.via} moves channels')
