@@ -23,6 +23,11 @@ from .labels import LabelGraph, dim_ids
 WIDTH_ATTRS = {'in_channels': 'in', 'out_channels': 'out'}
 
 
+def _is_int(value) -> bool:
+    """A plain int, or one the tracer marks (:class:`~.sizes.AttrInt`)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _channel_ids(graph: LabelGraph, value: Any) -> Optional[np.ndarray]:
     """Ids of dim 1 of an NC... tensor (the first one in ``value``)."""
     if isinstance(value, (list, tuple)):
@@ -49,8 +54,9 @@ def record_width_attrs(graph: LabelGraph, scope: str, module: nn.Module,
     sides = {}
     for attr, side in WIDTH_ATTRS.items():
         value = attrs.get(attr)
-        if type(value) is not int or value <= 1:
+        if not _is_int(value) or value <= 1:
             continue
+        value = int(value)
         if side not in sides:
             sides[side] = _channel_ids(graph,
                                        args if side == 'in' else output)
@@ -59,7 +65,7 @@ def record_width_attrs(graph: LabelGraph, scope: str, module: nn.Module,
             graph.soft_attr_rules.append((scope, attr, value, ids))
     groups = attrs.get('groups')
     ids_in = sides.get('in')
-    if (type(groups) is int and groups > 1 and ids_in is not None
+    if (_is_int(groups) and groups > 1 and ids_in is not None
             and groups == len(ids_in) == attrs.get('in_channels')
             == attrs.get('out_channels')):
-        graph.soft_attr_rules.append((scope, 'groups', groups, ids_in))
+        graph.soft_attr_rules.append((scope, 'groups', int(groups), ids_in))

@@ -314,8 +314,8 @@ def test_segnext_zoo_small():
            'decode_head.num_classes': 5})
     result, frozen = _zoo_check(model, torch.randn(1, 3, 64, 64))
     assert len(frozen) == 2 and 'model output' in frozen
-    assert [f for f in frozen if f.startswith('meets an unlabelled tensor '
-                                              'in bmm@decode_head.hamburger')]
+    # the channels that size or meet the Hamburger's random bases
+    assert [f for f in frozen if 'decode_head.hamburger' in f]
 
 
 def test_hornet_zoo_small():

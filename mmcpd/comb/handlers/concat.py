@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..couple import couple
-from ..labels import Block, dim_ids
+from ..labels import Block, axis_of, dim_ids
 from .base import OpContext, function, method, register
 
 
@@ -141,8 +141,13 @@ def split(ctx: OpContext) -> None:
         size = ctx.arg(1, 'split_size_or_sections', ctx.kwargs.get(
             'split_size', ctx.kwargs.get('split_sizes')))
         sizes = list(size) if isinstance(size, (list, tuple)) else [size]
-        if not all(type(s) is int for s in sizes):
+        # plain ints, or ints the tracer marks (a module's attribute, a size
+        # read off a shape: mmcpd.comb.sizes)
+        if not all(isinstance(s, int) and not isinstance(s, bool)
+                   for s in sizes):
             sizes = None
+        else:
+            sizes = [int(s) for s in sizes]
     sized = sizes is not None and len(sizes) == len(outs) > 1
     _pieces(ctx, x, dim, outs, sized)
     if sizes is not None and ctx.module is not None:
@@ -155,14 +160,20 @@ def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
     ``torch.split(x, self.dims, 1)`` (HorNet's list, element by element).
     """
     graph = ctx.graph
+    for out in outs:
+        found = axis_of(graph.get(out), dim)
+        if found is not None and len(found[0].dims) > 1:
+            return  # sizes within a joint block (per head): left as they are
     pieces = [dim_ids(graph, graph.get(o), dim) for o in outs]
     for name, value in vars(ctx.module).items():
         if name.startswith('_'):
             continue
-        if type(value) is int and value > 1 and sizes == [value] and \
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                value > 1 and sizes == [value] and \
                 len(set(len(p) for p in pieces if p is not None)) == 1 \
                 and pieces[0] is not None and len(pieces[0]) == value:
-            graph.attr_rules.append((ctx.scope, name, value, pieces[0]))
+            graph.attr_rules.append((ctx.scope, name, int(value),
+                                     pieces[0]))
         elif isinstance(value, (list, tuple)) and list(value) == sizes \
                 and len(sizes) == len(outs) > 1:
             for k, piece in enumerate(pieces):
