@@ -21,6 +21,8 @@ from .prune.physical import prune_units
 from .prune.selection import Guards, check_reachable, select_units
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
+from .prune.widths import (ROUND_TO, Quanta, quantum_of, units_to_remove,
+                           warn_whole, width_quanta)
 from .registry import IMPORTANCES
 
 
@@ -68,20 +70,17 @@ def _check_ratio(ratio: float, name: str = 'ratio') -> None:
 
 
 def select_lowest(result: CombResult, scores: dict, ratio: float,
-                  round_to: int = 1) -> dict:
+                  round_to: Quanta = 1) -> dict:
     """The ``ratio`` lowest-scoring units of every prunable group.
 
-    At least one unit stays; with ``round_to`` > 1 the number of kept units
-    is a multiple of it where the group is large enough.
+    At least one unit stays; with ``round_to`` (one multiple for all, or
+    per group id: :func:`~mmcpd.prune.widths.width_quanta`) the kept
+    channels are rounded to a multiple of it
+    (:func:`~mmcpd.prune.widths.units_to_remove`).
     """
     removed = {}
     for group in result.prunable:
-        n = group.num_units
-        keep = max(1, n - int(ratio * n))
-        if round_to > 1 and n >= round_to:
-            keep = max(round_to, int(round(keep / round_to)) * round_to)
-            keep = min(keep, n - (n % round_to) if n % round_to else n)
-        drop = n - keep
+        drop = units_to_remove(group, ratio, quantum_of(round_to, group.id))
         if drop <= 0:
             continue
         order = torch.argsort(torch.as_tensor(scores[group.id]),
@@ -99,7 +98,7 @@ def prune_model(model: nn.Module,
                 rank_by: Optional[str] = None,
                 act_weight: float = ACT_WEIGHT,
                 importance: str = 'magnitude',
-                round_to: int = 1,
+                round_to: int = ROUND_TO,
                 min_channels: int = 1,
                 max_ratio: float = 0.9,
                 forward_fn: Optional[Callable] = None,
@@ -138,8 +137,11 @@ def prune_model(model: nn.Module,
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
-        round_to (int): Keep channel counts a multiple of this (8 suits
-            CPU and GPU kernels). Defaults to 1.
+        round_to (int): Channel block of the width rule
+            (:mod:`mmcpd.prune.widths`): groups keep a multiple of this
+            many channels, grouped convolutions per group, so that no
+            width falls off the vectorised kernels; 1 leaves widths free.
+            Defaults to ``ROUND_TO`` (8).
         min_channels (int): With ``target``, channels a group keeps at
             least. Defaults to 1.
         max_ratio (float): With ``target``, the largest fraction of a
@@ -184,10 +186,12 @@ def prune_model(model: nn.Module,
                          'training: use CPDHook, or `magnitude` here')
     scorer.setup(model, result.prunable)
     scores = scorer.scores()
+    quanta = width_quanta(model, result.prunable, round_to)
     if ratio is not None:
-        removed = select_lowest(result, scores, ratio, round_to)
+        warn_whole(result.prunable, quanta)
+        removed = select_lowest(result, scores, ratio, quanta)
     else:
-        guards = Guards(min_channels, float(max_ratio), round_to)
+        guards = Guards(min_channels, float(max_ratio), round_to, quanta)
         cost = model_cost(model, result, metric, act_weight)
         rank_cost = None if rank_by in (None, metric) else model_cost(
             model, result, rank_by, act_weight)

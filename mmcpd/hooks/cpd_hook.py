@@ -17,6 +17,7 @@ from mmcpd.prune.dead import DeadUnits
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
 from mmcpd.prune.selection import Guards, check_reachable, select_units
+from mmcpd.prune.widths import ROUND_TO, with_quanta
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.registry import HOOKS, IMPORTANCES
 from .cpd_report import channel_table, plot_history
@@ -133,8 +134,10 @@ class CPDHook(Hook):
             to 1.
         max_ratio (float): Largest fraction of a group's channels removed,
             in (0, 1]. Defaults to 0.9.
-        round_to (int): Pruned groups keep a multiple of this many channels.
-            Defaults to 1.
+        round_to (int): Channel block of the width rule
+            (:mod:`mmcpd.prune.widths`): pruned groups keep a multiple of
+            this many channels (grouped convolutions per group); 1 leaves
+            widths free. Defaults to ``ROUND_TO`` (8).
         rank_by (str, optional): The cost that ranks units (importance per
             cost saved) if not ``metric``; e.g. ``metric='flops',
             rank_by='latency'`` removes ``target`` of the FLOPs where the
@@ -172,7 +175,7 @@ class CPDHook(Hook):
                  num_steps: Optional[int] = None,
                  min_channels: int = 1,
                  max_ratio: float = 0.9,
-                 round_to: int = 1,
+                 round_to: int = ROUND_TO,
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
                  ignore: Sequence[str] = (),
@@ -269,6 +272,7 @@ class CPDHook(Hook):
             for warning in getattr(self.comb_result, 'warnings', ()):
                 runner.logger.warning(f'CPDHook comb: {warning}')
         self.groups = list(self.comb_result.prunable)
+        self.guards = with_quanta(self.guards, student, self.groups)
         if not self.groups:
             raise RuntimeError(
                 f'CPDHook found no prunable group in '

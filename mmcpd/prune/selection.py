@@ -20,10 +20,14 @@ class Guards:
             removed, in (0, 1]. Defaults to 0.9.
         round_to (int): A pruned group keeps a multiple of this many
             channels (e.g. 8 for CPU and GPU kernels). Defaults to 1.
+        quanta (Mapping[int, int], optional): Per group id, the multiple
+            that group keeps instead (:func:`~mmcpd.prune.widths.
+            width_quanta`). Defaults to None.
     """
     min_channels: int = 1
     max_ratio: float = 0.9
     round_to: int = 1
+    quanta: Optional[Mapping[int, int]] = None
 
 
 def unit_channels(group: CoupledGroup) -> List[int]:
@@ -52,7 +56,8 @@ class _GroupState:
             min(guards.min_channels, self.total),
             self.total - int(guards.max_ratio * self.total + 1e-9),
             1)
-        self.round_to = guards.round_to
+        self.round_to = guards.round_to if guards.quanta is None else \
+            guards.quanta.get(group.id, guards.round_to)
         alive = [u for u in range(group.num_units) if u not in removed]
         self.scores = scores
         self.costs = costs  # what the target counts
