@@ -195,7 +195,8 @@ def skipped_section() -> str:
     from mmcpd.apis.coverage_zoo import SKIPPED
     lines = ['## Folders not in the list', '',
              'These folders hold no supervised classifier or segmentor, or '
-             'only fine-tunes of a model another folder covers:', '', '| folder | why |', '|---|---|']
+             'only fine-tunes of a model another folder covers:', '',
+             '| folder | why |', '|---|---|']
     lines += [f'| `{k}` | {v} |' for k, v in SKIPPED.items()]
     return '\n'.join(lines) + '\n'
 
