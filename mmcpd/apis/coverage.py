@@ -7,9 +7,9 @@ its outcome, so a table over many models shows where each one stops.
 import copy
 import os
 import os.path as osp
+import re
 import tempfile
 import time
-import re
 import traceback
 import warnings
 from typing import Dict, List, Optional, Sequence
@@ -160,8 +160,9 @@ def check_model(config: str,
 
     Returns:
         dict: ``checks`` (name -> bool), numbers (params, FLOPs by both
-        counters, prunable channels, comb seconds), the ``error`` that
-        stopped the chain, and ``ok``.
+        counters, prunable channels, comb seconds, latencies and speedups),
+        ``frozen`` (:func:`frozen_summary`), the ``error`` that stopped the
+        chain, and ``ok``.
     """
     from mmcpd.deploy import export_onnx, model_complexity, verify_onnx
     from mmcpd.deploy.adapter import TensorModeAdapter
