@@ -62,6 +62,8 @@ def graph_layout(path: str) -> dict:
 
 def bench(entry: str, args, folder: str) -> dict:
     import mmcpd
+    from bench_latency_speedup import speedup  # next to this file
+
     from mmcpd.apis import build_model_from_cfg
     from mmcpd.apis.coverage import random_rounded_units
     from mmcpd.deploy import export_onnx, model_complexity
@@ -92,11 +94,7 @@ def bench(entry: str, args, folder: str) -> dict:
     row = dict(config=entry, median_ms=median,
                layout={n: graph_layout(p) for n, p in paths.items()})
     for name in ('free', 'rule'):
-        fs = flops['original'] / flops[name]
-        ls = median['original'] / median[name]
-        row[name] = dict(flops_speedup=round(fs, 3),
-                         latency_speedup=round(ls, 3),
-                         ratio=round(ls / fs, 3))
+        row[name] = speedup(flops, median, name, 'original')
     return row
 
 
