@@ -193,17 +193,22 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     for name in paths:
         if name == 'baseline':
             continue
-        fs = flops['baseline'] / flops[name]
-        ls = lat['baseline'] / lat[name]
-        row[name] = dict(flops_speedup=round(fs, 3),
-                         latency_speedup=round(ls, 3),
-                         ratio=round(ls / fs, 3))
+        row[name] = speedup(flops, lat, name, 'baseline')
         if args.metric == 'latency':
             row[name]['node_min_speedup'] = round(
                 node_min['baseline'] / node_min[name], 3)
             row[name]['flops_kept'] = round(
                 flops[name] / flops['baseline'], 3)
     return row
+
+
+def speedup(flops: dict, latency: dict, name: str, base: str) -> dict:
+    """FLOPs and latency speedups of ``name`` over ``base``, and their
+    ratio (1: latency falls as much as FLOPs)."""
+    fs = flops[base] / flops[name]
+    ls = latency[base] / latency[name]
+    return dict(flops_speedup=round(fs, 3), latency_speedup=round(ls, 3),
+                ratio=round(ls / fs, 3))
 
 
 def main():

@@ -20,6 +20,7 @@ from .prune.pruner import Pruner
 from .prune.selection import Guards, select_ratio
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
+from .prune.widths import ROUND_TO, with_quanta
 from .registry import IMPORTANCES, build_own
 
 
@@ -85,7 +86,7 @@ def prune_model(model: nn.Module,
                 rank_by: Optional[str] = None,
                 act_weight: float = ACT_WEIGHT,
                 importance: str = 'magnitude',
-                round_to: int = 1,
+                round_to: int = ROUND_TO,
                 min_channels: int = 1,
                 max_ratio: float = 0.9,
                 forward_fn: Optional[Callable] = None,
@@ -127,8 +128,11 @@ def prune_model(model: nn.Module,
         importance (str): A data-free score from ``IMPORTANCES``
             (``'magnitude'`` or ``'random'``); gradient-based scores need
             training: use ``CPDHook``.
-        round_to (int): Keep channel counts a multiple of this (8 suits
-            CPU and GPU kernels). Defaults to 1.
+        round_to (int): Channel block of the width rule
+            (:mod:`mmcpd.prune.widths`): groups keep a multiple of this
+            many channels, grouped convolutions per group, so that no
+            width falls off the vectorised kernels; 1 leaves widths free.
+            Defaults to ``ROUND_TO`` (8).
         min_channels (int): With ``target``, channels a group keeps at
             least. Defaults to 1.
         max_ratio (float): With ``target``, the largest fraction of a
@@ -185,11 +189,13 @@ def prune_model(model: nn.Module,
     table = None
     if target is not None and 'latency' in (metric, rank_by):
         table = _latency_table(model, example_inputs, latency_table)
+    guards = with_quanta(Guards(min_channels, float(max_ratio), round_to),
+                         model, result.prunable)
     pruner = Pruner(model, result, scorer, metric if target else 'params',
-                    Guards(min_channels, float(max_ratio), round_to),
-                    rank_by, act_weight, latency_table=table)
+                    guards, rank_by, act_weight, latency_table=table)
     if ratio is not None:
-        new = select_ratio(result.prunable, pruner.scores(), ratio, round_to)
+        new = select_ratio(result.prunable, pruner.scores(), ratio,
+                           guards.quanta)
     else:
         pruner.reachable(target, ignore)
         new = pruner.step(target)

@@ -7,17 +7,20 @@ its outcome, so a table over many models shows where each one stops.
 import copy
 import os
 import os.path as osp
+import re
 import tempfile
 import time
 import traceback
 import warnings
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from mmcpd.api import comb_model
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import outputs_match
+from mmcpd.prune.widths import ROUND_TO, units_to_remove, width_quanta
 from mmcpd.utils.config import input_shape, load_config
 from .model import build_model_from_cfg
 
@@ -27,6 +30,9 @@ CHECKS = ('build', 'comb', 'prune', 'masked', 'shape', 'smaller', 'flops',
 
 #: Largest relative gap between the comb's FLOPs and mmengine's counter.
 FLOPS_RTOL = 0.02
+
+#: Seconds of latency timing per model (both files, interleaved).
+LATENCY_BUDGET_S = 10.0
 
 
 def _name(cfg) -> str:
@@ -45,12 +51,75 @@ def _name(cfg) -> str:
     return ' '.join(p for p in parts if p)
 
 
+def frozen_summary(result) -> Dict[str, List[int]]:
+    """Why channels stay: frozen groups by reason, ``[groups, channels]``.
+
+    Reasons are shortened to their kind (``failed verification``, ``no
+    handler for op `einsum```, ``attribute follows two widths``, ...), so
+    that they count across a model.
+    """
+    out: Dict[str, List[int]] = {}
+    for group in result.frozen:
+        reason = (group.frozen or '').split(' in ')[0]
+        reason = reason.split(': ')[0]
+        reason = re.sub(r'attribute `[^`]*`', 'attribute', reason)
+        entry = out.setdefault(reason or '?', [0, 0])
+        entry[0] += 1
+        entry[1] += group.channels
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
+
+
+def random_rounded_units(result, model, ratio: float, round_to: int,
+                         seed: int = 0) -> Dict[int, List[int]]:
+    """``ratio`` of every prunable group's units, drawn at random, the kept
+    widths rounded by the width rule (:mod:`mmcpd.prune.widths`)."""
+    quanta = width_quanta(model, result.prunable, round_to)
+    gen = torch.Generator().manual_seed(seed)
+    removed = {}
+    for group in result.prunable:
+        k = units_to_remove(group, ratio, quanta[group.id])
+        if k:
+            removed[group.id] = sorted(
+                torch.randperm(group.num_units, generator=gen)[:k].tolist())
+    return removed
+
+
+def paired_latency(paths: Sequence[str], max_runs: int = 200,
+                   budget_s: float = LATENCY_BUDGET_S) -> dict:
+    """Original vs pruned ONNX latency: 1 thread, batch 1, interleaved.
+
+    The number of runs fits ``budget_s`` (at least 20, at most
+    ``max_runs``). Returns both medians (ms), the speedup of the medians
+    and the quartiles of the per-run speedups (each run of the pruned file
+    paired with the original's run next to it), which say how noisy the
+    machine was.
+    """
+    from mmcpd.deploy.latency import measure_latencies
+    probe = measure_latencies(paths, warmup=3, runs=3, threads=1,
+                              progress=False, interleave=True)
+    per_pair = sum(r.stats.median_ms for r in probe) / 1e3
+    runs = int(min(max_runs, max(20, budget_s / max(per_pair, 1e-6))))
+    base, pruned = measure_latencies(paths, warmup=5, runs=runs, threads=1,
+                                     progress=False, interleave=True)
+    ratios = np.asarray(base.times_ms) / np.asarray(pruned.times_ms)
+    return dict(
+        latency_ms=[round(base.stats.median_ms, 3),
+                    round(pruned.stats.median_ms, 3)],
+        latency_speedup=round(base.stats.median_ms / pruned.stats.median_ms,
+                              3),
+        latency_quartiles=[round(float(q), 3)
+                           for q in np.percentile(ratios, [25, 75])],
+        latency_runs=runs)
+
+
 def check_model(config: str,
                 ratio: float = 0.3,
                 size=None,
                 export_dir: Optional[str] = None,
                 train_iters: int = 4,
-                seed: int = 0) -> dict:
+                seed: int = 0,
+                round_to: int = ROUND_TO,
+                latency_runs: int = 200) -> dict:
     """Run the chain on one config's model and record every check.
 
     The model's parameters and buffers are randomised first
@@ -59,7 +128,8 @@ def check_model(config: str,
     that random init cannot hide a wrong cut.
 
     Checks: ``build``; ``comb`` (verified, something prunable); ``prune``
-    (``ratio`` of every group's units, drawn at random); ``masked``: the
+    (``ratio`` of every group's units, drawn at random, kept widths rounded
+    by the width rule of ``round_to``); ``masked``: the
     masked model (zeroed units, exact norms) computes what the pruned one
     does (rel. 1e-4); ``shape``; ``smaller`` (params and FLOPs by mmengine's
     counter); ``flops``: the comb's FLOPs of the deployed forward match
@@ -81,18 +151,25 @@ def check_model(config: str,
         train_iters (int): Iterations of the ``trained`` check; 0 skips it.
             Defaults to 4.
         seed (int): Seed of the randomised weights and units. Defaults to 0.
+        round_to (int): Channel block of the width rule
+            (:func:`~mmcpd.prune.widths.width_quanta`); 1: free widths.
+            Defaults to ``ROUND_TO`` (8).
+        latency_runs (int): At most this many timed runs of the original
+            and the pruned ONNX files (1 thread, batch 1, interleaved; see
+            :func:`paired_latency`); 0 skips the timing. Defaults to 200.
 
     Returns:
         dict: ``checks`` (name -> bool), numbers (params, FLOPs by both
-        counters, prunable channels, comb seconds), the ``error`` that
-        stopped the chain, and ``ok``.
+        counters, prunable channels, comb seconds, latencies and speedups),
+        ``frozen`` (:func:`frozen_summary`), the ``error`` that stopped the
+        chain, and ``ok``.
     """
     from mmcpd.deploy import export_onnx, model_complexity, verify_onnx
     from mmcpd.deploy.adapter import TensorModeAdapter
     from mmcpd.prune.cost import model_cost
     from mmcpd.prune.mask import exact_norms, zero_units
     from mmcpd.prune.physical import prune_units
-    from mmcpd.prune.verify import randomize_model, random_units
+    from mmcpd.prune.verify import randomize_model
     from .hook_check import check_hook_run
 
     rec = dict(config=config, ok=False, checks={}, error=None)
@@ -123,14 +200,12 @@ def check_model(config: str,
         total = sum(g.channels for g in result.groups)
         rec['prunable_channels'] = round(
             sum(g.channels for g in result.prunable) / max(total, 1), 3)
-        rec['frozen_reasons'] = sorted({
-            (g.frozen or '').split(' in ')[0]
-            for g in result.frozen if g.frozen
-        })
+        rec['frozen'] = frozen_summary(result)
         checks['comb'] = bool(result.prunable)
 
         step = 'prune'
-        removed = random_units(result, ratio, seed)
+        removed = random_rounded_units(result, model, ratio, round_to, seed)
+        rec['round_to'] = round_to
         masked = copy.deepcopy(model)
         spec = prune_units(model, result, removed)
         checks['prune'] = bool(spec)
@@ -166,6 +241,14 @@ def check_model(config: str,
             abs(r - 1) <= FLOPS_RTOL
             for r in (rec['flops_ratio'], rec['flops_ratio_pruned']))
 
+        folder = export_dir or tempfile.mkdtemp()
+        os.makedirs(folder, exist_ok=True)
+        stem = osp.splitext(osp.basename(config.split('::')[-1]))[0]
+        base_path = osp.join(folder, f'{stem}.onnx')
+        if latency_runs:  # before `rebuild` resizes `original`
+            step = 'onnx'
+            export_onnx(original, x, base_path)
+
         step = 'rebuild'
         rebuilt = apply_spec(original, spec)
         rebuilt.load_state_dict(model.state_dict())
@@ -174,14 +257,17 @@ def check_model(config: str,
         checks['rebuild'] = outputs_match(y1, y2, rtol=1e-6)[0]
 
         step = 'onnx'
-        folder = export_dir or tempfile.mkdtemp()
-        os.makedirs(folder, exist_ok=True)
-        stem = osp.splitext(osp.basename(config.split('::')[-1]))[0]
         path = osp.join(folder, f'{stem}_pruned.onnx')
         export_onnx(model, x, path)
         diffs = verify_onnx(path, model, x)
         rec['onnx_max_abs'] = max(d['max_abs'] for d in diffs.values())
         checks['onnx'] = True
+        if latency_runs:
+            step = 'latency'
+            rec.update(paired_latency([base_path, path], latency_runs))
+            rec['flops_speedup'] = round(before['flops'] / after['flops'], 3)
+            if not export_dir:
+                os.remove(base_path)
         if export_dir:
             spec.save(osp.join(folder, f'{stem}_pruned.json'))
         else:
@@ -201,32 +287,58 @@ def check_model(config: str,
     return rec
 
 
+def why_frozen(rec: dict, top: int = 3) -> str:
+    """The ``top`` reasons that froze the most channels, e.g.
+    ``model output 1000 ch (1 gr.)``."""
+    frozen = rec.get('frozen')
+    if frozen is None:
+        return '-'
+    parts = [f'{reason} {ch} ch ({n} gr.)'
+             for reason, (n, ch) in list(frozen.items())[:top]]
+    more = len(frozen) - top
+    return '; '.join(parts + ([f'+{more} more'] if more > 0 else [])) or '-'
+
+
+def latency_cell(rec: dict) -> str:
+    """``1.42x (FLOPs 1.62x; 1.30-1.55)``: speedup of the median latency,
+    FLOPs speedup, quartiles of the per-run speedups."""
+    if 'latency_speedup' not in rec:
+        return '-'
+    low, high = rec['latency_quartiles']
+    speed = f"{rec['latency_speedup']:.2f}x"
+    if rec['latency_speedup'] < 1:
+        speed = f'**{speed}**'
+    return (f"{speed} (FLOPs {rec['flops_speedup']:.2f}x; "
+            f'{low:.2f}-{high:.2f})')
+
+
 def markdown_table(records: Sequence[dict]) -> str:
     """The coverage table in markdown."""
 
     def mega(n, scale=1e6):
         return f'{n / scale:.2f}' if isinstance(n, (int, float)) else '-'
 
-    head = ('| model | config | prunable groups | channels prunable | '
-            'params M | GFLOPs | comb / mmengine FLOPs | comb s | ' +
-            ' | '.join(CHECKS) + ' |')
-    lines = [head, '|' + '---|' * (8 + len(CHECKS))]
+    head = ('| model | config | prunable groups | prunable channels | '
+            'why frozen | params M | GFLOPs | latency speedup | '
+            'comb / mmengine FLOPs | comb s | ' + ' | '.join(CHECKS) + ' |')
+    lines = [head, '|' + '---|' * (10 + len(CHECKS))]
     for r in records:
         marks = ' | '.join(
             '-' if c not in r['checks'] else ('ok' if r['checks'][c] else
                                               '**fail**') for c in CHECKS)
         params = (f"{mega(r.get('params'))} -> {mega(r.get('params_pruned'))}"
-                  if 'params' in r else '-')
+                  if 'params_pruned' in r else '-')
         flops = (f"{mega(r.get('flops'), 1e9)} -> "
                  f"{mega(r.get('flops_pruned'), 1e9)}"
-                 if 'flops' in r else '-')
+                 if 'flops_pruned' in r else '-')
         groups = (f"{r.get('prunable_groups')}/{r.get('groups')}"
                   if 'groups' in r else '-')
         share = (f"{100 * r['prunable_channels']:.0f}%"
                  if 'prunable_channels' in r else '-')
         ratio = (f"{r['flops_ratio']:.3f} / {r['flops_ratio_pruned']:.3f}"
-                 if 'flops_ratio' in r else '-')
+                 if 'flops_ratio_pruned' in r else '-')
         lines.append(f"| {r.get('model', '?')} | `{r['config']}` | {groups} "
-                     f"| {share} | {params} | {flops} | {ratio} | "
+                     f'| {share} | {why_frozen(r)} | {params} | {flops} | '
+                     f'{latency_cell(r)} | {ratio} | '
                      f"{r.get('comb_seconds', '-')} | {marks} |")
     return '\n'.join(lines)

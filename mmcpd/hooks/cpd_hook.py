@@ -18,6 +18,7 @@ from mmcpd.prune.optim_state import shrink_optimizer
 from mmcpd.prune.pruner import Pruner, check_pruner_args
 from mmcpd.prune.schedule import PruneSchedule, check_schedule_args
 from mmcpd.prune.selection import Guards
+from mmcpd.prune.widths import ROUND_TO, with_quanta
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.registry import HOOKS, IMPORTANCES, build_own
 from .cpd_report import channel_table, plot_history
@@ -153,8 +154,10 @@ class CPDHook(Hook):
             to 1.
         max_ratio (float): Largest fraction of a group's channels removed,
             in (0, 1]. Defaults to 0.9.
-        round_to (int): Pruned groups keep a multiple of this many channels.
-            Defaults to 1.
+        round_to (int): Channel block of the width rule
+            (:mod:`mmcpd.prune.widths`): pruned groups keep a multiple of
+            this many channels (grouped convolutions per group); 1 leaves
+            widths free. Defaults to ``ROUND_TO`` (8).
         rank_by (str, optional): The cost that ranks units (importance per
             cost saved) if not ``metric``; e.g. ``metric='flops',
             rank_by='latency_proxy'`` removes ``target`` of the FLOPs where
@@ -201,7 +204,7 @@ class CPDHook(Hook):
                  num_steps: Optional[int] = None,
                  min_channels: int = 1,
                  max_ratio: float = 0.9,
-                 round_to: int = 1,
+                 round_to: int = ROUND_TO,
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
                  latency_table: Optional[dict] = None,
@@ -321,8 +324,10 @@ class CPDHook(Hook):
     def _build_pruner(self, student: nn.Module, comb, shrink: str) -> Pruner:
         table = self._latency_table(student) if 'latency' in (
             self.metric, self.rank_by) else None
-        return Pruner(student, comb, self.importance, self.metric,
-                      self.guards, self.rank_by, self.act_weight, shrink,
+        # the width rule's multiples, from the unpruned student
+        guards = with_quanta(self.guards, student, comb.prunable)
+        return Pruner(student, comb, self.importance, self.metric, guards,
+                      self.rank_by, self.act_weight, shrink,
                       latency_table=table)
 
     # what the pruner holds, under the names the hook always had

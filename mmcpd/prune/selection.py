@@ -7,6 +7,7 @@ import torch
 
 from mmcpd.comb.group import CoupledGroup
 from .cost import CostModel
+from .widths import Quanta, quantum_of, units_to_remove
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,14 @@ class Guards:
             removed, in (0, 1]. Defaults to 0.9.
         round_to (int): A pruned group keeps a multiple of this many
             channels (e.g. 8 for CPU and GPU kernels). Defaults to 1.
+        quanta (Mapping[int, int], optional): Per group id, the multiple
+            that group keeps instead (:func:`~mmcpd.prune.widths.
+            width_quanta`). Defaults to None.
     """
     min_channels: int = 1
     max_ratio: float = 0.9
     round_to: int = 1
+    quanta: Optional[Mapping[int, int]] = None
 
 
 def unit_channels(group: CoupledGroup) -> List[int]:
@@ -54,7 +59,8 @@ class _GroupState:
             min(guards.min_channels, self.total),
             self.total - int(guards.max_ratio * self.total + 1e-9),
             1)
-        self.round_to = guards.round_to
+        self.round_to = guards.round_to if guards.quanta is None else \
+            guards.quanta.get(group.id, guards.round_to)
         alive = [u for u in range(group.num_units) if u not in removed]
         self.scores = scores
         self.costs = costs  # what the target counts
@@ -221,29 +227,27 @@ def check_reachable(groups: Sequence[CoupledGroup], cost: CostModel,
 def select_ratio(groups: Sequence[CoupledGroup],
                  scores: Mapping[int, torch.Tensor],
                  ratio: float,
-                 round_to: int = 1) -> Dict[int, List[int]]:
+                 round_to: Quanta = 1) -> Dict[int, List[int]]:
     """The ``ratio`` lowest-scoring units of every group (uniform widths).
 
-    At least one unit stays; with ``round_to`` > 1 the number of kept units
-    is a multiple of it where the group is large enough.
+    At least one unit stays; with ``round_to`` (one multiple for all, or
+    per group id: :func:`~mmcpd.prune.widths.width_quanta`) the kept
+    channels are rounded to a multiple of it
+    (:func:`~mmcpd.prune.widths.units_to_remove`).
 
     Args:
         groups (Sequence[CoupledGroup]): The groups to prune.
         scores (Mapping[int, Tensor]): Per-unit importance by group id.
         ratio (float): Fraction of each group's units to remove.
-        round_to (int): Kept units a multiple of this. Defaults to 1.
+        round_to (int | dict): Kept channels a multiple of this. Defaults
+            to 1.
 
     Returns:
         dict[int, list[int]]: The removed units by group id (sorted).
     """
     removed = {}
     for group in groups:
-        n = group.num_units
-        keep = max(1, n - int(ratio * n))
-        if round_to > 1 and n >= round_to:
-            keep = max(round_to, int(round(keep / round_to)) * round_to)
-            keep = min(keep, n - (n % round_to) if n % round_to else n)
-        drop = n - keep
+        drop = units_to_remove(group, ratio, quantum_of(round_to, group.id))
         if drop <= 0:
             continue
         order = torch.argsort(torch.as_tensor(scores[group.id]),

@@ -139,15 +139,27 @@ def example_input_shape(cfg: Config) -> Tuple[Tuple[int, ...], str]:
     return (1, 3, 224, 224), 'the default (no size in the config)'
 
 
+def input_channels(cfg: Config) -> int:
+    """Image channels the model takes: as many as the data pre-processor
+    has ``mean`` values (LeNet on MNIST: 1), else 3."""
+    model = cfg.get('model', None) or {}
+    for owner in (model, model.get('student', None) or {}, cfg):
+        mean = (owner.get('data_preprocessor', None) or {}).get('mean')
+        if mean is not None:
+            return len(mean)
+    return 3
+
+
 def input_shape(cfg: Config, size=None) -> tuple:
-    """An example input shape ``(1, 3, H, W)`` for the model of ``cfg``.
+    """An example input shape ``(1, C, H, W)`` for the model of ``cfg``.
 
     ``size`` (an int or ``(H, W)``) wins; otherwise the size the config
-    gives (:func:`example_input_shape`).
+    gives (:func:`example_input_shape`). ``C``: :func:`input_channels`.
     """
     if size is None:
-        return example_input_shape(cfg)[0]
+        shape = example_input_shape(cfg)[0]
+        return (1, input_channels(cfg)) + tuple(shape[2:])
     if isinstance(size, int):
         size = (size, size)
     h, w = (int(s) for s in size)
-    return (1, 3, h, w)
+    return (1, input_channels(cfg), h, w)

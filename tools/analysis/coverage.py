@@ -1,8 +1,9 @@
 """Which zoo models mmcpd prunes exactly: the equivalence oracle per model.
 
-    python tools/analysis/coverage.py CONFIG [CONFIG ...] --ratio 0.3 \
+    python tools/analysis/coverage.py [CONFIG ...] [--zoo] --ratio 0.3 \
         --out coverage.json [--md docs/coverage.md] [--timeout 900] \
-        [--export-dir pruned/] [--size 224] [--train-iters 4]
+        [--cache work_dirs/coverage] [--export-dir pruned/] [--size 224] \
+        [--train-iters 4] [--round-to 8] [--latency-runs 200]
 
 A config may end in ``@SIZE`` to give its own input size (e.g.
 ``mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py@192``).
@@ -15,9 +16,16 @@ shapes, params and FLOPs fell, the comb's FLOPs match mmengine's counter
 within 2%, config + spec + weights rebuild the same outputs, the ONNX
 export matches torch in onnxruntime, and after ``--train-iters`` iterations
 with CPDHook the deploy checkpoint computes what the masked student does.
-Writes JSON and a markdown table.
+The kept widths follow mmcpd's width rule (``--round-to``, 1: free), and
+the original and pruned ONNX files are timed in onnxruntime (1 thread,
+batch 1, interleaved; ``--latency-runs 0`` skips it). ``--zoo`` runs the
+list of :mod:`mmcpd.apis.coverage_zoo` (one config per architecture folder
+of both zoos). With ``--cache DIR`` each model's record is kept in
+``DIR`` and reused by the next run with the same settings, so an
+interrupted run resumes where it stopped. Writes JSON and a markdown table.
 """
 import argparse
+import hashlib
 import json
 import os
 import os.path as osp
@@ -29,7 +37,16 @@ import time
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='+', help='config files or pkg::')
+    parser.add_argument('configs', nargs='*', help='config files or pkg::')
+    parser.add_argument('--zoo', action='store_true',
+                        help='also every config of mmcpd.apis.coverage_zoo')
+    parser.add_argument('--cache', default=None,
+                        help='folder of per-model records to reuse')
+    parser.add_argument('--round-to', type=int, default=None,
+                        help='channel block of the width rule (1: free '
+                        'widths); defaults to mmcpd.prune.widths.ROUND_TO')
+    parser.add_argument('--latency-runs', type=int, default=200,
+                        help='most timed runs per file (0: no timing)')
     parser.add_argument('--ratio', type=float, default=0.3)
     parser.add_argument('--out', default='coverage.json')
     parser.add_argument('--md', default=None, help='markdown table path')
@@ -49,7 +66,7 @@ def parse_args(argv=None):
 
 
 def split_size(config: str):
-    """``'cfg.py@192'`` -> ``('cfg.py', 192)``; no suffix -> ``(cfg, None)``."""
+    """``'cfg.py@192'`` -> ``('cfg.py', 192)``; else ``(cfg, None)``."""
     name, _, size = config.rpartition('@')
     if name and size.isdigit():
         return name, int(size)
@@ -60,32 +77,150 @@ def run_one(args) -> None:
     from mmcpd.apis.coverage import check_model
     config, size = split_size(args.configs[0])
     rec = check_model(config, args.ratio, size or args.size, args.export_dir,
-                      train_iters=args.train_iters)
+                      train_iters=args.train_iters, round_to=args.round_to,
+                      latency_runs=args.latency_runs)
     rec['size'] = size or args.size
     with open(args.result, 'w') as f:
         json.dump(rec, f)
 
 
 def summary(records) -> str:
+    """Pass count, median depth, and latency against FLOPs."""
     import statistics
     passed = sum(r['ok'] for r in records)
+    text = f'{passed} of {len(records)} models pass every check'
     depth = [r['prunable_channels'] for r in records
              if 'prunable_channels' in r]
-    median = (f'; median share of prunable channels '
-              f'{100 * statistics.median(depth):.1f}%' if depth else '')
-    return f'{passed} of {len(records)} models pass every check{median}.'
+    if depth:
+        text += (f'; median share of prunable channels '
+                 f'{100 * statistics.median(depth):.1f}%')
+    timed = [r for r in records if 'latency_speedup' in r]
+    if timed:
+        ratios = [r['latency_speedup'] / r['flops_speedup'] for r in timed]
+        slower = [r for r in timed if r['latency_speedup'] < 1]
+        text += (f'; {len(timed)} timed, median latency speedup / FLOPs '
+                 f'speedup {statistics.median(ratios):.2f}, '
+                 f'{len(slower)} slower than the original')
+        if slower:
+            text += ' (' + ', '.join(
+                f"{r.get('model', r['config'])} {r['latency_speedup']:.2f}x"
+                for r in slower) + ')'
+    return text + '.'
+
+
+def cache_path(args, config: str) -> str:
+    """Where the record of ``config`` under these settings is cached."""
+    key = json.dumps([config, args.ratio, args.size, args.train_iters,
+                      args.round_to, args.latency_runs])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    stem = split_size(config)[0].split('::')[-1].replace('/', '_')
+    return osp.join(args.cache, f'{stem[:-3]}-{digest}.json')
+
+
+def run_subprocess(config: str, args) -> dict:
+    """``check_model`` of one config in its own process, time-limited."""
+    fd, result = tempfile.mkstemp(suffix='.json')
+    os.close(fd)
+    cmd = [sys.executable, osp.abspath(__file__), config, '--one',
+           '--ratio', str(args.ratio), '--result', result,
+           '--train-iters', str(args.train_iters),
+           '--round-to', str(args.round_to),
+           '--latency-runs', str(args.latency_runs)]
+    if args.size:
+        cmd += ['--size', str(args.size)]
+    if args.export_dir:
+        cmd += ['--export-dir', args.export_dir]
+    try:
+        proc = subprocess.run(cmd, timeout=args.timeout,
+                              capture_output=True, text=True)
+        if os.path.getsize(result):
+            with open(result) as f:
+                return json.load(f)
+        return dict(config=config, ok=False, checks={},
+                    error=f'crashed (exit {proc.returncode}): '
+                    f'{proc.stderr[-500:]}')
+    except subprocess.TimeoutExpired:
+        return dict(config=config, ok=False, checks={},
+                    error=f'timed out after {args.timeout:.0f}s')
+    finally:
+        os.remove(result)
+
+
+#: What docs/coverage.md says before the numbers.
+INTRO = """# Coverage
+
+`{command}`
+builds each model with random weights in its own process, **randomises every
+parameter and buffer** (norm scales and shifts, zero-initialised scales such
+as layer scale and GRN's gamma, BatchNorm statistics:
+`mmcpd.prune.verify.randomize_model`), combs it (`mmcpd.comb_model`, with
+verification), removes {ratio:.0%} of the units of every prunable group **at
+random**, the kept widths rounded by mmcpd's width rule (`round_to={round_to}`,
+`mmcpd/prune/widths.py`), and checks:
+
+- `masked`: the masked model (zeroed units, exact norms and channel mixes)
+  computes what the physically pruned one does (rel. 1e-4);
+- `shape`, `smaller`: output shapes unchanged, params and FLOPs fell;
+- `flops`: the comb's FLOPs of the deployed forward equal mmengine's counter
+  (`mmcpd.deploy.model_complexity`) within 2%, before and after pruning
+  (column "comb / mmengine FLOPs": unpruned / pruned);
+- `rebuild`: config + spec + weights give the pruned model's outputs;
+- `onnx`: the export (legacy exporter, opset 17) matches torch in
+  onnxruntime;
+- `trained`: 4 iterations of a real mmengine `Runner` with `CPDHook` (the
+  config's own optimizer, Taylor importance, one prune step to 30% of the
+  FLOPs, 2 more masked iterations) on random images; the deploy checkpoint
+  the hook writes computes what the masked student does (rel. 1e-4).
+
+Columns: "prunable channels" is the share of the channels of all coupled
+groups that are in prunable groups after verification; "why frozen" the
+reasons that froze the most channels (channels, groups); "latency speedup"
+the original's median ONNX latency over the pruned model's (onnxruntime, 1
+thread, batch 1, graph optimisations on, the two files timed interleaved
+run by run, up to 200 runs or 10 s), then the FLOPs speedup and the
+quartiles of the per-run speedups (each pruned run over the original's run
+next to it: how noisy the machine was). A latency speedup below 1 is bold.
+
+The list (`mmcpd/apis/coverage_zoo.py`, `--zoo`) has one config, the
+smallest variant, of every architecture folder of MMPretrain 1.2 and
+MMSegmentation 1.2.2, at 128x128 (224 where the model holds a fixed token
+grid, window or position table; 192 where pyramid pooling needs a map
+divisible by 6). Each model's record is cached (`--cache`), so a stopped
+run resumes.
+"""
+
+
+def skipped_section() -> str:
+    """The folders without a config, and why, in markdown."""
+    from mmcpd.apis.coverage_zoo import SKIPPED
+    lines = ['## Folders not in the list', '',
+             'These folders hold no supervised classifier or segmentor, or '
+             'only fine-tunes of a model another folder covers:', '',
+             '| folder | why |', '|---|---|']
+    lines += [f'| `{k}` | {v} |' for k, v in SKIPPED.items()]
+    return '\n'.join(lines) + '\n'
 
 
 def write_reports(records, args) -> None:
     from mmcpd.apis.coverage import markdown_table
     with open(args.out, 'w') as f:
         json.dump(records, f, indent=1)
-    if args.md:
-        with open(args.md, 'w') as f:
-            f.write('# Coverage\n\nGenerated by `python tools/analysis/'
-                    f'coverage.py ... --ratio {args.ratio}`: '
-                    f'{summary(records)}\n\n')
-            f.write(markdown_table(records) + '\n')
+    if not args.md:
+        return
+    command = (f'python tools/analysis/coverage.py --zoo --ratio '
+               f'{args.ratio} --cache work_dirs/coverage --out '
+               f'{args.out} --md {args.md}')
+    failed = [r for r in records if not r['ok']]
+    with open(args.md, 'w') as f:
+        f.write(INTRO.format(command=command, ratio=args.ratio,
+                             round_to=args.round_to))
+        f.write(f'\nResult: **{summary(records)}**\n\n')
+        if failed:
+            f.write('Where the others stop:\n\n')
+            f.write(''.join(f"- `{r['config']}`: {r.get('error')}\n"
+                            for r in failed) + '\n')
+        f.write(markdown_table(records) + '\n\n')
+        f.write(skipped_section())
 
 
 def main(argv=None):
@@ -93,47 +228,45 @@ def main(argv=None):
     if not 0 < args.ratio < 1:
         raise SystemExit(f'`--ratio` should be in (0, 1), but got '
                          f'{args.ratio}')
+    if args.round_to is None:
+        from mmcpd.prune.widths import ROUND_TO
+        args.round_to = ROUND_TO
     if args.one:
         return run_one(args)
     from mmcpd.apis.coverage import markdown_table
+    configs = list(args.configs)
+    if args.zoo:
+        from mmcpd.apis.coverage_zoo import ZOO
+        configs += [c for c in ZOO if c not in configs]
+    if not configs:
+        raise SystemExit('give configs, or `--zoo`')
     records = []
     if args.append and osp.exists(args.out):
         with open(args.out) as f:
             records = json.load(f)
     done = {r['config'] for r in records}
-    for i, config in enumerate(args.configs):
+    if args.cache:
+        os.makedirs(args.cache, exist_ok=True)
+    for i, config in enumerate(configs):
         if split_size(config)[0] in done:
             continue
-        fd, result = tempfile.mkstemp(suffix='.json')
-        os.close(fd)
-        cmd = [sys.executable, osp.abspath(__file__), config, '--one',
-               '--ratio', str(args.ratio), '--result', result,
-               '--train-iters', str(args.train_iters)]
-        if args.size:
-            cmd += ['--size', str(args.size)]
-        if args.export_dir:
-            cmd += ['--export-dir', args.export_dir]
+        cached = cache_path(args, config) if args.cache else None
         start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, timeout=args.timeout,
-                                  capture_output=True, text=True)
-            if os.path.getsize(result):
-                with open(result) as f:
-                    rec = json.load(f)
-            else:
-                rec = dict(config=config, ok=False, checks={},
-                           error=f'crashed (exit {proc.returncode}): '
-                           f'{proc.stderr[-500:]}')
-        except subprocess.TimeoutExpired:
-            rec = dict(config=config, ok=False, checks={},
-                       error=f'timed out after {args.timeout:.0f}s')
-        finally:
-            os.remove(result)
-        rec['seconds'] = round(time.perf_counter() - start, 1)
+        if cached and osp.exists(cached):
+            with open(cached) as f:
+                rec = json.load(f)
+            source = 'cached'
+        else:
+            rec = run_subprocess(config, args)
+            rec['seconds'] = round(time.perf_counter() - start, 1)
+            source = f"{rec['seconds']}s"
+            if cached and 'model' in rec:  # not crashes nor time-outs
+                with open(cached, 'w') as f:
+                    json.dump(rec, f)
         records.append(rec)
         status = 'ok' if rec['ok'] else f"FAIL ({rec.get('error')})"
-        print(f'[{i + 1}/{len(args.configs)}] {config}: {status} '
-              f"({rec['seconds']}s)", flush=True)
+        print(f'[{i + 1}/{len(configs)}] {config}: {status} ({source})',
+              flush=True)
         write_reports(records, args)  # after each model: nothing is lost
     print(markdown_table(records))
     print(summary(records))
