@@ -136,17 +136,22 @@ class DigitsSegDataset(BaseDataset):
         images, labels = take_per_class(images, labels, self.max_per_class,
                                         self.seed)
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split)])
+        # corruption draws from its own stream: the canvases' layouts are
+        # the same with and without it
+        noise_rng = np.random.default_rng(
+            [self.seed, SPLITS.index(self.split), 1])
         shape = (self.canvas_size, self.canvas_size)
         return [
             dict(
-                **self._canvas(rng, images, labels),
+                **self._canvas(rng, noise_rng, images, labels),
                 seg_fields=['gt_seg_map'],
                 reduce_zero_label=False,
                 img_shape=shape,
                 ori_shape=shape) for _ in range(self.num_samples)
         ]
 
-    def _canvas(self, rng: np.random.Generator, images: np.ndarray,
+    def _canvas(self, rng: np.random.Generator,
+                noise_rng: np.random.Generator, images: np.ndarray,
                 labels: np.ndarray) -> dict:
         side = self.canvas_size
         grey = np.zeros((side, side), dtype=np.uint8)
@@ -171,7 +176,7 @@ class DigitsSegDataset(BaseDataset):
             grey[y:y + size, x:x + size] = digit
             seg[y:y + size, x:x + size][ink] = labels[index] + 1
         if self.noise_std or self.occlusion:
-            grey = corrupt(grey, rng, self.noise_std, self.occlusion)
+            grey = corrupt(grey, noise_rng, self.noise_std, self.occlusion)
         return dict(img=np.repeat(grey[..., None], 3, axis=2), gt_seg_map=seg)
 
     def __repr__(self) -> str:
