@@ -47,7 +47,8 @@ def _fmt(c: Optional[Dict]) -> str:
     if c is None:
         return '-'
     n = len(c['values'])
-    return f"{c['mean']:.2f} ± {c['std']:.2f}" + ('' if n == 3 else f' (n={n})')
+    seeds = '' if n == 3 else f' (n={n})'
+    return f"{c['mean']:.2f} ± {c['std']:.2f}{seeds}"
 
 
 def verdict(runs: List[Dict], task: str, arm: str, speedups,

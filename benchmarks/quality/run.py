@@ -49,6 +49,12 @@ def parse_args(argv=None):
                         default=list(TASKS))
     parser.add_argument('--groups', nargs='+', choices=list(GROUPS),
                         default=list(GROUPS))
+    parser.add_argument('--arms', nargs='+', default=None,
+                        help='only these arms of the groups (and the '
+                        'control)')
+    parser.add_argument('--speedups', nargs='+', type=int, default=None,
+                        choices=list(SPEEDUPS),
+                        help='only these FLOPs reductions')
     parser.add_argument('--seeds', nargs='+', type=int, default=list(SEEDS))
     parser.add_argument('--jobs', type=int, default=2,
                         help='runs in parallel, one CPU thread each')
@@ -62,6 +68,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'`--jobs` should be >= 1, but got {args.jobs}')
+    known = {arm for arms, _, _ in GROUPS.values() for arm in arms}
+    unknown = sorted(set(args.arms or ()) - known)
+    if unknown:
+        parser.error(f'`--arms` should be among {sorted(known)}, but got '
+                     f'{unknown}')
     if args.quick:
         args.seeds = args.seeds[:1]
         if args.work_dir == 'work_dirs/quality':
@@ -196,13 +207,15 @@ def run_one(run: dict, baseline: dict, wide: dict, work_dir: str,
     ]
     result = dict(
         run, metric=metric, flops=flops, wall_s=wall, losses=losses_log,
+        deploy=None if run['speedup'] is None else checkpoint,
         settings=dict(distill=cfg.get('distill', None) and dict(
             cfg.distill), importance=settings['importance']))
     _dump(json.loads(json.dumps(result, default=str)),
           osp.join(work_dir, 'runs', name + '.json'))
-    # the checkpoints of a run are large and not needed again
+    # the training checkpoints are large and not needed again; the small
+    # deploy checkpoint stays
     for file in os.listdir(out):
-        if file.endswith('.pth'):
+        if file.startswith('iter_') and file.endswith('.pth'):
             os.remove(osp.join(out, file))
     return result
 
@@ -220,8 +233,13 @@ def main(argv=None) -> int:
         write_report(args.work_dir, args.out)
         return 0
     runs = plan(args.groups, args.tasks, args.seeds)
-    if args.quick:
-        runs = [r for r in runs if r['speedup'] in (None, 2, 4)]
+    if args.quick and args.speedups is None:
+        args.speedups = [2, 4]
+    runs = [
+        r for r in runs
+        if (args.arms is None or r['arm'] in args.arms or r['speedup'] is None)
+        and (args.speedups is None or r['speedup'] in (None, *args.speedups))
+    ]
     todo = [
         r for r in runs if not osp.isfile(
             osp.join(args.work_dir, 'runs', run_name(r) + '.json'))
