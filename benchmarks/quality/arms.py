@@ -119,13 +119,17 @@ def arm_settings(task_name: str, arm: str, iters: int) -> Dict:
 def plan(groups, tasks, seeds) -> List[Dict]:
     """Every run of the chosen groups, tasks and seeds, once each: dicts
     with ``task``, ``arm``, ``speedup`` (None for the control) and
-    ``seed``, the control first, then by seed, so that a partial run
-    has whole seeds."""
+    ``seed``. Ordered so that a partial benchmark answers most: seed by
+    seed, the control first, then the method comparison at 4x, 8x and 2x
+    (pruning at 2x loses little, so methods separate least there), the
+    importance scores, the settings sweeps."""
+    order = {None: 0, 4: 1, 8: 2, 2: 3}
+    first = {CONTROL: 0, 'method': 1, 'importance': 2}
     runs = []
     for seed in seeds:
         for task in tasks:
-            runs.append(dict(task=task, arm=CONTROL, speedup=None,
-                             seed=seed))
+            mine = [(CONTROL,
+                     dict(task=task, arm=CONTROL, speedup=None, seed=seed))]
             for group in groups:
                 arms, speedups, group_tasks = GROUPS[group]
                 if task not in group_tasks:
@@ -134,8 +138,11 @@ def plan(groups, tasks, seeds) -> List[Dict]:
                     for arm in arms:
                         run = dict(task=task, arm=arm, speedup=speedup,
                                    seed=seed)
-                        if run not in runs:
-                            runs.append(run)
+                        if all(run != r for _, r in mine):
+                            mine.append((group, run))
+            mine.sort(key=lambda gr: (first.get(gr[0], 3),
+                                      order[gr[1]['speedup']]))
+            runs += [run for _, run in mine]
     return runs
 
 

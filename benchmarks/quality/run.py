@@ -30,14 +30,15 @@ import os
 import os.path as osp
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 HERE = osp.dirname(osp.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from arms import GROUPS, SEEDS, SPEEDUPS, TASKS, plan, run_name  # noqa: E402
+from arms import (GROUPS, SEEDS, SPEEDUPS, TASKS, WIDE, plan,  # noqa: E402
+                  run_name)
 from report import write_report  # noqa: E402
 
 
@@ -226,6 +227,72 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
         jobs, mp_context=get_context('spawn'), max_tasks_per_child=1)
 
 
+def _is_wide(run: dict) -> bool:
+    return run['arm'].endswith('_' + WIDE)
+
+
+def _schedule(args, todo: list) -> None:
+    """Train each task's baseline, then its runs in plan order, ``jobs`` at
+    a time; the wide teacher is trained where the first run that needs it
+    stands in the plan, and those runs follow when it is done."""
+    start = time.perf_counter()
+    pending, bases, done = {}, {}, 0
+    with _pool(args.jobs) as pool:
+
+        def submit_runs(task: str) -> None:
+            wide_submitted = False
+            for run in todo:
+                if run['task'] != task:
+                    continue
+                if not _is_wide(run):
+                    pending[pool.submit(run_one, run, bases[(task, False)],
+                                        None, args.work_dir,
+                                        args.quick)] = ('run', run)
+                elif not wide_submitted:
+                    wide_submitted = True
+                    pending[pool.submit(train_baseline, task, True,
+                                        args.work_dir,
+                                        args.quick)] = ('base', task, True)
+
+        for task in args.tasks:
+            pending[pool.submit(train_baseline, task, False, args.work_dir,
+                                args.quick)] = ('base', task, False)
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                kind = pending.pop(future)
+                if kind[0] == 'base':
+                    _, task, wide = kind
+                    bases[(task, wide)] = future.result()
+                    print(f"{task} {'wide teacher' if wide else 'baseline'}"
+                          f": {bases[(task, wide)]['metric']:.2f}",
+                          flush=True)
+                    if not wide:
+                        submit_runs(task)
+                        continue
+                    for run in todo:
+                        if run['task'] == task and _is_wide(run):
+                            pending[pool.submit(
+                                run_one, run, bases[(task, False)],
+                                bases[(task, True)], args.work_dir,
+                                args.quick)] = ('run', run)
+                    continue
+                done += 1
+                run = kind[1]
+                try:
+                    result = future.result()
+                except Exception as err:  # report, keep the others going
+                    print(f'[{done}/{len(todo)}] {run_name(run)} FAILED: '
+                          f'{type(err).__name__}: {err}', flush=True)
+                    continue
+                print(f"[{done}/{len(todo)}] {run_name(run)}: "
+                      f"{result['metric']:.2f} ({result['wall_s']:.0f} s, "
+                      f'{time.perf_counter() - start:.0f} s so far)',
+                      flush=True)
+                if done % 8 == 0:
+                    write_report(args.work_dir, None)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(osp.join(args.work_dir, 'runs'), exist_ok=True)
@@ -247,43 +314,7 @@ def main(argv=None) -> int:
     print(f'{len(runs)} runs, {len(runs) - len(todo)} cached, '
           f'{len(todo)} to do ({args.jobs} at a time) in {args.work_dir}',
           flush=True)
-    needs_wide = {r['task'] for r in todo if r['arm'].endswith('_wide')}
-    jobs = {}
-    with _pool(args.jobs) as pool:
-        for task in args.tasks:
-            jobs[pool.submit(train_baseline, task, False, args.work_dir,
-                             args.quick)] = (task, False)
-            if task in needs_wide:
-                jobs[pool.submit(train_baseline, task, True, args.work_dir,
-                                 args.quick)] = (task, True)
-        bases = {}
-        for future in as_completed(jobs):
-            bases[jobs[future]] = future.result()
-            task, wide = jobs[future]
-            print(f"{task} {'wide teacher' if wide else 'baseline'}: "
-                  f"{bases[jobs[future]]['metric']:.2f}", flush=True)
-    start = time.perf_counter()
-    with _pool(args.jobs) as pool:
-        futures = {
-            pool.submit(run_one, r, bases[(r['task'], False)],
-                        bases.get((r['task'], True)), args.work_dir,
-                        args.quick): r
-            for r in todo
-        }
-        for done, future in enumerate(as_completed(futures), 1):
-            run = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # report, keep the other runs going
-                print(f'[{done}/{len(todo)}] {run_name(run)} FAILED: '
-                      f'{type(err).__name__}: {err}', flush=True)
-                continue
-            print(f"[{done}/{len(todo)}] {run_name(run)}: "
-                  f"{result['metric']:.2f} ({result['wall_s']:.0f} s, "
-                  f'{time.perf_counter() - start:.0f} s so far)',
-                  flush=True)
-            if done % 8 == 0:
-                write_report(args.work_dir, None)
+    _schedule(args, todo)
     write_report(args.work_dir, args.out)
     return 0
 
