@@ -6,14 +6,8 @@ from mmengine.logging import MessageHub
 from mmpretrain.structures import DataSample
 
 from mmcpd.models.distill_wrapper import DistillWrapper
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one OpenMP thread per test, as in the wrapper's tests
+from tests.test_models.test_distill_wrapper import _one_thread  # noqa: F401
 
 
 def _cls_cfg():

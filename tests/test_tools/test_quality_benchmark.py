@@ -55,11 +55,13 @@ def test_quick_run_prunes_distils_and_reports(tmp_path):
             hard.pop(key)
         assert run['metric'] == pytest.approx(
             by_hand.top1(pruned, cfg, indices=16, **hard), abs=0.01)
-    # KD during pruning only: the term counts over the first half of the
-    # 8 iterations (logged every 2) and is 0 after
+    # KD during pruning only: the term counts over the first 4 of the 8
+    # iterations and is 0 after. Logged every 2 iterations as the mean
+    # since the start (mmengine's window of 10): S/4 at iteration 4, then
+    # the same sum S over 6 and 8 iterations
     kd = [row['loss_kd'] for row in runs['kd_prune_only_x4']['losses']]
-    assert len(kd) == 4 and all(v > 0 for v in kd[:2])
-    assert kd[2:] == [0.0, 0.0]
+    assert len(kd) == 4 and all(v > 0 for v in kd)
+    assert kd[2:] == pytest.approx([kd[1] * 4 / 6, kd[1] * 4 / 8])
     assert all('loss_kd' not in row for row in runs['none_x4']['losses'])
     with open(osp.join(work_dir, 'quality.md')) as f:
         table = f.read()
