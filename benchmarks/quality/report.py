@@ -109,7 +109,15 @@ def markdown(bases: Dict, runs: List[Dict]) -> str:
                     vs = (f"{v['delta']:+.2f} (better in {v['wins']} of "
                           f"{v['pairs']})")
                 lines.append(f'| {arm} | {cells} | {vs} |')
-            lines.append('')
+            achieved = []
+            for speedup in speedups:
+                flops = [r['flops'] for r in runs if r['task'] == task
+                         and r['arm'] in shown and r['speedup'] == speedup]
+                achieved.append(
+                    f"{base['flops'] / statistics.fmean(flops):.2f}x"
+                    if flops else '-')
+            lines += [f"| FLOPs reduction reached (mean) | "
+                      f"{' | '.join(achieved)} | |", '']
     return '\n'.join(lines)
 
 
