@@ -125,10 +125,14 @@ def plot(bases: Dict, runs: List[Dict], path: str) -> None:
     """Metric vs FLOPs speed-up: distillation methods (top) and importance
     scores (bottom), per task; dashed: baseline, dotted: control."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in TASKS if (t, 'baseline') in bases]
+    tasks = [
+        t for t in TASKS if (t, 'baseline') in bases and any(
+            r['task'] == t and r['speedup'] for r in runs)
+    ]
     if not tasks:
         return
     fig, axes = plt.subplots(
@@ -161,6 +165,7 @@ def plot(bases: Dict, runs: List[Dict], path: str) -> None:
                    xlabel='FLOPs reduction',
                    ylabel=TASKS[task]['metric_name'],
                    title=f'{task}: {group} (mean ± std over seeds)')
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.tight_layout()
