@@ -1,6 +1,6 @@
 """Short experiments on a config: rescale it, train it, evaluate a checkpoint.
 
-The pieces that ``tools/demo.py`` and ``tools/analysis/distill_ablation.py``
+The pieces that ``tools/demo.py`` and ``benchmarks/quality/run.py``
 share: run an OpenMMLab config for a given number of iterations (its LR
 schedule and the CPDHook scaled along), evaluate a plain or pruned
 checkpoint on the config's val split, and read back the scalars that the

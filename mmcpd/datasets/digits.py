@@ -6,12 +6,13 @@ scikit-learn package, so this dataset needs no download. The images are
 upsampled to ``img_size`` and replicated to 3 channels, so that MMPretrain
 models and pipelines take them like any RGB image.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from ..registry import DATASETS
+from .corrupt import check_corruption, corrupt, take_per_class
 
 #: The two splits; a stratified split fixed by ``seed`` makes them.
 SPLITS = ('train', 'val')
@@ -95,6 +96,15 @@ class DigitsDataset(BaseDataset):
             Defaults to 0.2.
         seed (int): Seed of the stratified train/val split: the same seed
             gives the same split on every machine. Defaults to 0.
+        noise_std (float): Gaussian pixel noise, as a fraction of full
+            intensity, added once per image (fixed by ``seed``). Defaults
+            to 0.
+        occlusion (float): Side of a mid-grey square pasted at a random
+            place of each image, as a fraction of ``img_size``. Defaults
+            to 0 (none).
+        max_per_class (int, optional): Keep at most this many images of
+            each class (drawn by ``seed``); None keeps all. Defaults to
+            None.
         pipeline (Sequence[dict | callable]): Transforms applied to each
             item. Defaults to ``()``.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
@@ -112,12 +122,19 @@ class DigitsDataset(BaseDataset):
                  img_size: int = 32,
                  val_fraction: float = 0.2,
                  seed: int = 0,
+                 noise_std: float = 0.0,
+                 occlusion: float = 0.0,
+                 max_per_class: Optional[int] = None,
                  pipeline: Sequence = (),
                  **kwargs) -> None:
         _check_split(split, val_fraction)
         if not isinstance(img_size, int) or img_size < 8:
             raise ValueError('`img_size` should be an int >= 8, but got '
                              f'{img_size!r}')
+        check_corruption(noise_std, occlusion, max_per_class)
+        self.noise_std = noise_std
+        self.occlusion = occlusion
+        self.max_per_class = max_per_class
         self.split = split
         self.img_size = img_size
         self.val_fraction = val_fraction
@@ -127,10 +144,15 @@ class DigitsDataset(BaseDataset):
     def load_data_list(self) -> list:
         images, labels = load_digits_split(self.split, self.val_fraction,
                                            self.seed)
+        images, labels = take_per_class(images, labels, self.max_per_class,
+                                        self.seed)
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split)])
         shape = (self.img_size, self.img_size)
         data_list = []
         for image, label in zip(images, labels):
             grey = upsample_digit(image, self.img_size)
+            if self.noise_std or self.occlusion:
+                grey = corrupt(grey, rng, self.noise_std, self.occlusion)
             data_list.append(
                 dict(
                     img=np.repeat(grey[..., None], 3, axis=2),

@@ -7,12 +7,13 @@ digits of the train canvases come from the train split of
 :class:`DigitsDataset` and those of the val canvases from its val split, so
 val canvases show handwriting that training never saw.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from ..registry import DATASETS
+from .corrupt import check_corruption, corrupt, take_per_class
 from .digits import SPLITS, _check_split, load_digits_split, upsample_digit
 
 #: Colours of background and the ten digits (matplotlib's tab10).
@@ -68,6 +69,14 @@ class DigitsSegDataset(BaseDataset):
             Defaults to 0.2.
         seed (int): Seed of the digit split and of the canvases. Defaults
             to 0.
+        noise_std (float): Gaussian pixel noise on each canvas, as a
+            fraction of full intensity (fixed by ``seed``). Defaults to 0.
+        occlusion (float): Side of a mid-grey square pasted on each canvas
+            after the digits, as a fraction of ``canvas_size``; the labels
+            under it stay. Defaults to 0 (none).
+        max_per_class (int, optional): Draw the digits from at most this
+            many images per class of the split; None uses all. Defaults to
+            None.
         pipeline (Sequence[dict | callable]): Transforms applied to each
             item. Defaults to ``()``.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`.
@@ -91,9 +100,16 @@ class DigitsSegDataset(BaseDataset):
                  ink_threshold: float = 0.3,
                  val_fraction: float = 0.2,
                  seed: int = 0,
+                 noise_std: float = 0.0,
+                 occlusion: float = 0.0,
+                 max_per_class: Optional[int] = None,
                  pipeline: Sequence = (),
                  **kwargs) -> None:
         _check_split(split, val_fraction)
+        check_corruption(noise_std, occlusion, max_per_class)
+        self.noise_std = noise_std
+        self.occlusion = occlusion
+        self.max_per_class = max_per_class
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError('`num_samples` should be a positive int, but '
                              f'got {num_samples!r}')
@@ -117,18 +133,25 @@ class DigitsSegDataset(BaseDataset):
     def load_data_list(self) -> list:
         images, labels = load_digits_split(self.split, self.val_fraction,
                                            self.seed)
+        images, labels = take_per_class(images, labels, self.max_per_class,
+                                        self.seed)
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split)])
+        # corruption draws from its own stream: the canvases' layouts are
+        # the same with and without it
+        noise_rng = np.random.default_rng(
+            [self.seed, SPLITS.index(self.split), 1])
         shape = (self.canvas_size, self.canvas_size)
         return [
             dict(
-                **self._canvas(rng, images, labels),
+                **self._canvas(rng, noise_rng, images, labels),
                 seg_fields=['gt_seg_map'],
                 reduce_zero_label=False,
                 img_shape=shape,
                 ori_shape=shape) for _ in range(self.num_samples)
         ]
 
-    def _canvas(self, rng: np.random.Generator, images: np.ndarray,
+    def _canvas(self, rng: np.random.Generator,
+                noise_rng: np.random.Generator, images: np.ndarray,
                 labels: np.ndarray) -> dict:
         side = self.canvas_size
         grey = np.zeros((side, side), dtype=np.uint8)
@@ -152,6 +175,8 @@ class DigitsSegDataset(BaseDataset):
             ink = digit >= self.ink_threshold * 255
             grey[y:y + size, x:x + size] = digit
             seg[y:y + size, x:x + size][ink] = labels[index] + 1
+        if self.noise_std or self.occlusion:
+            grey = corrupt(grey, noise_rng, self.noise_std, self.occlusion)
         return dict(img=np.repeat(grey[..., None], 3, axis=2), gt_seg_map=seg)
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES, build_own
+from .schedule import WeightSchedule
 
 #: The ``outputs`` value that selects the task logits.
 LOGITS = 'logits'
@@ -21,11 +22,19 @@ class DistillTerm:
             None for the logits.
         teacher (str | None): The teacher's submodule; None for logits.
         loss (nn.Module): The loss, called as ``loss(student, teacher)``.
+        schedule (WeightSchedule, optional): Factor on the loss by
+            training iteration; None: always 1. Defaults to None.
     """
     key: str
     student: Optional[str]
     teacher: Optional[str]
     loss: nn.Module
+    schedule: Optional[WeightSchedule] = None
+
+    def factor(self, iteration: int) -> float:
+        """Factor on the loss at ``iteration``: 1 without a schedule."""
+        return 1.0 if self.schedule is None else self.schedule.factor(
+            iteration)
 
     @property
     def on_logits(self) -> bool:
@@ -63,10 +72,13 @@ def _parse_outputs(outputs, index: int):
 def build_terms(cfgs: Sequence[dict]) -> List[DistillTerm]:
     """Build the distillation terms of a config.
 
-    Each item is the config of a loss in ``DISTILL_LOSSES`` plus two keys
+    Each item is the config of a loss in ``DISTILL_LOSSES`` plus keys
     of its own: ``outputs``, ``'logits'`` (the default) or the name of a
     module in both models or a pair ``(student module, teacher module)``;
-    and an optional ``name``. Logits terms are logged as ``loss_<name>``
+    an optional ``name``; and an optional ``weight_schedule``, the
+    arguments of a :class:`WeightSchedule` (e.g. ``dict(end=100,
+    ramp='linear')``: the term's weight falls from 1 to 0 over the first
+    100 iterations). Logits terms are logged as ``loss_<name>``
     (``loss_kd`` by default), feature terms as ``loss_feat_<name>``, where
     ``name`` defaults to the student module with dots as underscores.
 
@@ -97,6 +109,13 @@ def build_terms(cfgs: Sequence[dict]) -> List[DistillTerm]:
         cfg = dict(cfg)
         student, teacher = _parse_outputs(cfg.pop('outputs', LOGITS), index)
         name = cfg.pop('name', None)
+        schedule = cfg.pop('weight_schedule', None)
+        if schedule is not None:
+            if not isinstance(schedule, dict):
+                raise TypeError(
+                    f'`weight_schedule` of distill_losses[{index}] should '
+                    f'be a dict, but got {type(schedule).__name__}')
+            schedule = WeightSchedule(**schedule)
         loss = build_own(DISTILL_LOSSES, cfg)
         if student is None:
             key = f'loss_{name or _default_name(loss)}'
@@ -106,5 +125,5 @@ def build_terms(cfgs: Sequence[dict]) -> List[DistillTerm]:
             raise ValueError(
                 f'distill_losses[{index}] would be logged as `{key}` like '
                 'an earlier term; give it a different `name`')
-        terms.append(DistillTerm(key, student, teacher, loss))
+        terms.append(DistillTerm(key, student, teacher, loss, schedule))
     return terms

@@ -15,6 +15,7 @@ from mmcpd.distill.connector import (ChannelScatter, Connector,
                                      build_connector)
 from mmcpd.distill.recorder import (as_tensor, check_module_names,
                                     record_outputs)
+from mmcpd.distill.schedule import current_iteration
 from mmcpd.distill.term import DistillTerm, build_terms
 from mmcpd.registry import MODELS
 
@@ -406,28 +407,44 @@ class DistillWrapper(BaseModel):
         raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
                            'predict and tensor mode')
 
+    def _student_losses(self, inputs: torch.Tensor,
+                        data_samples: Optional[list]) -> dict:
+        """The student's task losses, or none (its forward only) without
+        ``keep_task_loss``."""
+        if not self.keep_task_loss:
+            self.student(inputs, data_samples, mode='tensor')
+            return {}
+        # mmpretrain heads return {'loss': ...}: renamed, or it would
+        # overwrite the total that `parse_losses` logs as `loss`.
+        return {
+            'loss_task' if k == 'loss' else k: v
+            for k, v in self.student(inputs, data_samples,
+                                     mode='loss').items()
+        }
+
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[list]) -> Dict[str, torch.Tensor]:
-        """The student's task losses and the distillation terms."""
+        """The student's task losses and the distillation terms, each
+        times its weight schedule's factor at the runner's iteration; the
+        teacher does not run while every factor is 0 and the task loss is
+        kept (the terms are then logged as 0)."""
         self._copy_teacher_once()
+        iteration = current_iteration()
+        factors = [term.factor(iteration) for term in self.terms]
+        if self.keep_task_loss and not any(factors):
+            losses = self._student_losses(inputs, data_samples)
+            zero = inputs.new_zeros(())
+            losses.update((term.key, zero) for term in self.terms)
+            return losses
         names = {role: self._sources(role) for role in ('student', 'teacher')}
         with record_outputs(self.student, names['student']) as s_out:
-            if self.keep_task_loss:
-                # mmpretrain heads return {'loss': ...}: renamed, or it would
-                # overwrite the total that `parse_losses` logs as `loss`.
-                losses = {
-                    'loss_task' if k == 'loss' else k: v
-                    for k, v in self.student(inputs, data_samples,
-                                             mode='loss').items()
-                }
-            else:
-                self.student(inputs, data_samples, mode='tensor')
-                losses = {}
+            losses = self._student_losses(inputs, data_samples)
         with torch.no_grad(), record_outputs(self.teacher,
                                              names['teacher']) as t_out:
             self.teacher(inputs, data_samples, mode='tensor')
-        for term, s_name, t_name in zip(self.terms, names['student'],
-                                        names['teacher']):
+        for term, factor, s_name, t_name in zip(self.terms, factors,
+                                                names['student'],
+                                                names['teacher']):
             s = as_tensor(s_out[s_name], s_name, 'student')
             t = as_tensor(t_out[t_name], t_name, 'teacher')
             if term.key in self.connectors:
@@ -436,7 +453,8 @@ class DistillWrapper(BaseModel):
                 raise KeyError(f'the student already returns a loss named '
                                f'`{term.key}`; rename the distillation term '
                                'with `name`')
-            losses[term.key] = term.loss(s, t)
+            loss = term.loss(s, t)
+            losses[term.key] = loss if factor == 1 else loss * factor
         return losses
 
 

@@ -62,6 +62,30 @@ def test_seed_fixes_split():
                                                for i in range(20)]))
 
 
+def test_harder_digits_fewer_noisy_occluded_fixed_by_seed():
+    few = dict(split='train', img_size=16, max_per_class=7)
+    clean = DigitsDataset(**few)
+    a = DigitsDataset(noise_std=0.2, occlusion=0.5, **few)
+    b = DigitsDataset(noise_std=0.2, occlusion=0.5, **few)
+    assert len(a) == 70 and len(DigitsDataset(split='train')) == 1437
+    assert np.bincount(a.get_gt_labels(), minlength=10).tolist() == [7] * 10
+    assert np.array_equal(a.get_gt_labels(), clean.get_gt_labels())
+    images = np.stack([a[i]['img'][..., 0] for i in range(len(a))])
+    assert np.array_equal(images,
+                          np.stack([b[i]['img'][..., 0] for i in range(70)]))
+    # every image is noisy: most pixels differ from the clean image
+    originals = np.stack([clean[i]['img'][..., 0] for i in range(70)])
+    changed = (images != originals).mean(axis=(1, 2))
+    assert (changed > 0.4).all()
+    # and has an 8x8 patch of mid grey under the noise: some 8x8 window
+    # averages near 128 (the noise has mean 0 there, std 51)
+    means = np.stack([
+        images[:, y:y + 8, x:x + 8].astype(float).mean(axis=(1, 2))
+        for y in range(9) for x in range(9)
+    ], axis=1)
+    assert (np.abs(means - 128).min(axis=1) < 20).all()
+
+
 def test_built_from_root_registry():
     dataset = DATASETS.build(dict(type='DigitsDataset', split='val'))
     assert isinstance(dataset, DigitsDataset)
@@ -71,6 +95,9 @@ def test_built_from_root_registry():
     (dict(split='test'), '`split`'),
     (dict(val_fraction=1.2), '`val_fraction`'),
     (dict(img_size=4), '`img_size`'),
+    (dict(noise_std=-0.1), '`noise_std`'),
+    (dict(occlusion=1.0), '`occlusion`'),
+    (dict(max_per_class=0), '`max_per_class`'),
 ])
 def test_bad_arguments_name_the_culprit(kwargs, culprit):
     with pytest.raises(ValueError, match=culprit):

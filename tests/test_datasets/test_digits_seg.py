@@ -93,6 +93,28 @@ def test_canvas_and_digit_size():
         assert len(np.unique(seg)) == 2
 
 
+def test_harder_canvases_keep_their_labels():
+    kwargs = dict(split='val', num_samples=6, canvas_size=32,
+                  digit_size=(10, 14), max_per_class=3)
+    clean = DigitsSegDataset(**kwargs)
+    hard = DigitsSegDataset(noise_std=0.2, occlusion=0.25, **kwargs)
+    again = DigitsSegDataset(noise_std=0.2, occlusion=0.25, **kwargs)
+    for i in range(6):
+        img = hard[i]['img'][..., 0]
+        assert np.array_equal(img, again[i]['img'][..., 0])
+        # noise everywhere: most pixels differ from the clean canvas
+        # (the digits' places are drawn the same way)
+        assert (img != clean[i]['img'][..., 0]).mean() > 0.4
+        assert np.array_equal(hard[i]['gt_seg_map'], clean[i]['gt_seg_map'])
+        assert set(np.unique(hard[i]['gt_seg_map'])) <= set(range(11))
+        assert hard[i]['gt_seg_map'].any()
+    # the digits come from 3 images per class of the val split
+    from mmcpd.datasets.corrupt import take_per_class
+    from mmcpd.datasets.digits import load_digits_split
+    images, labels = take_per_class(*load_digits_split('val'), 3, 0)
+    assert len(images) == 30
+
+
 def test_built_from_root_registry():
     dataset = DATASETS.build(
         dict(type='DigitsSegDataset', split='val', num_samples=3))
@@ -107,6 +129,9 @@ def test_built_from_root_registry():
     (dict(digit_size=(16, 80)), '`digit_size`'),
     (dict(num_digits=(0, 2)), '`num_digits`'),
     (dict(ink_threshold=1.5), '`ink_threshold`'),
+    (dict(noise_std=2.0), '`noise_std`'),
+    (dict(occlusion=-0.5), '`occlusion`'),
+    (dict(max_per_class=2.5), '`max_per_class`'),
 ])
 def test_bad_arguments_name_the_culprit(kwargs, culprit):
     with pytest.raises(ValueError, match=culprit):

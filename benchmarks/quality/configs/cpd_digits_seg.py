@@ -1,0 +1,16 @@
+# CPD on the quality benchmark's segmentation model (./digits_seg.py):
+# the CPD settings of configs/_base_/cpd_hook.py, a fifth of the
+# baseline's learning rate; run.py sets the target, distillation,
+# importance and iterations of each arm.
+_base_ = ['./digits_seg.py', '../../../configs/_base_/cpd_hook.py']
+
+optim_wrapper = dict(optimizer=dict(lr=0.001))
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        T_max=200,
+        by_epoch=False,
+        begin=0,
+        end=200),
+]
+train_cfg = dict(max_iters=200, val_interval=200)

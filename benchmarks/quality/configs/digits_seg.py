@@ -1,0 +1,20 @@
+# Quality benchmark, segmentation: the demo UNet
+# (configs/demo/unet-s4-d8_fcn_1xb16_digits-seg.py) on harder canvases:
+# 32x32 with 1-3 digits of 14-20 pixels, Gaussian noise (std 10% of full
+# intensity) and a mid-grey square a fifth of the canvas wide. Trained
+# from scratch; baseline mIoU between 60 and 90 (benchmarks/quality/).
+_base_ = ['../../../configs/demo/unet-s4-d8_fcn_1xb16_digits-seg.py']
+
+size = 32
+hard = dict(
+    canvas_size=size,
+    digit_size=(14, 20),
+    num_digits=(1, 3),
+    noise_std=0.1,
+    occlusion=0.2)
+data_preprocessor = dict(
+    mean=[41.0] * 3, std=[61.0] * 3, size=(size, size))
+model = dict(data_preprocessor=data_preprocessor)
+train_dataloader = dict(dataset=dict(num_samples=1000, **hard))
+val_dataloader = dict(dataset=dict(num_samples=200, **hard))
+test_dataloader = val_dataloader
