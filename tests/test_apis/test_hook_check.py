@@ -19,8 +19,10 @@ def _config(path):
     return cfg
 
 
-# Swin's verified groups hold about a quarter of its FLOPs
-@pytest.mark.parametrize('config,size,target', [(SWIN, 64, 0.2),
+# The comb follows Swin's `C // num_heads` (mmcpd.comb.sizes): its residual
+# stream and heads are prunable, well past the 26% of the FLOPs that
+# verification left when it had to catch them
+@pytest.mark.parametrize('config,size,target', [(SWIN, 64, 0.4),
                                                 (VIT_UPERNET, 64, 0.3)],
                          ids=['swin-t', 'vit-upernet'])
 def test_hook_deploys_what_it_trained(config, size, target, tmp_path):
@@ -30,6 +32,6 @@ def test_hook_deploys_what_it_trained(config, size, target, tmp_path):
                              work_dir=str(tmp_path))
     assert run['removed_units'] > 0
     assert run['sparsity'] >= target
-    if config == SWIN:  # the hook combs with verification: Python ties
-        assert run['failed_verification'] > 0  # C // num_heads were caught
+    if config == SWIN:  # no group needed verification to be caught
+        assert run['failed_verification'] == 0
     assert run['ok'], f"deploy differs from masked: {run['diff']:.2e}"
