@@ -42,7 +42,8 @@ def pruned():
     original = randomize_model(Net(), seed=3).eval()
     small = copy.deepcopy(original)
     spec, _ = mmcpd.prune_model(
-        small, torch.randn(1, 3, 8, 8), ratio=0.25, importance='random')
+        small, torch.randn(1, 3, 8, 8), ratio=0.25, importance='random',
+        round_to=1)
     return original, small.eval(), PrunedSpec.from_dict(
         PrunedSpec.from_dict(spec.to_dict()).to_dict())
 
@@ -211,7 +212,7 @@ def test_a_module_held_under_two_names_rebuilds():
     model = randomize_model(AliasedModule()).eval()
     x = torch.randn(1, 3, 8, 8)
     small = copy.deepcopy(model)
-    spec, result = mmcpd.prune_model(small, x, ratio=0.5)
+    spec, result = mmcpd.prune_model(small, x, ratio=0.5, round_to=1)
     assert small.query.in_channels == 4
     rebuilt = apply_spec(copy.deepcopy(model),
                          PrunedSpec.from_dict(json.loads(spec.to_json())))
