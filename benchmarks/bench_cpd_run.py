@@ -38,49 +38,42 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs', 'demo')
 
+
+def _zoo_task(backbone: dict, neck, head: str, width: int,
+              optimizer: dict) -> dict:
+    """A zoo classifier on the digits at 64x64, batch 16, with the demo
+    baseline's data and schedule."""
+    return dict(
+        baseline=osp.join(DEMO, 'resnet18-w16_1xb64_digits.py'),
+        kd=osp.join(ROOT, 'configs', '_base_', 'cpd_kd.py'),
+        size=64,
+        batch=16,
+        model=dict(
+            type='ImageClassifier',
+            backbone=backbone,
+            neck=neck,
+            head=dict(
+                type=head,
+                num_classes=10,
+                in_channels=width,
+                loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+                topk=(1, ))),
+        optimizer=optimizer,
+        metric='accuracy/top1')
+
+
 TASKS = {
     'resnet50':
-    dict(
-        baseline=osp.join(DEMO, 'resnet18-w16_1xb64_digits.py'),
-        kd=osp.join(ROOT, 'configs', '_base_', 'cpd_kd.py'),
-        size=64,
-        batch=16,
-        model=dict(
-            type='ImageClassifier',
-            backbone=dict(type='ResNet', depth=50, out_indices=(3, )),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=10,
-                in_channels=2048,
-                loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-                topk=(1, ))),
-        optimizer=dict(
-            type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4),
-        metric='accuracy/top1'),
+    _zoo_task(
+        dict(type='ResNet', depth=50, out_indices=(3, )),
+        dict(type='GlobalAveragePooling'), 'LinearClsHead', 2048,
+        dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4)),
     'deit-s':
-    dict(
-        baseline=osp.join(DEMO, 'resnet18-w16_1xb64_digits.py'),
-        kd=osp.join(ROOT, 'configs', '_base_', 'cpd_kd.py'),
-        size=64,
-        batch=16,
-        model=dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='VisionTransformer',
-                arch='deit-small',
-                img_size=64,
-                patch_size=16,
-                drop_path_rate=0.1),
-            neck=None,
-            head=dict(
-                type='VisionTransformerClsHead',
-                num_classes=10,
-                in_channels=384,
-                loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-                topk=(1, ))),
-        optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
-        metric='accuracy/top1'),
+    _zoo_task(
+        dict(type='VisionTransformer', arch='deit-small', img_size=64,
+             patch_size=16, drop_path_rate=0.1), None,
+        'VisionTransformerClsHead', 384,
+        dict(type='AdamW', lr=5e-4, weight_decay=0.05)),
     'demo-cls':
     dict(
         baseline=osp.join(DEMO, 'resnet18-w16_1xb64_digits.py'),
