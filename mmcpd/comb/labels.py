@@ -84,6 +84,9 @@ class LabelGraph:
         #: why sizes computed in Python froze channels (warned only where
         #: that freezes a group, see :mod:`mmcpd.comb.sizes`).
         self.size_reasons: List[str] = []
+        #: (module, attribute) -> float arithmetic Python did with that int
+        #: attribute (``channels ** -0.5``): it must not follow a width
+        self.attr_math: Dict[Tuple[str, str], str] = {}
 
     # ids ---------------------------------------------------------------
     def new_ids(self, shape: Sequence[int]) -> np.ndarray:

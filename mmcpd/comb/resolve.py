@@ -264,6 +264,14 @@ def _attr_updates(graph, comp, unit_of, groups):
             clash.add((scope, attr))
             continue
         found[(scope, attr)] = update
+    for key, what in graph.attr_math.items():
+        update = found.get(key)
+        if update is None:
+            continue
+        for gid, _ in update.per_unit:  # pruning would change `what`
+            bad[gid] = (f'attribute `{key[0]}.{key[1]}` follows the width '
+                        f'but Python computes {what} from it')
+        clash.add(key)
     for key in clash:  # never applied: its groups are frozen
         found.pop(key, None)
     _soft_updates(graph, comp, unit_of, groups, found)

@@ -136,25 +136,55 @@ class AttrInt(int):
         attr (str): The attribute's name.
     """
 
-    def __new__(cls, value, scope, attr):
+    def __new__(cls, value, scope, attr, math_uses=None):
         self = super().__new__(cls, value)
         self.scope, self.attr = scope, attr
+        self.math_uses = math_uses
         return self
+
+    def _used(self, what: str) -> None:
+        """Record that Python computes ``what`` from this attribute: if it
+        follows a width, pruning would change the result
+        (``self.channels ** -0.5`` as a scale), so it must not."""
+        if self.math_uses is not None:
+            self.math_uses.setdefault((self.scope, self.attr), what)
+
+    def __pow__(self, other, *mod):
+        self._used(f'`{self.attr} ** {other}`')
+        return pow(int(self), other, *mod)
+
+    def __rpow__(self, other, *mod):
+        self._used(f'`{other} ** {self.attr}`')
+        return pow(other, int(self), *mod)
+
+    def __truediv__(self, other):
+        self._used(f'`{self.attr} / {other}`')
+        return int(self) / other
+
+    def __rtruediv__(self, other):
+        self._used(f'`{other} / {self.attr}`')
+        return other / int(self)
+
+    def __float__(self):
+        self._used(f'`float({self.attr})`')
+        return float(int(self))
 
     def __reduce__(self):  # copies and pickles are plain ints
         return (int, (int(self), ))
 
 
 @contextlib.contextmanager
-def attribute_ints(model: nn.Module) -> Iterator[None]:
+def attribute_ints(model: nn.Module,
+                   math_uses: Optional[dict] = None) -> Iterator[None]:
     """Inside, the public int attributes of every module are
-    :class:`AttrInt`; restored on exit."""
+    :class:`AttrInt`; restored on exit. ``math_uses`` collects, by
+    ``(module, attribute)``, the float arithmetic Python does with them."""
     saved = []
     for name, module in model.named_modules():
         for k, v in list(vars(module).items()):
             if type(v) is int and not k.startswith('_'):
                 saved.append((module, k, v))
-                module.__dict__[k] = AttrInt(v, name, k)
+                module.__dict__[k] = AttrInt(v, name, k, math_uses)
     try:
         yield
     finally:

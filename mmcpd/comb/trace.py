@@ -202,8 +202,8 @@ def trace(model: nn.Module,
     watch = Provenance(graph, model, inputs)
     _ACTIVE.append(graph)
     try:
-        with torch.no_grad(), attribute_ints(model), _Recorder(
-                graph, stack, calls, watch):
+        with torch.no_grad(), attribute_ints(model, graph.attr_math), \
+                _Recorder(graph, stack, calls, watch):
             # again, traced: tensors that ``train(False)`` caches from
             # parameters (TinyViT's and LeViT's attention biases) follow
             # them; the pruner refreshes them the same way

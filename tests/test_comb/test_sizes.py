@@ -75,6 +75,24 @@ class Scaled(nn.Module):
         return self.out(x * x.shape[-1]**-0.5)
 
 
+class AttrScaled(nn.Module):
+    """OCRNet's SelfAttentionBlock: a reshape sized by ``self.channels``
+    (so the attribute follows the width) and a scale computed from it in
+    forward (``self.channels ** -0.5``), which pruning would change in the
+    pruned model only."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.channels = channels
+        self.stem = nn.Linear(5, channels)
+        self.out = nn.Linear(channels, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x.reshape(x.shape[0], -1, self.channels)
+        return self.out(x * self.channels**-0.5)
+
+
 class Factory(Scaled):
     """A new tensor sized by a width read off another one."""
 
@@ -259,6 +277,14 @@ def test_untracked_use_of_a_width_freezes_it(module, culprit):
     stem = next(g for g in result.groups if g.root == 'stem.weight')
     assert not stem.prunable and culprit in stem.frozen
     assert any(culprit in w for w in warned)
+
+
+def test_attribute_used_in_arithmetic_is_never_updated():
+    result, warned = _comb(randomise(AttrScaled()), torch.randn(2, 7, 5))
+    stem = next(g for g in result.groups if g.root == 'stem.weight')
+    assert not stem.prunable and '`channels ** -0.5`' in stem.frozen
+    assert not [u for u in result.attr_updates if u.attr == 'channels']
+    assert any('`channels ** -0.5`' in w for w in warned)
 
 
 def test_unfold_repeats_each_channel(tmp_path):
