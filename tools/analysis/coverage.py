@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -207,9 +208,9 @@ def write_reports(records, args) -> None:
         json.dump(records, f, indent=1)
     if not args.md:
         return
-    command = (f'python tools/analysis/coverage.py --zoo --ratio '
-               f'{args.ratio} --cache work_dirs/coverage --out '
-               f'{args.out} --md {args.md}')
+    # the command as it was given
+    command = 'python tools/analysis/coverage.py ' + ' '.join(
+        shlex.quote(a) for a in sys.argv[1:])
     failed = [r for r in records if not r['ok']]
     with open(args.md, 'w') as f:
         f.write(INTRO.format(command=command, ratio=args.ratio,
