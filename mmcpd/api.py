@@ -15,8 +15,8 @@ from torch import nn
 from .comb.api import trace_groups
 from .comb.result import CombResult
 from .comb.trace import default_forward
-from .prune.cost import ACT_WEIGHT, METRICS
-from .prune.pruner import Pruner
+from .prune.cost import ACT_WEIGHT
+from .prune.pruner import Pruner, check_pruner_args
 from .prune.selection import Guards, select_ratio
 from .prune.spec import PrunedSpec
 from .prune.verify import verify_groups
@@ -173,12 +173,7 @@ def prune_model(model: nn.Module,
     if not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f'`round_to` should be a positive int, but got '
                          f'{round_to!r}')
-    if metric not in METRICS:
-        raise ValueError(f'`metric` should be one of {METRICS}, but got '
-                         f'{metric!r}')
-    if rank_by is not None and rank_by not in METRICS:
-        raise ValueError(f'`rank_by` should be None or one of {METRICS}, '
-                         f'but got {rank_by!r}')
+    check_pruner_args(metric, rank_by, 'physical')  # before combing
     if result is None:
         result = comb_model(
             model, example_inputs, forward_fn=forward_fn, ignore=ignore)
