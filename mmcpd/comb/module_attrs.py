@@ -18,14 +18,10 @@ import torch
 from torch import nn
 
 from .labels import LabelGraph, dim_ids
+from .sizes import is_int
 
 #: attribute -> which side of the module its width is read from.
 WIDTH_ATTRS = {'in_channels': 'in', 'out_channels': 'out'}
-
-
-def _is_int(value) -> bool:
-    """A plain int, or one the tracer marks (:class:`~.sizes.AttrInt`)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _channel_ids(graph: LabelGraph, value: Any) -> Optional[np.ndarray]:
@@ -54,7 +50,7 @@ def record_width_attrs(graph: LabelGraph, scope: str, module: nn.Module,
     sides = {}
     for attr, side in WIDTH_ATTRS.items():
         value = attrs.get(attr)
-        if not _is_int(value) or value <= 1:
+        if not is_int(value) or value <= 1:
             continue
         value = int(value)
         if side not in sides:
@@ -65,7 +61,7 @@ def record_width_attrs(graph: LabelGraph, scope: str, module: nn.Module,
             graph.soft_attr_rules.append((scope, attr, value, ids))
     groups = attrs.get('groups')
     ids_in = sides.get('in')
-    if (_is_int(groups) and groups > 1 and ids_in is not None
+    if (is_int(groups) and groups > 1 and ids_in is not None
             and groups == len(ids_in) == attrs.get('in_channels')
             == attrs.get('out_channels')):
         graph.soft_attr_rules.append((scope, 'groups', int(groups), ids_in))

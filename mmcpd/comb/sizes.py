@@ -209,6 +209,12 @@ def size_warnings(result: CombResult, reasons: Sequence[str]) -> CombResult:
     return dataclasses.replace(result, warnings=result.warnings + found)
 
 
+def is_int(value) -> bool:
+    """A Python int as the forward may see it while traced: plain, or one
+    the tracer marks (:class:`AttrInt`, :class:`SymInt`); not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _plain(value) -> bool:
     return type(value) in (int, AttrInt)
 

@@ -19,6 +19,7 @@ import torch
 
 from ..couple import couple
 from ..labels import Block, axis_of, dim_ids
+from ..sizes import is_int
 from .base import OpContext, function, method, register
 
 
@@ -143,8 +144,7 @@ def split(ctx: OpContext) -> None:
         sizes = list(size) if isinstance(size, (list, tuple)) else [size]
         # plain ints, or ints the tracer marks (a module's attribute, a size
         # read off a shape: mmcpd.comb.sizes)
-        if not all(isinstance(s, int) and not isinstance(s, bool)
-                   for s in sizes):
+        if not all(is_int(s) for s in sizes):
             sizes = None
         else:
             sizes = [int(s) for s in sizes]
@@ -168,8 +168,7 @@ def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
     for name, value in vars(ctx.module).items():
         if name.startswith('_'):
             continue
-        if isinstance(value, int) and not isinstance(value, bool) and \
-                value > 1 and sizes == [value] and \
+        if is_int(value) and value > 1 and sizes == [value] and \
                 len(set(len(p) for p in pieces if p is not None)) == 1 \
                 and pieces[0] is not None and len(pieces[0]) == value:
             graph.attr_rules.append((ctx.scope, name, int(value),
