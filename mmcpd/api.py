@@ -67,16 +67,6 @@ def _check_ratio(ratio: float, name: str = 'ratio') -> None:
         raise ValueError(f'`{name}` should be in (0, 1), but got {ratio!r}')
 
 
-def _latency_table(model: nn.Module, inputs: Any,
-                   table: Optional[dict]) -> dict:
-    """``table`` if it is one, else one measured (or cached) with
-    ``table`` as keyword arguments."""
-    if table is not None and 'layers' in table:
-        return table
-    from .deploy.latency_table import latency_table
-    return latency_table(model, inputs, **(table or {}))
-
-
 def prune_model(model: nn.Module,
                 example_inputs: Any,
                 ratio: Optional[float] = None,
@@ -183,7 +173,8 @@ def prune_model(model: nn.Module,
                          'training: use CPDHook, or `magnitude` here')
     table = None
     if target is not None and 'latency' in (metric, rank_by):
-        table = _latency_table(model, example_inputs, latency_table)
+        from .deploy.latency_table import table_for
+        table = table_for(model, example_inputs, latency_table)
     guards = with_quanta(Guards(min_channels, float(max_ratio), round_to),
                          model, result.prunable)
     pruner = Pruner(model, result, scorer, metric if target else 'params',

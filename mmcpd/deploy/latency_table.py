@@ -410,3 +410,19 @@ def latency_table(model: nn.Module,
     return dict(machine=info, input_shape=list(inputs.shape),
                 model_ms=model_ms, rest_ms=model_ms - full, cache=path,
                 layers=entries)
+
+
+def is_table(table) -> bool:
+    """Whether ``table`` is a measured latency table (rather than None or
+    the keyword arguments of :func:`latency_table`)."""
+    return isinstance(table, dict) and 'layers' in table
+
+
+def table_for(model: nn.Module, inputs: torch.Tensor,
+              table: Optional[dict] = None) -> dict:
+    """``table`` if it is a measured table, else one measured (or read from
+    the cache) by :func:`latency_table` with ``table`` as its keyword
+    arguments."""
+    if is_table(table):
+        return table
+    return latency_table(model, inputs, **(table or {}))

@@ -378,15 +378,14 @@ class CPDHook(Hook):
     def _latency_table(self, student: nn.Module) -> dict:
         """The student's latency table (given, cached or measured on a
         CPU copy at ``input_shape``)."""
-        table = self.latency_table
-        if table is not None and 'layers' in table:
-            return table
-        from mmcpd.deploy.latency_table import latency_table
+        from mmcpd.deploy.latency_table import is_table, table_for
+        if is_table(self.latency_table):
+            return self.latency_table
         box = [None]
         if is_main_process():  # one machine's numbers, timed without rivals
-            box[0] = latency_table(
+            box[0] = table_for(
                 copy.deepcopy(student).cpu(), torch.randn(self.input_shape),
-                **(table or {}))
+                self.latency_table)
         if get_world_size() > 1:
             broadcast_object_list(box, src=0)
         return box[0]
