@@ -66,6 +66,20 @@ def same_random(seed: int = 0) -> Iterator[None]:
 
 
 @torch.no_grad()
+def masked_output(masked: nn.Module,
+                  result: CombResult,
+                  removed: Dict[int, Sequence[int]],
+                  inputs: Any,
+                  forward_fn: Callable = default_forward):
+    """What the masked model (removed units zeroed) computes: norms and
+    channel mixes over the kept channels only (:func:`exact_norms`), from
+    the same random state as the forward it is compared with
+    (:func:`same_random`)."""
+    with exact_norms(masked, result, removed), same_random():
+        return forward_fn(masked, inputs)
+
+
+@torch.no_grad()
 def try_removal(model: nn.Module,
                 result: CombResult,
                 removed: Dict[int, Sequence[int]],
@@ -90,8 +104,8 @@ def try_removal(model: nn.Module,
         del pruned
         masked = copy.deepcopy(model)
         zero_units(masked, result, removed)
-        with exact_norms(masked, result, removed), same_random():
-            expected = forward_fn(masked, inputs)
+        expected = masked_output(masked, result, removed, inputs,
+                                 forward_fn)
         ok, diff = outputs_match(expected, got, rtol)
         if not ok:
             return False, ('pruned model differs from the masked one '
