@@ -8,13 +8,14 @@ every prunable group, or ``mmcpd.prune_model(model, inputs, target=0.5)`` half
 of the FLOPs, by a named importance, and returns the pruned architecture's
 spec.
 """
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
 from .comb.api import trace_groups
 from .comb.result import CombResult
 from .comb.trace import default_forward
+from .prune.closed_loop import LatencyLoop, loop_settings
 from .prune.cost import ACT_WEIGHT
 from .prune.pruner import Pruner, check_pruner_args
 from .prune.selection import Guards, select_ratio
@@ -82,7 +83,9 @@ def prune_model(model: nn.Module,
                 forward_fn: Optional[Callable] = None,
                 ignore: Sequence[str] = (),
                 result: Optional[CombResult] = None,
-                latency_table: Optional[dict] = None
+                latency_table: Optional[dict] = None,
+                closed_loop: Union[bool, dict] = True,
+                log: Optional[dict] = None
                 ) -> Tuple[PrunedSpec, CombResult]:
     """Prune a model in one shot, in place, by a data-free importance.
 
@@ -137,6 +140,19 @@ def prune_model(model: nn.Module,
             ``dict(threads=2)``) to measure it, or load it from the cache,
             on ``example_inputs``. Defaults to None (measured with its
             defaults).
+        closed_loop (bool | dict): With ``metric='latency'``, meet the
+            target on the *measured* latency of the pruned model: select,
+            export, time it interleaved with the unpruned one in
+            onnxruntime (median), re-target the table's prediction from
+            the same scores and repeat (:class:`~mmcpd.prune.closed_loop.
+            LatencyLoop`). True: the defaults (``tol=0.03`` of the
+            speedup, ``rounds=4``, ``runs=50``, the table's threads); a
+            dict sets ``tol``, ``rounds``, ``runs``, ``warmup``,
+            ``threads``, ``provider`` or ``measure`` (a callable, model ->
+            latency over the unpruned model's, instead of onnxruntime);
+            False: stop at the predicted latency. Defaults to True.
+        log (dict, optional): Filled with the closed loop's log (rounds,
+            measured ratio, error, seconds). Defaults to None.
 
     Returns:
         tuple: The :class:`PrunedSpec` of the pruned model and the comb
@@ -171,6 +187,11 @@ def prune_model(model: nn.Module,
     if getattr(scorer, 'uses_grad', False):
         raise ValueError(f'importance {importance!r} needs gradients from '
                          'training: use CPDHook, or `magnitude` here')
+    settings = loop_settings(closed_loop) if target is not None and \
+        metric == 'latency' else None
+    if settings is not None and 'measure' not in settings[1]:
+        from .deploy.meter import check_onnxruntime
+        check_onnxruntime('`closed_loop`')
     table = None
     if target is not None and 'latency' in (metric, rank_by):
         from .deploy.latency_table import table_for
@@ -182,6 +203,21 @@ def prune_model(model: nn.Module,
     if ratio is not None:
         new = select_ratio(result.prunable, pruner.scores(), ratio,
                            guards.quanta)
+    elif settings is not None:
+        from .deploy.meter import meter_for
+        reachable = pruner.reachable(target, ignore)
+        measure = meter_for(model, example_inputs, settings[1], table)
+        new, record = pruner.measured_step(
+            model, target, measure, LatencyLoop(**settings[0]),
+            reachable=reachable)
+        if log is not None:
+            log.update(record)
+        from mmengine.logging import print_log
+        print_log(
+            f"prune_model: measured latency {record['ratio']:.3f} of the "
+            f"unpruned model ({1 / record['ratio']:.2f}x, target "
+            f'{1 / (1 - target):.2f}x) after {len(record["rounds"])} '
+            f"measurements in {record['seconds']:.1f} s", logger='current')
     else:
         pruner.reachable(target, ignore)
         new = pruner.step(target)

@@ -6,6 +6,7 @@ matplotlib are imported by the functions that use them.
 from .adapter import TensorModeAdapter
 from .benchmark import ModelSource, benchmark_models, prepare_onnx, speedups
 from .complexity import model_complexity, onnx_complexity
+from .meter import LatencyMeter
 from .latency import (PROVIDERS, LatencyResult, LatencyStats, latency_stats,
                       measure_latencies, measure_latency)
 from .onnx_export import (EXPORTERS, ONNXMismatchError, export_onnx,
@@ -22,5 +23,5 @@ __all__ = [
     'PROVIDERS', 'model_complexity', 'onnx_complexity', 'ModelSource',
     'prepare_onnx', 'benchmark_models', 'speedups', 'result_table',
     'write_json', 'plot_latency', 'profile_nodes', 'compare_profiles',
-    'split_time', 'by_op_type', 'NodeTime'
+    'split_time', 'by_op_type', 'NodeTime', 'LatencyMeter'
 ]

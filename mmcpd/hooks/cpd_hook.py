@@ -11,6 +11,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import nn
 
+from mmcpd.prune.closed_loop import LatencyLoop, loop_settings
 from mmcpd.prune.convert import STATE_KEY, small_checkpoint
 from mmcpd.prune.cost import ACT_WEIGHT
 from mmcpd.prune.importance import BaseImportance
@@ -170,6 +171,22 @@ class CPDHook(Hook):
             ``dict(threads=4, provider='cuda')``) to measure it (or load it
             from the cache) at ``input_shape`` before training. Defaults to
             None (its defaults: this machine's cores, onnxruntime CPU).
+        closed_loop (bool | dict): With ``metric='latency'``, steer by the
+            *measured* latency: at each prune step, rank 0 exports the
+            candidate student and times it interleaved with the unpruned
+            one in onnxruntime (:class:`~mmcpd.deploy.meter.LatencyMeter`,
+            the table's threads), corrects the table's prediction by what
+            it measured so far (:class:`~mmcpd.prune.closed_loop.
+            LatencyLoop`), and at the last step re-targets until the
+            measured speedup is within ``tol`` of the target (one
+            measurement at the other steps); the choice is broadcast.
+            True: the defaults (``tol=0.03``, ``rounds=4``, ``runs=50``);
+            a dict sets ``tol``, ``rounds``, ``runs``, ``warmup``,
+            ``threads``, ``provider`` or ``measure`` (a callable, model ->
+            latency over the unpruned model's); False: stop at the
+            predicted latency. The unpruned model's ONNX is kept in
+            ``work_dir/cpd_latency_reference.onnx`` for resuming. Defaults
+            to True.
         ignore (Sequence[str]): Module name patterns (``fnmatch``, a pattern
             also covers submodules) whose groups are never pruned; each must
             match a module. Defaults to ().
@@ -208,6 +225,7 @@ class CPDHook(Hook):
                  rank_by: Optional[str] = None,
                  act_weight: float = ACT_WEIGHT,
                  latency_table: Optional[dict] = None,
+                 closed_loop: Union[bool, dict] = True,
                  ignore: Sequence[str] = (),
                  input_shape: Sequence[int] = (1, 3, 224, 224),
                  deploy_file: Optional[str] = 'pruned_deploy.pth',
@@ -223,6 +241,8 @@ class CPDHook(Hook):
             raise ValueError('`latency_table` should be None or a dict (a '
                              'table or its keyword arguments), but got '
                              f'{type(latency_table).__name__}')
+        self._loop_settings = loop_settings(closed_loop) \
+            if metric == 'latency' else None
         _check_int('min_channels', min_channels, 1)
         _check_int('round_to', round_to, 1)
         if not isinstance(max_ratio, (int, float)) or isinstance(
@@ -278,6 +298,9 @@ class CPDHook(Hook):
         self._exact = False
         self._norm_ctx = None
         self._runner = None
+        self._loop: Optional[LatencyLoop] = None
+        self._measure = None
+        self._reachable = 1.0
 
     # ------------------------------------------------------------------
     # setup
@@ -302,6 +325,8 @@ class CPDHook(Hook):
                 f'{type(student).__name__} (ignore={self.ignore!r}); see '
                 'the comb warnings above')
         reachable = self.pruner.reachable(self.target, self.ignore)
+        self._reachable = reachable
+        self._start_loop(runner, student, state)
         self.schedule = self._build_schedule(runner)
         if state is not None:
             self.step = int(state['step'])
@@ -320,6 +345,34 @@ class CPDHook(Hook):
             f'{self.start} to {self.schedule.end}, to remove '
             f'{self.target:.0%} of the {self.metric} (at most '
             f'{reachable:.0%} possible), shrink={self.pruner.shrink!r}')
+
+    def _start_loop(self, runner, student: nn.Module,
+                    state: Optional[dict]) -> None:
+        """The closed loop's state on every rank and its meter on rank 0
+        (the unpruned student exported once, or read back on resume)."""
+        if self._loop_settings is None:
+            return
+        loop_kw, meter_kw = self._loop_settings
+        points = (state or {}).get('latency_points', ())
+        self._loop = LatencyLoop(**loop_kw, points=points)
+        if not is_main_process():
+            return
+        from mmcpd.deploy.meter import check_onnxruntime, meter_for
+        if 'measure' not in meter_kw:
+            check_onnxruntime('CPDHook `closed_loop`')
+        path = osp.join(runner.work_dir, 'cpd_latency_reference.onnx')
+        reference = None if self.removed else student
+        if reference is None and not osp.exists(path) \
+                and 'measure' not in meter_kw:
+            runner.logger.warning(
+                f'CPDHook: {path} (the unpruned model, for the closed '
+                'latency loop) is missing on resume: the remaining steps '
+                'stop at the predicted latency')
+            self._loop = None
+            return
+        table = dict(machine=getattr(self.cost, 'machine', {}))
+        self._measure = meter_for(reference, torch.randn(self.input_shape),
+                                  meter_kw, table, reference_onnx=path)
 
     def _build_pruner(self, student: nn.Module, comb, shrink: str) -> Pruner:
         table = self._latency_table(student) if 'latency' in (
@@ -473,14 +526,25 @@ class CPDHook(Hook):
         self._prune(runner, step)
 
     def _prune(self, runner, step: int) -> None:
-        new = self.pruner.step(self.schedule.target_at(step))
+        goal = self.schedule.target_at(step)
+        loop_log = None
+        if self._loop is None:
+            new = self.pruner.step(goal)
+        elif self._measure is not None:  # rank 0 measures
+            rounds = None if step == self.schedule.num_steps else 1
+            new, loop_log = self.pruner.measured_step(
+                self.student, goal, self._measure, self._loop, rounds,
+                self._reachable)
+        else:
+            self.importance.reset()
+            new = {}
         if get_world_size() > 1:  # the same choice on every rank
-            box = [new]
+            box = [new, loop_log]
             broadcast_object_list(box, src=0)
-            new = box[0]
+            new, loop_log = box
         self.step = step
         self._refresh_masks(runner, new)
-        record = self._record(runner.iter + 1, len(new))
+        record = self._record(runner.iter + 1, len(new), loop_log)
         self.history.append(record)
         for key in ('sparsity', 'params', 'flops', 'groups_pruned'):
             if record.get(key) is not None:
@@ -494,6 +558,16 @@ class CPDHook(Hook):
             skipped = f', {count} steps with NaN/inf gradients left out of ' \
                 'the importance so far'
         flops = record.get('flops_ratio')
+        if loop_log is not None:
+            runner.message_hub.update_scalar('train/cpd_latency_ratio',
+                                             loop_log['ratio'])
+            ratio = loop_log['ratio']
+            predicted = record['predicted_latency_ratio']
+            runner.logger.info(
+                f'CPDHook closed loop: measured latency {ratio:.3f} of the '
+                f'unpruned model (goal {1 - goal:.3f}, predicted '
+                f"{predicted:.3f}) after {len(loop_log['rounds'])} "
+                f"measurements in {loop_log['seconds']:.1f} s")
         runner.logger.info(
             f'CPDHook step {step}/{self.schedule.num_steps} at iter '
             f'{runner.iter + 1}: {self.metric} removed '
@@ -504,7 +578,8 @@ class CPDHook(Hook):
              if flops is not None else '') +
             f', {len(new)} groups pruned this step{skipped}')
 
-    def _record(self, it: int, groups_pruned: int = 0) -> dict:
+    def _record(self, it: int, groups_pruned: int = 0,
+                loop_log: Optional[dict] = None) -> dict:
         params = self.params_cost.total(self.removed)
         full_params = self.params_cost.total()
         record = dict(
@@ -518,7 +593,12 @@ class CPDHook(Hook):
             record.update(flops=float(flops),
                           flops_ratio=flops / self.flops_cost.total())
         ratio = record['params_ratio'] if self.metric == 'params' \
-            else record['flops_ratio']
+            else record.get('flops_ratio')
+        if self.metric == 'latency':
+            ratio = self.cost.total(self.removed) / self.cost.total()
+            record['predicted_latency_ratio'] = float(ratio)
+            if loop_log is not None:
+                ratio = record['latency_ratio'] = float(loop_log['ratio'])
         record['sparsity'] = 1.0 - ratio
         return record
 
@@ -663,6 +743,8 @@ class CPDHook(Hook):
             history=list(self.history),
             val_history=list(self.val_history),
             student_prefix=self.student_prefix)
+        if self._loop is not None:
+            state['latency_points'] = [list(p) for p in self._loop.points]
         return state
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

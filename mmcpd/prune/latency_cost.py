@@ -120,6 +120,7 @@ class LatencyCost(CostModel):
         super().__init__(shapes, groups, 'latency_proxy', rest_macs,
                          channel_acts, act_weight, op_macs)
         self.metric = 'latency'
+        self.machine = dict(table.get('machine') or {})
         self.round_to = int(round_to)
         self.layers = [
             dict(param=layer['param'], grid_in=list(layer['grid_in']),

@@ -22,13 +22,15 @@ Both choose exactly the same units: the importance of the units still in
 the model is mapped back to the unpruned numbering and one selection
 (:func:`~mmcpd.prune.selection.select_units`) runs on the unpruned groups.
 """
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from copy import deepcopy
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
 from mmcpd.comb.remap import remap
+from .closed_loop import LatencyLoop
 from .cost import ACT_WEIGHT, METRICS, CostModel, model_cost
 from .dead import DeadUnits
 from .importance import BaseImportance
@@ -173,6 +175,58 @@ class Pruner:
         new = self.select(target)
         self.importance.reset()
         return new
+
+    def measured_step(self,
+                      model: nn.Module,
+                      target: float,
+                      measure: Callable[[nn.Module], float],
+                      loop: LatencyLoop,
+                      rounds: Optional[int] = None,
+                      reachable: float = 1.0) -> Tuple[Removed, dict]:
+        """:meth:`step` to a *measured* ``target``: the selection is made at
+        the predicted fractions a :class:`~.closed_loop.LatencyLoop` asks
+        for, each candidate cut out of a CPU copy of ``model``
+        (:meth:`candidate`) and measured by ``measure`` (latency over the
+        unpruned model's), until the measured fraction removed is
+        ``target``; then the importance is reset.
+
+        Returns:
+            tuple: The units to remove now (unpruned numbering, for
+            :meth:`apply`) and the loop's log.
+        """
+        full = self.cost.total()
+
+        def predicted(new: Removed) -> float:
+            done = {g: list(u) for g, u in self.removed.items()}
+            for gid, units in new.items():
+                done[gid] = sorted(set(done.get(gid, ())) | set(units))
+            return 1.0 - self.cost.total(done) / full
+
+        new, log = loop.run(target, self.select, predicted,
+                            lambda n: measure(self.candidate(model, n)),
+                            reachable, rounds)
+        self.importance.reset()
+        return new, log
+
+    @torch.no_grad()
+    def candidate(self, model: nn.Module,
+                  new: Mapping[int, Sequence[int]]) -> nn.Module:
+        """A CPU copy of ``model`` with ``new`` units (unpruned numbering)
+        removed too, cut for real, in eval mode; ``model`` and the pruner
+        are left as they are."""
+        if self.shrink == 'mask':
+            from .convert import pruned_copy
+            removed = {g: list(u) for g, u in self.removed.items()}
+            for gid, units in new.items():
+                removed[int(gid)] = sorted(
+                    set(removed.get(int(gid), ())) | set(units))
+            small = pruned_copy(model, self.comb, removed)[0]
+        else:
+            small = deepcopy(model)
+            delta = self.to_current(new)
+            if delta:
+                prune_units(small, self.current, delta)
+        return small.cpu().eval()
 
     def to_current(self, new: Mapping[int, Sequence[int]]) -> Removed:
         """``new`` (unpruned numbering) in the numbering of the current,

@@ -390,7 +390,8 @@ def test_step_with_nan_gradient_is_left_out_of_the_scores(
 def test_latency_target_counts_a_measured_table(tmp_path, monkeypatch):
     monkeypatch.setenv('MMCPD_CACHE', str(tmp_path / 'cache'))
     table = dict(threads=1, points=2, budget_s=0.01)
-    hook = dict(HOOK, metric='latency', target=0.3, latency_table=table)
+    hook = dict(HOOK, metric='latency', target=0.3, latency_table=table,
+                closed_loop=False)
     runner = make_runner(tmp_path, hook, max_iters=12)
     runner.train()
     cpd = _hook(runner)
@@ -398,6 +399,35 @@ def test_latency_target_counts_a_measured_table(tmp_path, monkeypatch):
     assert len(list((tmp_path / 'cache' / 'latency').glob('*.json'))) == 1
     assert cpd.cost.metric == 'latency'
     assert cpd.cost.total(cpd.removed) <= 0.7 * cpd.cost.total() + 1e-9
+
+
+def test_latency_target_is_met_on_the_measured_latency(tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv('MMCPD_CACHE', str(tmp_path / 'cache'))
+    full = sum(p.numel() for p in ToyClassifier().parameters())
+    calls = []
+
+    def measure(model):  # what the table does not predict: an overhead
+        calls.append(model.training)
+        return 0.4 + 0.6 * sum(p.numel() for p in model.parameters()) / full
+
+    table = dict(threads=1, points=2, budget_s=0.01)
+    hook = dict(HOOK, metric='latency', target=0.3, latency_table=table,
+                round_to=1, closed_loop=dict(measure=measure, tol=0.03))
+    runner = make_runner(tmp_path, hook, max_iters=12)
+    runner.train()
+    cpd = _hook(runner)
+    last = cpd.history[-1]
+    # the last step re-targeted until the measured latency met the target
+    assert abs(0.7 / last['latency_ratio'] - 1) <= 0.03
+    assert last['sparsity'] == pytest.approx(1 - last['latency_ratio'])
+    # one measurement at each earlier step, up to 4 at the last, of
+    # candidates in eval mode, all remembered for the next steps
+    assert 3 <= len(calls) <= 2 + 4 and not any(calls)
+    assert all('latency_ratio' in r for r in cpd.history[1:])
+    assert len(cpd.state_dict()['latency_points']) == len(calls)
+    small, _ = cpd.pruner.small(cpd.student)
+    assert measure(small) == pytest.approx(last['latency_ratio'])
 
 
 @pytest.mark.parametrize('rank_by', [None, 'latency_proxy'])

@@ -102,7 +102,7 @@ def test_a_width_slower_than_a_wider_one_is_never_chosen(toy):
     assert cost.allowed_widths(conv2) == {16, 8}
     spec, _ = mmcpd.prune_model(
         model, X, target=0.3, metric='latency', round_to=4,
-        latency_table=table, result=result)
+        latency_table=table, result=result, closed_loop=False)
     c1, c2 = model.conv1.out_channels, model.conv2.out_channels
     assert c2 in (16, 8) and c1 % 4 == 0
     grid = [8, 12, 16]
@@ -137,7 +137,8 @@ def test_prune_model_measures_the_table_when_none_is_given(toy,
 
     monkeypatch.setattr(lt, 'latency_table', measured)
     mmcpd.prune_model(model, X, target=0.3, metric='latency', round_to=4,
-                      latency_table=dict(threads=3), result=result)
+                      latency_table=dict(threads=3), result=result,
+                      closed_loop=False)
     assert calls == [dict(threads=3)]
     assert model.conv2.out_channels in (16, 8)
     with pytest.raises(ValueError, match="`metric`.*'latency_proxy'"):
