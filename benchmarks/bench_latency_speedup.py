@@ -17,10 +17,18 @@ ranking) for comparison; ``--profile RUNS`` adds per-node profiles.
 
 With ``--metric latency`` the target is measured latency instead: a latency
 table of each model is measured on this machine (or read from the cache,
-``mmcpd.deploy.latency_table``) and ``prune_model(..., metric='latency',
-target=0.5)`` removes half of the predicted latency (widths x8); for
-comparison, ``flops@lat`` is FLOPs-targeted pruning (ranked per FLOP) to the
-same predicted latency, so the two keep FLOPs at equal latency.
+``mmcpd.deploy.latency_table``) and the closed loop of ``prune_model(...,
+metric='latency', target=0.5)`` removes half of the *measured* latency
+(widths x8): select by the table, export, time interleaved with the
+unpruned model, re-target (``--tol``, ``--rounds``, ``--loop-runs``). For
+comparison, ``flops@lat`` is FLOPs-targeted pruning (ranked per FLOP) put
+through the same closed loop, so both land at the same measured latency and
+the FLOPs they keep can be compared. The report gives, per model, the target
+and measured speedups (median of ``--runs`` interleaved runs), the FLOPs
+each keeps, and the time the table and the loops took.
+
+    python benchmarks/bench_latency_speedup.py --metric latency --runs 200 \
+        --threads 2 --out docs/latency_target.json
 """
 import argparse
 import copy
@@ -60,6 +68,12 @@ def parse_args():
                         'flops@lat variants are pruned)')
     parser.add_argument('--points', type=int, default=6,
                         help='latency table widths per layer dim')
+    parser.add_argument('--tol', type=float, default=0.03,
+                        help='closed loop: relative speedup error to stop')
+    parser.add_argument('--rounds', type=int, default=5,
+                        help='closed loop: measurements at most')
+    parser.add_argument('--loop-runs', type=int, default=50,
+                        help='closed loop: interleaved runs per measurement')
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
@@ -92,34 +106,53 @@ def _select(base, result, cost, target):
                         Guards(8, 0.9, 8))
 
 
-def latency_variants(base, x, result, args) -> dict:
-    """Pruned to ``target`` of the measured latency, and by FLOPs (ranked
-    per FLOP) to the same predicted latency, found by bisection."""
-    from mmcpd.deploy.latency_table import latency_table
-    from mmcpd.prune.cost import model_cost
-    from mmcpd.prune.physical import prune_units
+def closed_loop(base, x, result, metric, table, meter, args):
+    """``base`` pruned by magnitude per ``metric`` (as ``prune_model``
+    ranks: widths x8, at most 90% of a group) until the measured latency is
+    ``1 - target`` of the unpruned one's (the closed loop of
+    ``prune_model(metric='latency')``)."""
+    from mmcpd.prune.closed_loop import LatencyLoop
+    from mmcpd.prune.pruner import Pruner
+    from mmcpd.prune.selection import Guards
+    from mmcpd.prune.widths import with_quanta
+    from mmcpd.registry import IMPORTANCES
 
+    model = copy.deepcopy(base)
+    guards = with_quanta(Guards(8, 0.9, 8), model, result.prunable)
+    pruner = Pruner(model, result, IMPORTANCES.build(dict(type='magnitude')),
+                    metric, guards, latency_table=table)
+    reachable = pruner.reachable(min(args.target, 0.9))
+    new, log = pruner.measured_step(
+        model, args.target, meter,
+        LatencyLoop(tol=args.tol, rounds=args.rounds), reachable=reachable)
+    pruner.apply(model, new)
+    print(f"{metric}: measured {log['ratio']:.3f} after "
+          f"{len(log['rounds'])} rounds in {log['seconds']:.0f} s: " +
+          ', '.join(f"{r['predicted']:.3f}->{r['measured']:.3f}"
+                    for r in log['rounds']), flush=True)
+    return model, log
+
+
+def latency_variants(base, x, result, args) -> tuple:
+    """Pruned to ``target`` of the measured latency, ranked per measured
+    (tabled) latency and per FLOP, both through the closed loop; with
+    their logs and the seconds the table took."""
+    import time
+
+    from mmcpd.deploy.latency_table import latency_table
+    from mmcpd.deploy.meter import LatencyMeter
+
+    start = time.perf_counter()
     table = latency_table(base, x, threads=args.threads, points=args.points,
                           progress=True)
-    lat = model_cost(base, result, 'latency', table=table, round_to=8)
-    flops = model_cost(base, result, 'flops')
-    removed = {'latency': _select(base, result, lat, args.target)}
-    goal = lat.total(removed['latency'])
-    lo, hi = 0.05, 0.95
-    for _ in range(10):
-        mid = (lo + hi) / 2
-        got = _select(base, result, flops, mid)
-        if lat.total(got) > goal:
-            lo = mid
-        else:
-            hi, removed['flops@lat'] = mid, got
-    out = {}
-    for name, units in removed.items():
-        out[name] = copy.deepcopy(base)
-        prune_units(out[name], result, units)
-        print(f'{name}: predicted {lat.total(units):.2f} of '
-              f'{lat.total():.2f} ms', flush=True)
-    return out
+    table_s = time.perf_counter() - start
+    meter = LatencyMeter(base, x, threads=args.threads, runs=args.loop_runs)
+    out, logs = {}, {}
+    for name, metric in (('latency', 'latency'), ('flops@lat', 'flops')):
+        out[name], logs[name] = closed_loop(base, x, result, metric, table,
+                                            meter, args)
+    meter.close()
+    return out, logs, table_s
 
 
 def bench_model(config: str, size: int, args, folder: str) -> dict:
@@ -135,7 +168,8 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
     result = mmcpd.comb_model(base, x)
     variants = {'baseline': base}
     if args.metric == 'latency':
-        variants.update(latency_variants(base, x, result, args))
+        pruned, logs, table_s = latency_variants(base, x, result, args)
+        variants.update(pruned)
     for round_to in (args.round_to if args.metric == 'flops' else []):
         model = copy.deepcopy(base)
         mmcpd.prune_model(model, x, target=args.target, round_to=round_to,
@@ -199,6 +233,10 @@ def bench_model(config: str, size: int, args, folder: str) -> dict:
                 node_min['baseline'] / node_min[name], 3)
             row[name]['flops_kept'] = round(
                 flops[name] / flops['baseline'], 3)
+            row[name]['loop'] = logs[name]
+    if args.metric == 'latency':
+        row.update(target_speedup=round(1 / (1 - args.target), 3),
+                   table_s=round(table_s, 1))
     return row
 
 
@@ -209,6 +247,24 @@ def speedup(flops: dict, latency: dict, name: str, base: str) -> dict:
     ls = latency[base] / latency[name]
     return dict(flops_speedup=round(fs, 3), latency_speedup=round(ls, 3),
                 ratio=round(ls / fs, 3))
+
+
+def print_target_table(rows, args) -> None:
+    """Target vs measured speedup, FLOPs kept at that latency, costs."""
+    print(f'\nlatency target: measured speedup (median of {args.runs} '
+          f'interleaved runs, {args.threads} threads) and FLOPs kept, '
+          'ranked per latency and per FLOP, both closed-loop\n')
+    print('| model | target | latency: speedup, FLOPs kept | flops@lat: '
+          'speedup, FLOPs kept | table s | loops s (rounds) |')
+    print('|---|---|---|---|---|---|')
+    for r in rows:
+        lat, fl = r['latency'], r['flops@lat']
+        print(f"| {r['config'].split('/')[-1]} | {r['target_speedup']:.2f}x "
+              f"| {lat['latency_speedup']:.2f}x, {lat['flops_kept']:.3f} | "
+              f"{fl['latency_speedup']:.2f}x, {fl['flops_kept']:.3f} | "
+              f"{r['table_s']:.0f} | {lat['loop']['seconds']:.0f} "
+              f"({len(lat['loop']['rounds'])}) / {fl['loop']['seconds']:.0f} "
+              f"({len(fl['loop']['rounds'])}) |")
 
 
 def main():
@@ -229,6 +285,8 @@ def main():
                 for n, v in rows[-1]['profile_ms'].items()), flush=True)
     with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
+    if args.metric == 'latency':
+        print_target_table(rows, args)
     names = [f'round{r}' for r in args.round_to] \
         if args.metric == 'flops' else ['latency', 'flops@lat']
     names += [f'latency{beta:g}' for beta in args.act_weight]

@@ -22,6 +22,11 @@ Examples:
     python tools/demo.py --quick               # a smoke test (the tests)
     python tools/demo.py --verbose             # mmengine's full console log
     python tools/demo.py --metric latency      # half the measured latency
+    python tools/demo.py --metric latency --target 0.4   # 1.67x faster
+
+With ``--metric latency`` the CPDHook ranks units by a latency table of
+this machine and closes the loop on the exported student's measured latency
+(``closed_loop``), so the final table's measured speedup is the target's.
 
 The console shows one line per stage and a progress bar per training run;
 mmengine's full log of each run (config, every logged iteration, the prune

@@ -10,7 +10,9 @@ runner_type = CPDRunner
 cpd = dict(
     interval=100,
     target=0.5,
-    metric='flops',  # or 'latency': measured (docs/deploy.md)
+    # or 'latency': measured, the target met on the exported model by a
+    # closed loop (`closed_loop=dict(tol=0.03)`, docs/deploy.md)
+    metric='flops',
     importance='hessian',
     schedule='linear',
     round_to=8,
