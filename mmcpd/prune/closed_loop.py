@@ -20,8 +20,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 Removed = Dict[int, List[int]]
 
 
-def check_loop_args(tol: float, rounds: int) -> None:
-    """ValueErrors naming a bad ``tol`` or ``rounds``."""
+def check_loop_args(tol: float, rounds: int,
+                    calibrate: Sequence[float] = ()) -> None:
+    """ValueErrors naming a bad ``tol``, ``rounds`` or ``calibrate``."""
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or \
             not 0 < tol < 1:
         raise ValueError(f'`tol` should be in (0, 1), but got {tol!r}')
@@ -29,10 +30,15 @@ def check_loop_args(tol: float, rounds: int) -> None:
             rounds < 1:
         raise ValueError(f'`rounds` should be an int >= 1, but got '
                          f'{rounds!r}')
+    if isinstance(calibrate, str) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool)
+            and 0 < r < 1 for r in calibrate):
+        raise ValueError('`calibrate` should be fractions in (0, 1) of '
+                         f'every group to remove, but got {calibrate!r}')
 
 
 #: Keys of ``closed_loop`` that set the loop; the others go to the meter.
-LOOP_KEYS = ('tol', 'rounds')
+LOOP_KEYS = ('tol', 'rounds', 'calibrate')
 #: Keys of ``closed_loop`` that set the meter
 #: (:class:`mmcpd.deploy.meter.LatencyMeter`), or replace it (``measure``:
 #: a callable, model -> latency over the unpruned model's).
@@ -56,7 +62,8 @@ def loop_settings(closed_loop) -> Optional[Tuple[dict, dict]]:
         raise ValueError(f'`closed_loop` should have keys of '
                          f'{LOOP_KEYS + METER_KEYS}, but got {unknown}')
     loop = {k: v for k, v in closed_loop.items() if k in LOOP_KEYS}
-    check_loop_args(loop.get('tol', 0.03), loop.get('rounds', 4))
+    check_loop_args(loop.get('tol', 0.03), loop.get('rounds', 4),
+                    loop.get('calibrate', ()))
     measure = closed_loop.get('measure')
     if measure is not None and not callable(measure):
         raise TypeError('`closed_loop.measure` should be a callable (model '
@@ -97,6 +104,11 @@ class LatencyLoop:
         points (Sequence[Sequence[float]]): (predicted, measured) removed
             fractions seen before, e.g. :attr:`points` of a checkpoint.
             Defaults to ().
+        calibrate (Sequence[float]): Before the first selection, measure
+            the model with these fractions of every group's units removed
+            and fit the cost to them (``LatencyCost.calibrate``, see
+            :meth:`~mmcpd.prune.pruner.Pruner.measured_step`); the pairs
+            seed :attr:`points`. Defaults to ().
 
     Examples:
         >>> loop = LatencyLoop(tol=0.03)
@@ -106,8 +118,10 @@ class LatencyLoop:
     def __init__(self,
                  tol: float = 0.03,
                  rounds: int = 4,
-                 points: Sequence[Sequence[float]] = ()):
-        check_loop_args(tol, rounds)
+                 points: Sequence[Sequence[float]] = (),
+                 calibrate: Sequence[float] = ()):
+        check_loop_args(tol, rounds, calibrate)
+        self.calibrate = tuple(float(r) for r in calibrate)
         self.tol = float(tol)
         self.rounds = rounds
         self.points: List[Tuple[float, float]] = [

@@ -4,7 +4,7 @@ The table is plain data (see :func:`mmcpd.deploy.latency_table.latency_table`
 for how it is measured); nothing here imports onnxruntime.
 """
 import bisect
-from typing import Dict, List, Mapping, Optional, Sequence, Set
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +43,29 @@ def interpolate(grid_in: Sequence[int], grid_out: Sequence[int],
     j0, j1, b = _weights(grid_out, w_out)
     return float(a * (b * ms[i0, j0] + (1 - b) * ms[i0, j1]) + (1 - a) *
                  (b * ms[i1, j0] + (1 - b) * ms[i1, j1]))
+
+
+def _fit_shares(xs: np.ndarray, ys: np.ndarray) -> Tuple[float, float]:
+    """Least squares ``ys ~ a xs[:, 0] + b xs[:, 1]`` with a, b >= 0 and
+    a + b <= 1: the best of the unconstrained fit and the fits on the
+    constraints' edges that are feasible."""
+    cands = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+    sol = np.linalg.lstsq(xs, ys, rcond=None)[0]
+    cands.append((float(sol[0]), float(sol[1])))
+    for j in range(2):  # one share only
+        den = float(xs[:, j] @ xs[:, j])
+        if den > 0:
+            v = float(xs[:, j] @ ys) / den
+            cands.append((v, 0.0) if j == 0 else (0.0, v))
+    d = xs[:, 0] - xs[:, 1]  # a + b = 1: ys - xs1 ~ a (xs0 - xs1)
+    if float(d @ d) > 0:
+        a = float(d @ (ys - xs[:, 1])) / float(d @ d)
+        cands.append((a, 1.0 - a))
+    feasible = [(a, b) for a, b in cands
+                if a >= -1e-12 and b >= -1e-12 and a + b <= 1 + 1e-9]
+    best = min(feasible,
+               key=lambda ab: float(np.sum((xs @ np.array(ab) - ys)**2)))
+    return max(best[0], 0.0), max(best[1], 0.0)
 
 
 class LatencyCost(CostModel):
@@ -136,6 +159,11 @@ class LatencyCost(CostModel):
             if self.rest_full > 0 else 0.0
         self.scale = float(table['model_ms']) / (full + self.rest_ms) \
             if full + self.rest_ms > 0 else 1.0
+        self.model_ms = float(table['model_ms'])
+        self._layers_full = full
+        # calibration (:meth:`calibrate`): multipliers of the layers' and
+        # the rest's ms, and a fixed part (a fraction of the model)
+        self.k_layers, self.k_rest, self.fixed = 1.0, 1.0, 0.0
         self._allowed: Dict[int, Optional[Set[int]]] = {}
 
     def _layer_ms(self, layer: dict, dims: Sequence[int]) -> float:
@@ -151,10 +179,60 @@ class LatencyCost(CostModel):
 
     def total(self, removed: Optional[Removed] = None) -> float:
         """Predicted latency (ms) with ``removed`` units gone."""
-        alive = self._alive(removed or {})
-        rest = self.rest_ms * super().total(removed) / self.rest_full \
+        return self.model_ms * self.fixed + self.scale * (
+            self.k_layers * self._layers_ms(self._alive(removed or {})) +
+            self.k_rest * self._rest_ms(removed or {}))
+
+    def _rest_ms(self, removed: Removed) -> float:
+        return self.rest_ms * super().total(removed) / self.rest_full \
             if self.rest_full > 0 else 0.0
-        return self.scale * (self._layers_ms(alive) + rest)
+
+    def shares(self, removed: Optional[Removed] = None) -> tuple:
+        """The table's layers and rest with ``removed`` gone, as
+        fractions of the unpruned model's (uncalibrated)."""
+        removed = removed or {}
+        layers = self.scale * self._layers_ms(self._alive(removed))
+        return (layers / self.model_ms,
+                self.scale * self._rest_ms(removed) / self.model_ms)
+
+    def calibrate(self, samples: Sequence[Tuple[Removed, float]]) -> tuple:
+        r"""Fit the prediction to measured latency ratios of pruned models.
+
+        With :math:`l, r` the table's layers and rest as fractions of the
+        unpruned model (:meth:`shares`; :math:`l_0 + r_0 = 1` unpruned),
+        the measured ratio is fitted by least squares as
+
+        .. math::
+
+            \rho = c + a\,l/l_0 + b\,r/r_0, \quad a, b, c \ge 0,\;
+            a + b + c = 1,
+
+        :math:`c` being what pruning does not shrink. One-layer timings
+        over-credit the layers when :math:`a < l_0`; the ranking then
+        weighs the layers by :math:`a/l_0` and the rest by :math:`b/r_0`.
+
+        Args:
+            samples: ``(removed, measured latency ratio)`` pairs, e.g. the
+                model pruned uniformly at a few widths.
+
+        Returns:
+            tuple: :math:`(a, b, c)`.
+        """
+        if not samples:
+            raise ValueError('`samples` should be (removed, ratio) pairs, '
+                             'but got none')
+        l0, r0 = self.shares()
+        xs, ys = [], []
+        for removed, ratio in samples:
+            lay, rest = self.shares(removed)
+            xs.append((lay / l0 - 1 if l0 > 0 else 0.0,
+                       rest / r0 - 1 if r0 > 0 else 0.0))
+            ys.append(float(ratio) - 1)
+        a, b = _fit_shares(np.array(xs), np.array(ys))
+        self.k_layers = a / l0 if l0 > 0 else 1.0
+        self.k_rest = b / r0 if r0 > 0 else 1.0
+        self.fixed = max(1.0 - a - b, 0.0)
+        return a, b, self.fixed
 
     def _group_curve(self, group: CoupledGroup) -> Dict[int, float]:
         """Kept root channels (multiples of ``round_to``) -> tabled ms of
@@ -198,7 +276,7 @@ class LatencyCost(CostModel):
         """Latency (ms) saved per unit, at the slope of each group's table
         down to its next allowed width (the proxy's for the rest)."""
         removed = removed or {}
-        factor = self.scale * self.rest_ms / self.rest_full \
+        factor = self.k_rest * self.scale * self.rest_ms / self.rest_full \
             if self.rest_full > 0 else 0.0
         out = {
             gid: costs * factor
@@ -227,6 +305,6 @@ class LatencyCost(CostModel):
                 fewer[m.dim] = dims[m.dim] - drop
                 slope = (self._layer_ms(layer, dims) -
                          self._layer_ms(layer, fewer)) / drop
-                out[gid] += self.scale * slope * torch.tensor(
+                out[gid] += self.k_layers * self.scale * slope * torch.tensor(
                     m.counts, dtype=torch.float64)
         return out

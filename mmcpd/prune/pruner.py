@@ -22,6 +22,7 @@ Both choose exactly the same units: the importance of the units still in
 the model is mapped back to the unpruned numbering and one selection
 (:func:`~mmcpd.prune.selection.select_units`) runs on the unpruned groups.
 """
+import time
 from copy import deepcopy
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -36,7 +37,7 @@ from .dead import DeadUnits
 from .importance import BaseImportance
 from .optim_state import shrink_optimizer
 from .physical import Replaced, prune_units
-from .selection import Guards, check_reachable, select_units
+from .selection import Guards, check_reachable, select_ratio, select_units
 from .spec import PrunedSpec
 
 SHRINK_MODES = ('physical', 'mask')
@@ -190,21 +191,44 @@ class Pruner:
         unpruned model's), until the measured fraction removed is
         ``target``; then the importance is reset.
 
+        With ``loop.calibrate`` and nothing removed yet, the model is
+        first measured with those fractions of every group's units removed
+        (by importance) and a calibratable cost (``LatencyCost``) is
+        fitted to them; the pairs seed the loop.
+
         Returns:
             tuple: The units to remove now (unpruned numbering, for
             :meth:`apply`) and the loop's log.
         """
-        full = self.cost.total()
-
         def predicted(new: Removed) -> float:
             done = {g: list(u) for g, u in self.removed.items()}
             for gid, units in new.items():
                 done[gid] = sorted(set(done.get(gid, ())) | set(units))
-            return 1.0 - self.cost.total(done) / full
+            return 1.0 - self.cost.total(done) / self.cost.total()
 
+        calibration = None
+        if loop.calibrate and not self.removed and hasattr(
+                self.cost, 'calibrate'):
+            start = time.perf_counter()
+            quanta = self.guards.quanta or self.guards.round_to
+            samples = []
+            for ratio in loop.calibrate:
+                units = select_ratio(self.groups, self.scores(), ratio,
+                                     quanta)
+                samples.append(
+                    (units, float(measure(self.candidate(model, units)))))
+            shares = self.cost.calibrate(samples)
+            loop.points += [(predicted(u), 1.0 - m) for u, m in samples]
+            calibration = dict(
+                shares=[round(v, 4) for v in shares],
+                measured=[round(m, 4) for _, m in samples],
+                seconds=round(time.perf_counter() - start, 2))
         new, log = loop.run(target, self.select, predicted,
                             lambda n: measure(self.candidate(model, n)),
                             reachable, rounds)
+        if calibration is not None:
+            log.update(calibration=calibration,
+                       seconds=log['seconds'] + calibration['seconds'])
         self.importance.reset()
         return new, log
 

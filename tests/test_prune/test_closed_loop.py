@@ -136,3 +136,26 @@ def test_bad_loop_settings_are_named(toy, monkeypatch):
         mmcpd.prune_model(model, X, target=0.3, **kwargs)
     # the model was not touched by the failed calls
     assert model.conv1.out_channels == 64
+
+
+def test_calibration_at_uniform_widths_seeds_the_loop(toy):
+    model, result = toy
+    logs = []
+    for calibrate in ((), (0.25, 0.5)):
+        small = ToyNet(64, 64).eval()
+        small.load_state_dict(model.state_dict())
+        truth, log = Truth(small), {}
+        mmcpd.prune_model(small, X, target=0.3, metric='latency',
+                          round_to=1, latency_table=_table(small),
+                          result=result, log=log,
+                          closed_loop=dict(measure=truth, tol=0.02,
+                                           rounds=5, calibrate=calibrate))
+        assert truth.calls == len(log['rounds']) + len(calibrate)
+        logs.append(log)
+    assert len(logs[1]['calibration']['measured']) == 2
+    # fitted to the measured ratios, the first guess lands closer
+    first = [abs(log['rounds'][0]['error']) for log in logs]
+    assert first[1] < first[0] / 2
+    assert abs(logs[1]['error']) <= 0.02
+    with pytest.raises(ValueError, match='`calibrate` should be'):
+        loop_settings(dict(calibrate=(0.5, 1.5)))

@@ -144,3 +144,33 @@ def test_prune_model_measures_the_table_when_none_is_given(toy,
     with pytest.raises(ValueError, match="`metric`.*'latency_proxy'"):
         mmcpd.prune_model(model, X, target=0.3, metric='latncy',
                           result=result)
+
+
+def test_calibration_fits_measured_ratios_and_keeps_unit_costs(toy):
+    model, result = toy
+    cost = model_cost(model, result, 'latency', table=_table(model, 1.0))
+    conv1, conv2 = (g.id for g in result.prunable[:2])
+    l0, r0 = cost.shares()
+    assert l0 + r0 == pytest.approx(1.0) and r0 > 0
+
+    def truth(removed):  # 30% fixed, layers half as much as tabled
+        lay, rest = cost.shares(removed)
+        return 0.3 + 0.35 * lay / l0 + 0.35 * rest / r0
+
+    samples = [({conv1: list(range(k)), conv2: list(range(j))}, 0.0)
+               for k, j in ((4, 8), (8, 0), (0, 4))]
+    samples = [(r, truth(r)) for r, _ in samples]
+    shares = cost.calibrate(samples)
+    assert shares == pytest.approx((0.35, 0.35, 0.3), abs=1e-9)
+    removed = {conv1: [0, 1, 2, 3, 4, 5], conv2: [1, 2]}
+    assert cost.total(removed) / cost.total() == pytest.approx(
+        truth(removed))
+    # the ranking's unit costs are what the calibrated total saves
+    for group in result.prunable:
+        below = max(w for w in cost.allowed_widths(group) if w < 16)
+        units = list(range(16 - below))
+        saved = cost.total() - cost.total({group.id: units})
+        got = cost.unit_costs()[group.id][units].sum().item()
+        assert got == pytest.approx(saved, rel=1e-9)
+    with pytest.raises(ValueError, match='`samples`'):
+        cost.calibrate([])
