@@ -74,6 +74,10 @@ def parse_args():
                         help='closed loop: measurements at most')
     parser.add_argument('--loop-runs', type=int, default=50,
                         help='closed loop: interleaved runs per measurement')
+    parser.add_argument('--calibrate', type=float, nargs='*', default=[],
+                        help='closed loop: first fit the latency table to '
+                        'the model measured with these fractions of every '
+                        "group removed (LatencyCost.calibrate)")
     parser.add_argument('--runs', type=int, default=200)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--threads', type=int, default=2)
@@ -124,7 +128,9 @@ def closed_loop(base, x, result, metric, table, meter, args):
     reachable = pruner.reachable(min(args.target, 0.9))
     new, log = pruner.measured_step(
         model, args.target, meter,
-        LatencyLoop(tol=args.tol, rounds=args.rounds), reachable=reachable)
+        LatencyLoop(tol=args.tol, rounds=args.rounds,
+                    calibrate=args.calibrate),
+        reachable=reachable)
     pruner.apply(model, new)
     print(f"{metric}: measured {log['ratio']:.3f} after "
           f"{len(log['rounds'])} rounds in {log['seconds']:.0f} s: " +

@@ -147,7 +147,9 @@ def prune_model(model: nn.Module,
             the same scores and repeat (:class:`~mmcpd.prune.closed_loop.
             LatencyLoop`). True: the defaults (``tol=0.03`` of the
             speedup, ``rounds=4``, ``runs=50``, the table's threads); a
-            dict sets ``tol``, ``rounds``, ``runs``, ``warmup``,
+            dict sets ``tol``, ``rounds``, ``calibrate`` (fractions of
+            every group to remove uniformly, measured first to fit the
+            table: ``LatencyCost.calibrate``), ``runs``, ``warmup``,
             ``threads``, ``provider`` or ``measure`` (a callable, model ->
             latency over the unpruned model's, instead of onnxruntime);
             False: stop at the predicted latency. Defaults to True.

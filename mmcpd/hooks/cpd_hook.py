@@ -181,7 +181,10 @@ class CPDHook(Hook):
             measured speedup is within ``tol`` of the target (one
             measurement at the other steps); the choice is broadcast.
             True: the defaults (``tol=0.03``, ``rounds=4``, ``runs=50``);
-            a dict sets ``tol``, ``rounds``, ``runs``, ``warmup``,
+            a dict sets ``tol``, ``rounds``, ``calibrate`` (fractions of
+            every group removed uniformly and measured at the first step
+            to fit the table, see ``LatencyCost.calibrate``), ``runs``,
+            ``warmup``,
             ``threads``, ``provider`` or ``measure`` (a callable, model ->
             latency over the unpruned model's); False: stop at the
             predicted latency. The unpruned model's ONNX is kept in
@@ -353,8 +356,12 @@ class CPDHook(Hook):
         if self._loop_settings is None:
             return
         loop_kw, meter_kw = self._loop_settings
-        points = (state or {}).get('latency_points', ())
-        self._loop = LatencyLoop(**loop_kw, points=points)
+        state = state or {}
+        self._loop = LatencyLoop(**loop_kw,
+                                 points=state.get('latency_points', ()))
+        if 'latency_calibration' in state:
+            self.cost.k_layers, self.cost.k_rest, self.cost.fixed = \
+                state['latency_calibration']
         if not is_main_process():
             return
         from mmcpd.deploy.meter import check_onnxruntime, meter_for
@@ -567,7 +574,10 @@ class CPDHook(Hook):
                 f'CPDHook closed loop: measured latency {ratio:.3f} of the '
                 f'unpruned model (goal {1 - goal:.3f}, predicted '
                 f"{predicted:.3f}) after {len(loop_log['rounds'])} "
-                f"measurements in {loop_log['seconds']:.1f} s")
+                f"measurements in {loop_log['seconds']:.1f} s (predicted -> "
+                'measured: ' + ', '.join(
+                    f"{r['predicted']:.3f} -> {r['measured']:.3f}"
+                    for r in loop_log['rounds']) + ')')
         runner.logger.info(
             f'CPDHook step {step}/{self.schedule.num_steps} at iter '
             f'{runner.iter + 1}: {self.metric} removed '
@@ -745,6 +755,9 @@ class CPDHook(Hook):
             student_prefix=self.student_prefix)
         if self._loop is not None:
             state['latency_points'] = [list(p) for p in self._loop.points]
+            state['latency_calibration'] = [
+                self.cost.k_layers, self.cost.k_rest, self.cost.fixed
+            ]
         return state
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -28,8 +28,7 @@ def test_meter_times_a_model_against_the_reference(resnet18, tmp_path):
     ratio = meter(small)
     assert ratio < 0.8  # interleaved medians: load hits both alike
     assert meter.calls == 1 and meter.seconds > 0
-    assert ratio == pytest.approx(meter.last['ms'] /
-                                  meter.last['reference_ms'])
+    assert meter.last['ms'] < meter.last['reference_ms']
     # the reference's ONNX file is reused (resume), not exported again
     again = LatencyMeter(None, X, threads=1, runs=5, warmup=1,
                          reference_onnx=path)

@@ -413,19 +413,26 @@ def test_latency_target_is_met_on_the_measured_latency(tmp_path,
 
     table = dict(threads=1, points=2, budget_s=0.01)
     hook = dict(HOOK, metric='latency', target=0.3, latency_table=table,
-                round_to=1, closed_loop=dict(measure=measure, tol=0.03))
+                round_to=1, closed_loop=dict(measure=measure, tol=0.05,
+                                             calibrate=(0.3, )))
     runner = make_runner(tmp_path, hook, max_iters=12)
     runner.train()
     cpd = _hook(runner)
     last = cpd.history[-1]
     # the last step re-targeted until the measured latency met the target
-    assert abs(0.7 / last['latency_ratio'] - 1) <= 0.03
+    # (a channel of the toy is about 4% of its latency)
+    assert abs(0.7 / last['latency_ratio'] - 1) <= 0.05
     assert last['sparsity'] == pytest.approx(1 - last['latency_ratio'])
-    # one measurement at each earlier step, up to 4 at the last, of
-    # candidates in eval mode, all remembered for the next steps
-    assert 3 <= len(calls) <= 2 + 4 and not any(calls)
+    # one uniform width to fit the table at the first step, one
+    # measurement at each earlier step, up to 4 at the last, of candidates
+    # in eval mode, all remembered for the next steps and a resume
+    assert 4 <= len(calls) <= 1 + 2 + 4 and not any(calls)
     assert all('latency_ratio' in r for r in cpd.history[1:])
-    assert len(cpd.state_dict()['latency_points']) == len(calls)
+    state = cpd.state_dict()
+    assert len(state['latency_points']) == len(calls)
+    assert state['latency_calibration'] == [
+        cpd.cost.k_layers, cpd.cost.k_rest, cpd.cost.fixed]
+    assert state['latency_calibration'] != [1.0, 1.0, 0.0]
     small, _ = cpd.pruner.small(cpd.student)
     assert measure(small) == pytest.approx(last['latency_ratio'])
 
