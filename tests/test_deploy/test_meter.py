@@ -5,18 +5,9 @@ import pytest
 import torch
 
 import mmcpd
-from mmcpd.apis import build_model_from_cfg
 from mmcpd.deploy.meter import LatencyMeter
-from mmcpd.utils.config import load_config
 
 X = torch.randn(1, 3, 32, 32)
-
-
-@pytest.fixture(scope='module')
-def resnet18():
-    torch.manual_seed(0)
-    return build_model_from_cfg(
-        load_config('mmpretrain::resnet/resnet18_8xb32_in1k.py')).eval()
 
 
 def test_meter_times_a_model_against_the_reference(resnet18, tmp_path):

@@ -80,10 +80,15 @@ def test_the_rest_scales_with_the_proxy_and_unit_costs_add_up(toy):
     model, result = toy
     cost = model_cost(model, result, 'latency', table=_table(model, 1.0))
     assert cost.total() == pytest.approx(7.2)
+    # a move goes down to the next allowed width (12 for conv1 and 8 for
+    # conv2, which is no faster at 12); the table is linear on the way,
+    # and so is the proxy
+    _unit_costs_add_up(cost, result)
+
+
+def _unit_costs_add_up(cost, result):
+    """Each group's next move saves what its units' costs add up to."""
     for group in result.prunable:
-        # a move goes down to the next allowed width (12 for conv1 and 8
-        # for conv2, which is no faster at 12); the table is linear on
-        # the way, and so is the proxy
         below = max(w for w in cost.allowed_widths(group) if w < 16)
         units = list(range(16 - below))
         saved = cost.total() - cost.total({group.id: units})
@@ -166,11 +171,6 @@ def test_calibration_fits_measured_ratios_and_keeps_unit_costs(toy):
     assert cost.total(removed) / cost.total() == pytest.approx(
         truth(removed))
     # the ranking's unit costs are what the calibrated total saves
-    for group in result.prunable:
-        below = max(w for w in cost.allowed_widths(group) if w < 16)
-        units = list(range(16 - below))
-        saved = cost.total() - cost.total({group.id: units})
-        got = cost.unit_costs()[group.id][units].sum().item()
-        assert got == pytest.approx(saved, rel=1e-9)
+    _unit_costs_add_up(cost, result)
     with pytest.raises(ValueError, match='`samples`'):
         cost.calibrate([])
