@@ -94,3 +94,22 @@ def test_bad_arguments_name_the_culprit(argv, message, capsys):
     with pytest.raises(SystemExit):
         _demo().parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_latency_target_row_shows_the_median_and_the_hooks_measure(
+        tmp_path):
+    import torch
+
+    demo = _demo()
+    path = str(tmp_path / 'pruned_deploy.pth')
+    torch.save(dict(meta=dict(latency_ratio=0.5)), path)
+    row = dict(metric=90.0, params=1e6, flops=1e8, latency_ms=2.0)
+    res = dict(task='cls', metric='top-1 (%)', input_shape=[1, 3, 32, 32],
+               baseline=row, pruned=row, system=dict(threads=2),
+               target=dict(metric='latency', fraction=0.5, speedup=2.0),
+               speedup=dict(latency=2.5, latency_median=1.92, flops=3.5,
+                            params=6.5),
+               hook_speedup=demo._hook_speedup(path))
+    table = demo.markdown(dict(cls=res), 1.0)
+    assert ("| cls | latency 2.00x lower (remove 0.5) | 2.50x (median "
+            "1.92x; CPDHook's closed loop 2.00x) | 3.50x |") in table
