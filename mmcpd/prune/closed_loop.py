@@ -145,21 +145,32 @@ class LatencyLoop:
             p = 0.0
         return float(min(max(p, 0.0), reachable))
 
+    def _bracket(self, goal: float, reachable: float) -> Tuple[float, float]:
+        """Predicted fractions of the pairs measured nearest below and
+        above ``goal`` (0 and ``reachable`` where there are none)."""
+        pts = [(0.0, 0.0)] + self.points
+        below = [pt for pt in pts if pt[1] < goal]
+        above = [pt for pt in pts if pt[1] >= goal]
+        lo = max(below, key=lambda pt: pt[1])[0] if below else 0.0
+        hi = min(above, key=lambda pt: pt[1])[0] if above else reachable
+        return lo, hi
+
     def _select_new(self, goal: float, select: Callable[[float], Removed],
                     reachable: float, tried: dict) -> Optional[Removed]:
         """Units at the guess; if they were measured before (units are
-        coarse, and the guess fell between two selections), the guess is
-        pushed the way their error says, by doubling steps."""
+        coarse, and the guess fell between two selections), the guess
+        moves half way to the bracket's end that their error points to,
+        never past it; None when no new selection is found."""
         guess = self.guess(goal, reachable)
-        for attempt in range(8):
+        lo, hi = self._bracket(goal, reachable)
+        for _ in range(8):
             new = select(guess)
             if _key(new) not in tried:
                 return new
-            p, ratio = tried[_key(new)]
-            step = max(abs(p - guess), 0.005) * 2**attempt
-            less = speedup_error(goal, ratio) > 0  # too fast: remove less
-            guess = min(max(guess - step if less else guess + step, 0.0),
-                        reachable)
+            _, ratio = tried[_key(new)]
+            too_fast = speedup_error(goal, ratio) > 0  # remove less
+            bound = min(lo, hi) if too_fast else max(lo, hi)
+            guess = (guess + bound) / 2
         return None
 
     def run(self,

@@ -159,3 +159,24 @@ def test_calibration_at_uniform_widths_seeds_the_loop(toy):
     assert abs(logs[1]['error']) <= 0.02
     with pytest.raises(ValueError, match='`calibrate` should be'):
         loop_settings(dict(calibrate=(0.5, 1.5)))
+
+
+def test_coarse_units_never_send_the_loop_past_its_bracket():
+    # units of 10% predicted each, measured fraction = predicted: asked
+    # for 0.25, the selections at 0.2 and 0.3 bracket it; a repeat moves
+    # the guess inside that bracket only (never to 0 or to the maximum)
+    asked = []
+
+    def select(p):
+        asked.append(p)
+        return {0: list(range(int(-(-p * 10 // 1))))}  # ceil: overshoot
+
+    def predicted(new):
+        return len(new[0]) / 10
+
+    loop = LatencyLoop(tol=0.01, rounds=6)
+    new, log = loop.run(0.25, select, predicted,
+                        lambda n: 1 - predicted(n), reachable=0.9)
+    assert all(0.0 < p <= 0.3 + 1e-9 for p in asked), asked
+    assert predicted(new) in (0.2, 0.3)
+    assert len(log['rounds']) == 2  # nothing else to try in between
