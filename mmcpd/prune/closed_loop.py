@@ -157,20 +157,17 @@ class LatencyLoop:
 
     def _select_new(self, goal: float, select: Callable[[float], Removed],
                     reachable: float, tried: dict) -> Optional[Removed]:
-        """Units at the guess; if they were measured before (units are
-        coarse, and the guess fell between two selections), the guess
-        moves half way to the bracket's end that their error points to,
-        never past it; None when no new selection is found."""
+        """Units at the guess; if they were measured before (selections
+        are coarse and can overshoot the fraction asked), the other
+        fractions within the measured bracket are tried, nearest to the
+        guess first, never past it; None when none gives new units."""
         guess = self.guess(goal, reachable)
         lo, hi = self._bracket(goal, reachable)
-        for _ in range(8):
-            new = select(guess)
+        steps = [lo + (hi - lo) * k / 8 for k in range(1, 8)]
+        for p in [guess] + sorted(steps, key=lambda v: abs(v - guess)):
+            new = select(p)
             if _key(new) not in tried:
                 return new
-            _, ratio = tried[_key(new)]
-            too_fast = speedup_error(goal, ratio) > 0  # remove less
-            bound = min(lo, hi) if too_fast else max(lo, hi)
-            guess = (guess + bound) / 2
         return None
 
     def run(self,

@@ -210,6 +210,9 @@ class LatencyCost(CostModel):
         :math:`c` being what pruning does not shrink. One-layer timings
         over-credit the layers when :math:`a < l_0`; the ranking then
         weighs the layers by :math:`a/l_0` and the rest by :math:`b/r_0`.
+        Neither share goes below a quarter of the table's (a few noisy
+        samples must not make a part free); with one sample only the
+        table's split is kept and scaled (:math:`a/l_0 = b/r_0`).
 
         Args:
             samples: ``(removed, measured latency ratio)`` pairs, e.g. the
@@ -228,7 +231,17 @@ class LatencyCost(CostModel):
             xs.append((lay / l0 - 1 if l0 > 0 else 0.0,
                        rest / r0 - 1 if r0 > 0 else 0.0))
             ys.append(float(ratio) - 1)
-        a, b = _fit_shares(np.array(xs), np.array(ys))
+        xs, ys = np.array(xs), np.array(ys)
+        if len(ys) < 2:  # one sample: the table's split, scaled
+            x = xs @ np.array([l0, r0])
+            s = float(x @ ys) / float(x @ x) if float(x @ x) > 0 else 1.0
+            s = min(max(s, 0.0), 1.0)
+            a, b = s * l0, s * r0
+        else:  # neither part below a quarter of the table's
+            a, b = _fit_shares(xs, ys)
+            a, b = max(a, l0 / 4), max(b, r0 / 4)
+            if a + b > 1:
+                a, b = a / (a + b), b / (a + b)
         self.k_layers = a / l0 if l0 > 0 else 1.0
         self.k_rest = b / r0 if r0 > 0 else 1.0
         self.fixed = max(1.0 - a - b, 0.0)

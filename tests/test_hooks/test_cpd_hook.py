@@ -401,9 +401,23 @@ def test_latency_target_counts_a_measured_table(tmp_path, monkeypatch):
     assert cpd.cost.total(cpd.removed) <= 0.7 * cpd.cost.total() + 1e-9
 
 
-def test_latency_target_is_met_on_the_measured_latency(tmp_path,
-                                                       monkeypatch):
-    monkeypatch.setenv('MMCPD_CACHE', str(tmp_path / 'cache'))
+def _toy_table():
+    """A hand-made latency table of the ToyClassifier at 16 px: each
+    layer's ms grows with in x out (deterministic, nothing timed)."""
+    from mmcpd.deploy.latency_table import collect_layers, width_grid
+
+    layers = collect_layers(ToyClassifier(), torch.randn(1, 3, 16, 16))
+    for layer in layers:
+        layer['grid_out'] = width_grid(layer['out'], 4)
+        layer['grid_in'] = width_grid(layer['in'], 4)
+        layer['ms'] = [[1e-3 * i * o for o in layer['grid_out']]
+                       for i in layer['grid_in']]
+    full = sum(layer['ms'][-1][-1] for layer in layers)
+    return dict(model_ms=1.2 * full, rest_ms=0.2 * full, layers=layers,
+                machine=dict(threads=1, provider='cpu'))
+
+
+def test_latency_target_is_met_on_the_measured_latency(tmp_path):
     full = sum(p.numel() for p in ToyClassifier().parameters())
     calls = []
 
@@ -411,28 +425,25 @@ def test_latency_target_is_met_on_the_measured_latency(tmp_path,
         calls.append(model.training)
         return 0.4 + 0.6 * sum(p.numel() for p in model.parameters()) / full
 
-    table = dict(threads=1, points=2, budget_s=0.01)
-    hook = dict(HOOK, metric='latency', target=0.3, latency_table=table,
-                round_to=1, closed_loop=dict(measure=measure, tol=0.05,
-                                             calibrate=(0.3, )))
+    hook = dict(HOOK, metric='latency', target=0.3,
+                latency_table=_toy_table(),
+                round_to=1, closed_loop=dict(measure=measure, tol=0.03))
     runner = make_runner(tmp_path, hook, max_iters=12)
     runner.train()
     cpd = _hook(runner)
     last = cpd.history[-1]
     # the last step re-targeted until the measured latency met the target
-    # (a channel of the toy is about 4% of its latency)
-    assert abs(0.7 / last['latency_ratio'] - 1) <= 0.05
+    assert abs(0.7 / last['latency_ratio'] - 1) <= 0.03
     assert last['sparsity'] == pytest.approx(1 - last['latency_ratio'])
-    # one uniform width to fit the table at the first step, one
-    # measurement at each earlier step, up to 4 at the last, of candidates
-    # in eval mode, all remembered for the next steps and a resume
-    assert 4 <= len(calls) <= 1 + 2 + 4 and not any(calls)
+    # one measurement at each earlier step, up to 4 at the last, of
+    # candidates in eval mode, all remembered for the next steps and a
+    # resume
+    assert 3 <= len(calls) <= 2 + 4 and not any(calls)
     assert all('latency_ratio' in r for r in cpd.history[1:])
     state = cpd.state_dict()
     assert len(state['latency_points']) == len(calls)
     assert state['latency_calibration'] == [
         cpd.cost.k_layers, cpd.cost.k_rest, cpd.cost.fixed]
-    assert state['latency_calibration'] != [1.0, 1.0, 0.0]
     small, _ = cpd.pruner.small(cpd.student)
     assert measure(small) == pytest.approx(last['latency_ratio'])
 
