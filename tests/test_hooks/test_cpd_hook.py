@@ -9,6 +9,7 @@ import mmcpd.hooks  # noqa: F401  (registers CPDHook)
 from mmcpd.hooks import CPDHook
 from mmcpd.prune.convert import convert_checkpoint
 from mmcpd.prune.spec import PrunedSpec, apply_spec
+from tests.test_prune.toy import linear_table
 from .toy_runner import ToyClassifier, make_runner
 
 # masks: these tests read the removed entries of the full-size student
@@ -401,22 +402,6 @@ def test_latency_target_counts_a_measured_table(tmp_path, monkeypatch):
     assert cpd.cost.total(cpd.removed) <= 0.7 * cpd.cost.total() + 1e-9
 
 
-def _toy_table():
-    """A hand-made latency table of the ToyClassifier at 16 px: each
-    layer's ms grows with in x out (deterministic, nothing timed)."""
-    from mmcpd.deploy.latency_table import collect_layers, width_grid
-
-    layers = collect_layers(ToyClassifier(), torch.randn(1, 3, 16, 16))
-    for layer in layers:
-        layer['grid_out'] = width_grid(layer['out'], 4)
-        layer['grid_in'] = width_grid(layer['in'], 4)
-        layer['ms'] = [[1e-3 * i * o for o in layer['grid_out']]
-                       for i in layer['grid_in']]
-    full = sum(layer['ms'][-1][-1] for layer in layers)
-    return dict(model_ms=1.2 * full, rest_ms=0.2 * full, layers=layers,
-                machine=dict(threads=1, provider='cpu'))
-
-
 def test_latency_target_is_met_on_the_measured_latency(tmp_path):
     full = sum(p.numel() for p in ToyClassifier().parameters())
     calls = []
@@ -426,7 +411,8 @@ def test_latency_target_is_met_on_the_measured_latency(tmp_path):
         return 0.4 + 0.6 * sum(p.numel() for p in model.parameters()) / full
 
     hook = dict(HOOK, metric='latency', target=0.3,
-                latency_table=_toy_table(),
+                latency_table=linear_table(ToyClassifier(),
+                                           torch.randn(1, 3, 16, 16), 4),
                 round_to=1, closed_loop=dict(measure=measure, tol=0.03))
     runner = make_runner(tmp_path, hook, max_iters=12)
     runner.train()

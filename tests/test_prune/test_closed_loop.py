@@ -11,25 +11,14 @@ import torch
 
 import mmcpd
 from mmcpd.comb import trace_groups
-from mmcpd.deploy.latency_table import collect_layers, width_grid
 from mmcpd.prune.closed_loop import LatencyLoop, loop_settings
-from .toy import ToyNet
+from .toy import ToyNet, linear_table
 
 X = torch.randn(1, 3, 8, 8)
 
 
 def _table(model):
-    """A latency table of ``model``: each layer's ms grows with in x out,
-    plus a rest; what isolated timings would give, without overhead."""
-    layers = collect_layers(model, X)
-    for layer in layers:
-        layer['grid_out'] = width_grid(layer['out'], 5)
-        layer['grid_in'] = width_grid(layer['in'], 5)
-        layer['ms'] = [[1e-3 * i * o for o in layer['grid_out']]
-                       for i in layer['grid_in']]
-    full = sum(layer['ms'][-1][-1] for layer in layers)
-    return dict(model_ms=1.2 * full, rest_ms=0.2 * full, layers=layers,
-                machine=dict(threads=1, provider='cpu'))
+    return linear_table(model, X)
 
 
 class Truth:

@@ -51,3 +51,21 @@ def zero_unit(model: nn.Module, group: CoupledGroup, unit: int) -> None:
         for m in group.members:
             idx = torch.tensor(m.units[unit])
             tensors[m.name].index_fill_(m.dim, idx, 0)
+
+
+def linear_table(model: nn.Module, inputs: torch.Tensor,
+                 points: int = 5) -> dict:
+    """A hand-made latency table of ``model`` (nothing timed): each
+    layer's ms grows with in x out, plus a rest of a fifth of the layers,
+    as isolated timings would give without overhead."""
+    from mmcpd.deploy.latency_table import collect_layers, width_grid
+
+    layers = collect_layers(model, inputs)
+    for layer in layers:
+        layer['grid_out'] = width_grid(layer['out'], points)
+        layer['grid_in'] = width_grid(layer['in'], points)
+        layer['ms'] = [[1e-3 * i * o for o in layer['grid_out']]
+                       for i in layer['grid_in']]
+    full = sum(layer['ms'][-1][-1] for layer in layers)
+    return dict(model_ms=1.2 * full, rest_ms=0.2 * full, layers=layers,
+                machine=dict(threads=1, provider='cpu'))
