@@ -95,7 +95,11 @@ def conv(ctx: OpContext) -> None:
     With ``groups == 1`` input channel ``i`` is weight column ``i``. Grouped
     convolutions keep their groups balanced: with one input channel per
     group (depthwise), removing a channel removes its whole group and
-    ``groups`` shrinks; otherwise index ``j`` is removed from every group.
+    ``groups`` shrinks; otherwise input index ``j`` (a weight column) is
+    removed from every group, and the output rows are *balanced*: every
+    unit has as many rows in each conv group (see :mod:`..resolve`), so
+    that a channel shuffle between grouped convs (ShuffleNet V1) can send
+    a unit's rows to other offsets in each group.
     """
     graph = ctx.graph
     x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
@@ -129,7 +133,9 @@ def conv(ctx: OpContext) -> None:
                         ctx.via)
         else:
             graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
-        graph.union_along(out_ids.reshape(groups, c_out // groups), [0])
+        # each conv group keeps as many rows as the others: which ones may
+        # differ (a channel shuffle after it mixes the offsets)
+        graph.balanced.append(out_ids.reshape(groups, c_out // groups))
     _bias(ctx, bias, out_ids)
     spatial = _per_sample(ctx, out, 1)
     _macs(ctx, weight, spatial)
