@@ -247,7 +247,9 @@ def _op_macs(graph, comp, unit_of) -> Tuple[OpMacs, ...]:
 
 def _per_unit(comp, ids, unit_of, groups):
     """``(group, amount per unit)`` of an attribute following ``ids``, and
-    the groups it does not follow evenly."""
+    the groups whose units it does not all follow. Where units own
+    different numbers of positions (a split with a remainder), the amount
+    is a tuple, unit by unit."""
     counts = defaultdict(Counter)
     for pos in _positions(comp, ids, unit_of):
         if pos is not None:
@@ -255,10 +257,13 @@ def _per_unit(comp, ids, unit_of, groups):
     per_unit, uneven = [], []
     for gid, cnt in sorted(counts.items()):
         amounts = set(cnt.values())
-        if len(amounts) != 1 or len(cnt) != groups[gid].num_units:
+        if len(cnt) != groups[gid].num_units:
             uneven.append(gid)
-            continue
-        per_unit.append((gid, amounts.pop()))
+        elif len(amounts) == 1:
+            per_unit.append((gid, amounts.pop()))
+        else:
+            per_unit.append(
+                (gid, tuple(cnt[u] for u in range(groups[gid].num_units))))
     return tuple(per_unit), uneven
 
 
@@ -288,7 +293,7 @@ def _attr_updates(graph, comp, unit_of, groups):
         per_unit, uneven = _per_unit(comp, ids, unit_of, groups)
         for gid in uneven:
             bad[gid] = (f'attribute `{scope}.{attr}` does not shrink '
-                        'evenly with the group')
+                        'with every unit of the group')
         if not per_unit:
             continue
         update = AttrUpdate(scope, attr, old, per_unit)
