@@ -7,12 +7,19 @@ piece; the unit of the remainder's last position also takes the full
 pieces' surplus positions, so ``conv_channels`` drops unit by unit by
 different amounts. masked == pruned == rebuilt == ONNX, whichever units go.
 """
+import copy
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from mmcpd.api import comb_model
+from mmcpd.comb import CombResult
+from mmcpd.comb.remap import remap
+from mmcpd.prune.physical import prune_units
+from .equivalence import assert_masked_equals_pruned, randomise
 from .test_structures import _check, _prunable
 
 
@@ -70,3 +77,24 @@ def test_split_with_a_wide_remainder(tmp_path):
         torch.zeros(1, pruned.proj_in.out_channels), pruned.conv_channels,
         1)]
     assert len(sizes) == 3 and sizes[0] == sizes[1] >= sizes[2] > 0
+
+
+def test_remap_and_json_keep_unit_amounts():
+    """A second prune step on the remapped result (as CPDHook takes them)
+    and the result's JSON form keep the amounts unit by unit."""
+    model = randomise(SplitRemainder(c=14)).eval()  # 5, 5, 4: units 1 1 1 2
+    x = torch.randn(1, 3, 8, 8)
+    result = comb_model(model, x, forward_fn=lambda m, i: m(i))
+    group, = _prunable(result, 'proj_in.weight')
+    update, = [u for u in result.attr_updates if u.attr == 'conv_channels']
+    assert update.per_unit == ((group.id, (1, 1, 1, 2)), )
+    again = CombResult.from_dict(json.loads(result.to_json()))
+    assert again.attr_updates == result.attr_updates
+    pruned = copy.deepcopy(model)
+    prune_units(pruned, result, {group.id: [3]})  # the surplus unit
+    assert pruned.conv_channels == 3
+    cut = remap(result, {group.id: [3]})
+    update, = [u for u in cut.attr_updates if u.attr == 'conv_channels']
+    assert update.old == 3 and update.per_unit == ((group.id, (1, 1, 1)), )
+    # a second step, on the pruned model and the remapped result
+    assert_masked_equals_pruned(pruned, cut, x, {group.id: [0]})
