@@ -135,15 +135,27 @@ def _cascade_forward(model: nn.Module, inputs: torch.Tensor) -> list:
     heads = model.decode_head
     stages = list(heads[:-1]) if isinstance(heads, nn.ModuleList) else []
     found = []
-    handles = [
-        h.register_forward_hook(lambda m, a, out: found.append(out))
-        for h in stages
-    ]
+
+    def capture(forward):  # mmseg calls ``head.forward(x)``: no hooks
+
+        def wrapped(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            found.append(out)
+            return out
+
+        return wrapped
+
+    own = [vars(head).get('forward') for head in stages]
+    for head in stages:
+        head.forward = capture(head.forward)
     try:
         out = model._forward(inputs)
     finally:
-        for h in handles:
-            h.remove()
+        for head, forward in zip(stages, own):
+            if forward is None:
+                del head.forward
+            else:
+                head.forward = forward
     return found + [out]
 
 

@@ -100,8 +100,8 @@ class Cascade(nn.Module):
 
     def _forward(self, x):
         feats = self.extract_feat(x)
-        first = self.decode_head[0](feats)
-        return self.decode_head[1](torch.cat((feats, first), 1))
+        first = self.decode_head[0].forward(feats)  # as mmseg: no hooks
+        return self.decode_head[1].forward(torch.cat((feats, first), 1))
 
 
 def test_every_cascade_stage_keeps_its_classes():
