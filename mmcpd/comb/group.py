@@ -8,8 +8,8 @@ attention layer, one group of a GroupNorm). Removing unit ``u`` of a group
 removes, for every member, the indices ``member.units[u]`` along
 ``member.dim``.
 """
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple
 
 Indices = Tuple[int, ...]
 
