@@ -63,7 +63,9 @@ def frozen_summary(result) -> Dict[str, List[int]]:
         reason = (group.frozen or '').split(' in ')[0]
         reason = reason.split(': ')[0]
         reason = re.sub(r'attribute `[^`]*`', 'attribute', reason)
-        entry = out.setdefault(reason or '?', [0, 0])
+        if not reason:  # not frozen: its channels are tied into one unit
+            reason = 'one unit' if group.num_units == 1 else '?'
+        entry = out.setdefault(reason, [0, 0])
         entry[0] += 1
         entry[1] += group.channels
     return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))

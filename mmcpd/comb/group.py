@@ -8,8 +8,8 @@ attention layer, one group of a GroupNorm). Removing unit ``u`` of a group
 removes, for every member, the indices ``member.units[u]`` along
 ``member.dim``.
 """
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple
 
 Indices = Tuple[int, ...]
 
@@ -61,7 +61,8 @@ class Member:
 class AttrUpdate:
     """A module attribute whose value follows the width of a group.
 
-    After pruning, ``new = old - sum_g removed_units(g) * per_unit[g]``; the
+    After pruning, ``new = old - sum_g removed_units(g) * per_unit[g]``
+    (or the sum of the removed units' own amounts); the
     attribute is written as an int, or as a one-tuple when ``old`` is one
     (``LayerNorm.normalized_shape``). ``attr`` may name an element of a
     list or tuple attribute, ``'num_features[3]'``: ``old`` is then the
@@ -71,8 +72,10 @@ class AttrUpdate:
         module (str): Qualified module name.
         attr (str): Attribute name, e.g. ``'num_heads'``.
         old (int | tuple): The attribute's value before pruning.
-        per_unit (tuple[tuple[int, int]]): ``(group id, amount per removed
-            unit)`` pairs.
+        per_unit (tuple[tuple[int, int | tuple[int]]]): ``(group id,
+            amount per removed unit)`` pairs; the amount is a tuple, unit
+            by unit, where units remove different amounts (the size of a
+            split whose last piece is a remainder).
     """
     module: str
     attr: str

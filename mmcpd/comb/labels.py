@@ -57,6 +57,9 @@ class LabelGraph:
         self.leaf_names = WeakIdKeyDictionary()
         #: joint blocks, whose units must be slabs along one axis.
         self.joint: List[np.ndarray] = []
+        #: (groups, per group) ids, e.g. a grouped conv's rows: every unit
+        #: must own as many positions in each row (see resolve).
+        self.balanced: List[np.ndarray] = []
         #: pending attribute rules: (module, attr, old, axis ids).
         self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
         #: width attributes of blocks, followed where even (module_attrs).

@@ -19,11 +19,22 @@ from .result import CombResult, OpMacs
 Removed = Mapping[int, Sequence[int]]
 
 
-def attr_value(update: AttrUpdate, counts: Mapping[int, int]):
-    """The value of ``update``'s attribute once ``counts[g]`` units of each
-    group ``g`` are gone: ``old - sum_g counts[g] * per_unit[g]`` (the last
-    entry of a tuple), or ``old`` itself when nothing it follows shrank."""
-    drop = sum(counts.get(g, 0) * amount for g, amount in update.per_unit)
+def attr_value(update: AttrUpdate, removed: Removed):
+    """The value of ``update``'s attribute once the units ``removed[g]`` of
+    each group ``g`` are gone: ``old`` minus what they remove (the last
+    entry of a tuple), or ``old`` itself when nothing it follows shrank.
+
+    Args:
+        update (AttrUpdate): The attribute.
+        removed (Mapping[int, Sequence[int]]): Removed units by group id.
+    """
+    drop = 0
+    for g, amount in update.per_unit:
+        gone = set(removed.get(g, ()))
+        if isinstance(amount, int):
+            drop += len(gone) * amount
+        else:  # unit by unit
+            drop += sum(amount[u] for u in gone)
     if not drop:
         return update.old
     if isinstance(update.old, (tuple, list)):
@@ -131,9 +142,12 @@ def remap(result: CombResult, removed: Removed) -> CombResult:
                     for m in group.members),
                 num_units=len(units[group.id]))
         for group in result.groups)
-    counts = {g: len(u) for g, u in gone.items()}
     attrs = tuple(
-        replace(upd, old=attr_value(upd, counts))
+        replace(upd,
+                old=attr_value(upd, gone),
+                per_unit=tuple((g, a if isinstance(a, int) else tuple(
+                    a[u] for u in sorted(units[g])))
+                               for g, a in upd.per_unit))
         for upd in result.attr_updates)
 
     def relabel(g: int, u: int):

@@ -4,7 +4,9 @@ Connected components of the union graph are the units. Units whose members
 (the parameter dims they touch) are the same form one coupled group. Joint
 blocks (a channel dim split into heads and head dims) must lose whole slabs
 along one axis; where the unions so far do not say which, the axis that
-needs the fewest extra ties is chosen and tied.
+needs the fewest extra ties is chosen and tied. Balanced arrays (a grouped
+conv's rows) need as many positions of each unit in every conv group;
+where the unions do not give that, position ``j`` of every group is tied.
 """
 import fnmatch
 from collections import Counter, defaultdict
@@ -47,11 +49,45 @@ def _slab_ties(comp: np.ndarray, joint: List[np.ndarray]):
     return extra_a, extra_b
 
 
+def _balance_ties(comp: np.ndarray, balanced: List[np.ndarray]):
+    """Extra unions making every unit own as many positions in each row of
+    a balanced array (a grouped conv's rows, one row per conv group).
+
+    Where a unit is unbalanced, the columns it touches are tied across the
+    rows: position ``j`` of every conv group goes together. Units made of
+    whole columns are balanced; units the other ties already balance (a
+    channel shuffle that sends them to other offsets in each group) stay as
+    they are.
+    """
+    extra_a, extra_b = [], []
+    for ids in balanced:
+        rows = ids.shape[0]
+        if rows < 2:
+            continue
+        c = comp[ids]
+        uniq, inv = np.unique(c, return_inverse=True)
+        inv = inv.reshape(c.shape)
+        counts = np.zeros((len(uniq), rows), dtype=np.int64)
+        np.add.at(counts, (inv, np.arange(rows)[:, None]), 1)
+        bad = np.any(counts != counts[:, :1], axis=1)
+        if not bad.any():
+            continue
+        cols = np.nonzero(np.any(bad[inv], axis=0))[0]
+        sub = ids[:, cols]
+        a, b = np.broadcast_arrays(sub, sub[:1])
+        extra_a.append(a.ravel())
+        extra_b.append(b.ravel())
+    return extra_a, extra_b
+
+
 def components(graph: LabelGraph, max_rounds: int = 20) -> np.ndarray:
     a, b = graph.unions()
     comp = _components(graph.num_elements, a, b)
     for _ in range(max_rounds):
         extra_a, extra_b = _slab_ties(comp, graph.joint)
+        more_a, more_b = _balance_ties(comp, graph.balanced)
+        extra_a += more_a
+        extra_b += more_b
         if not extra_a:
             break
         a = np.concatenate([a] + extra_a)
@@ -211,7 +247,9 @@ def _op_macs(graph, comp, unit_of) -> Tuple[OpMacs, ...]:
 
 def _per_unit(comp, ids, unit_of, groups):
     """``(group, amount per unit)`` of an attribute following ``ids``, and
-    the groups it does not follow evenly."""
+    the groups whose units it does not all follow. Where units own
+    different numbers of positions (a split with a remainder), the amount
+    is a tuple, unit by unit."""
     counts = defaultdict(Counter)
     for pos in _positions(comp, ids, unit_of):
         if pos is not None:
@@ -219,10 +257,13 @@ def _per_unit(comp, ids, unit_of, groups):
     per_unit, uneven = [], []
     for gid, cnt in sorted(counts.items()):
         amounts = set(cnt.values())
-        if len(amounts) != 1 or len(cnt) != groups[gid].num_units:
+        if len(cnt) != groups[gid].num_units:
             uneven.append(gid)
-            continue
-        per_unit.append((gid, amounts.pop()))
+        elif len(amounts) == 1:
+            per_unit.append((gid, amounts.pop()))
+        else:
+            per_unit.append(
+                (gid, tuple(cnt[u] for u in range(groups[gid].num_units))))
     return tuple(per_unit), uneven
 
 
@@ -252,7 +293,7 @@ def _attr_updates(graph, comp, unit_of, groups):
         per_unit, uneven = _per_unit(comp, ids, unit_of, groups)
         for gid in uneven:
             bad[gid] = (f'attribute `{scope}.{attr}` does not shrink '
-                        'evenly with the group')
+                        'with every unit of the group')
         if not per_unit:
             continue
         update = AttrUpdate(scope, attr, old, per_unit)

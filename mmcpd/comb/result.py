@@ -142,7 +142,9 @@ class CombResult:
         attrs = tuple(
             AttrUpdate(a['module'], a['attr'],
                        tuple(a['old']) if isinstance(a['old'], list) else
-                       a['old'], tuple(tuple(p) for p in a['per_unit']))
+                       a['old'],
+                       tuple((g, n if isinstance(n, int) else tuple(n))
+                             for g, n in a['per_unit']))
             for a in data.get('attr_updates', ()))
         norms = tuple(
             NormSite(n['module'], n['kind'],

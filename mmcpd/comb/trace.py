@@ -128,18 +128,50 @@ def not_deployed() -> Iterator[None]:
             graph.counting = before
 
 
+def _cascade_forward(model: nn.Module, inputs: torch.Tensor) -> list:
+    """A segmentor's logits, after those of every earlier stage of a
+    cascade (OCRNet's FCN head): each stage's logits meet the labels in a
+    loss of their own, so their classes are outputs too."""
+    heads = model.decode_head
+    stages = list(heads[:-1]) if isinstance(heads, nn.ModuleList) else []
+    found = []
+
+    def capture(forward):  # mmseg calls ``head.forward(x)``: no hooks
+
+        def wrapped(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            found.append(out)
+            return out
+
+        return wrapped
+
+    own = [vars(head).get('forward') for head in stages]
+    for head in stages:
+        head.forward = capture(head.forward)
+    try:
+        out = model._forward(inputs)
+    finally:
+        for head, forward in zip(stages, own):
+            if forward is None:
+                del head.forward
+            else:
+                head.forward = forward
+    return found + [out]
+
+
 def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     """The OpenMMLab tensor-mode forward, with auxiliary heads.
 
     Classifiers return their head's logits (``mode='tensor'``). Segmentors
-    return the decode head's logits and every auxiliary head's, so the
-    channels feeding an auxiliary head are pruned with it too; the
+    return the decode head's logits (those of every stage of a cascade)
+    and every auxiliary head's, so the channels feeding an auxiliary head
+    are pruned with it too; the
     auxiliary heads (dropped at inference) and the second feature pass that
     feeds them are traced :func:`not_deployed`, so the FLOPs are those of
     the deployed forward.
     """
     if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
-        outs = [model._forward(inputs)]
+        outs = _cascade_forward(model, inputs)
         aux = getattr(model, 'auxiliary_head', None)
         if aux is not None:
             with not_deployed():

@@ -23,10 +23,9 @@ from .spec_check import width_attrs
 def attr_values(result: CombResult,
                 removed: Mapping[int, Sequence[int]]) -> Dict[str, dict]:
     """New values of the attributes that follow group widths."""
-    counts = {int(g): len(set(u)) for g, u in removed.items()}
     values: Dict[str, dict] = defaultdict(dict)
     for upd in result.attr_updates:
-        new = attr_value(upd, counts)
+        new = attr_value(upd, removed)
         if new is not upd.old:
             values[upd.module][upd.attr] = new
     return values

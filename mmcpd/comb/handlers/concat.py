@@ -5,8 +5,10 @@
 on its own. Splitting into equal pieces (``chunk``, ``unbind``, an equal
 ``split``, and a slice that is one of ``n`` equal parts, such as
 ``x[:, :C // 2]`` with the bound computed from the shape) ties position
-``i`` of every piece, so the pieces stay equal when channels go. Pieces of
-sizes given one by one (``torch.split(x, [a, b])``) shrink on their own.
+``i`` of every piece, so the pieces stay equal when channels go; a split by
+one size whose last piece is a smaller remainder (EdgeNeXt's 34, 34, 32)
+keeps the full pieces equal and the remainder no wider. Pieces of sizes
+given one by one (``torch.split(x, [a, b])``) shrink on their own.
 An attribute of the calling module that gives the split size follows the
 pieces (Res2Net's ``self.width``, HorNet's ``self.dims``). Other slices
 and indexing with fixed bounds along a channel dimension would pick other
@@ -76,13 +78,36 @@ def stack(ctx: OpContext) -> None:
     ctx.graph.set(out, couple(ctx.graph, items, ctx.via))
 
 
-def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False):
+def _remainder_ties(graph, ids: np.ndarray, sizes, via: str) -> bool:
+    """``torch.split(x, step)`` whose last piece is a remainder ``r <
+    step`` (EdgeNeXt's 34, 34, 32): position ``i < r`` of every piece is
+    tied, and the full pieces' positions from ``r - 1`` on go with the
+    remainder's last position. The full pieces stay equal and the
+    remainder never grows past them nor empties, so ``step`` minus what a
+    unit removes from a full piece splits the pruned width into as many
+    pieces (the unit of the remainder's last position removes ``step - r
+    + 1`` from each full piece: the size attribute, as every width, follows
+    it unit by unit)."""
+    step, r, n = sizes[0], sizes[-1], len(sizes)
+    if n < 2 or len(set(sizes[:-1])) != 1 or not 0 < r < step:
+        return False
+    full = ids[:step * (n - 1)].reshape(n - 1, step)
+    graph.union(full, full[:1], via)
+    graph.union(full[:, :r], ids[step * (n - 1):][None], via)
+    graph.union(full[:, r - 1:], full[:, r - 1:r], via)
+    return True
+
+
+def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False,
+            step: bool = False):
     """Give each output its piece of x's labels along dim.
 
     Pieces of equal size are tied position by position. Pieces of sizes
     given one by one (``sized``: ``torch.split(x, [a, b, c])``) shrink on
     their own: torch checks that the sizes add up to the width, so a size
-    that does not follow its piece fails verification."""
+    that does not follow its piece fails verification. Pieces of one size
+    given by a tracked int (``step``) with a smaller last piece follow
+    :func:`_remainder_ties`."""
     graph = ctx.graph
     labels = graph.get(x)
     sizes = [o.shape[dim] if o.dim() == x.dim() else 1 for o in outs]
@@ -100,6 +125,8 @@ def _pieces(ctx: OpContext, x, dim, outs, sized: bool = False):
             graph.union(split, split[:1], ctx.via)
         elif len(found.dims) > 1:  # LeViT's q, k, v of each head: the
             graph.union_along(found.ids, [axis])  # parts keep their sizes
+        elif step and _remainder_ties(graph, found.ids, sizes, ctx.via):
+            pass
         elif not sized:
             graph.freeze(found.ids, f'uneven split in {ctx.via}')
     start = 0
@@ -149,7 +176,8 @@ def split(ctx: OpContext) -> None:
         else:
             sizes = [int(s) for s in sizes]
     sized = sizes is not None and len(sizes) == len(outs) > 1
-    _pieces(ctx, x, dim, outs, sized)
+    step = sizes is not None and len(sizes) == 1 < len(outs)
+    _pieces(ctx, x, dim, outs, sized, step)
     if sizes is not None and ctx.module is not None:
         _size_attrs(ctx, dim, outs, sizes)
 
@@ -165,12 +193,13 @@ def _size_attrs(ctx: OpContext, dim: int, outs, sizes) -> None:
         if found is not None and len(found[0].dims) > 1:
             return  # sizes within a joint block (per head): left as they are
     pieces = [dim_ids(graph, graph.get(o), dim) for o in outs]
+    widths = [len(p) for p in pieces if p is not None]
     for name, value in vars(ctx.module).items():
         if name.startswith('_'):
             continue
         if is_int(value) and value > 1 and sizes == [value] and \
-                len(set(len(p) for p in pieces if p is not None)) == 1 \
-                and pieces[0] is not None and len(pieces[0]) == value:
+                len(widths) == len(pieces) and \
+                set(widths[:-1]) == {value} and widths[-1] <= value:
             graph.attr_rules.append((ctx.scope, name, int(value),
                                      pieces[0]))
         elif isinstance(value, (list, tuple)) and list(value) == sizes \

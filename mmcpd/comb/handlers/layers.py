@@ -45,6 +45,42 @@ def _bias(ctx: OpContext, bias, out_ids: np.ndarray) -> None:
             ctx.graph.freeze(out_ids, f'computed bias in {ctx.via}')
 
 
+def _tuple(value, n: int) -> tuple:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return (value, ) * n
+
+
+def _positions_kept(ctx: OpContext, x, weight, out, channel_dims) -> list:
+    """Labels of ``x`` off its channel dims that a convolution carries to
+    its output one to one (classes as tokens: OCRNet's object context).
+
+    A dim passes through where the kernel is 1 wide along it, with stride
+    1 and no padding: each output position is its input position. Other
+    labelled dims (a kernel, stride or padding mixes positions along them)
+    are frozen: removing a position would shift its neighbours.
+    """
+    graph = ctx.graph
+    nd = x.dim()
+    n = nd - 2
+    stride = _tuple(ctx.arg(3, 'stride', 1), n)
+    padding = ctx.arg(4, 'padding', 0)
+    padding = (0, ) * n if padding == 'valid' else _tuple(padding, n)
+    kept = []
+    for block in graph.get(x):
+        if set(block.dims) & set(channel_dims):
+            continue
+        ok = all(
+            d == 0 or (weight.shape[d] == 1 and stride[d - 2] == 1 and
+                       padding[d - 2] in (0, 'same') and
+                       out.shape[d] == x.shape[d]) for d in block.dims)
+        if ok:
+            kept.append(block)
+        else:
+            graph.freeze(block.ids, f'{ctx.via} mixes labelled positions')
+    return kept
+
+
 def attr_update(ctx: OpContext, attr: str, ids: np.ndarray) -> None:
     """Record that ``scope.attr`` drops by one per removed id of ``ids``."""
     if ctx.module is not None and hasattr(ctx.module, attr):
@@ -59,7 +95,11 @@ def conv(ctx: OpContext) -> None:
     With ``groups == 1`` input channel ``i`` is weight column ``i``. Grouped
     convolutions keep their groups balanced: with one input channel per
     group (depthwise), removing a channel removes its whole group and
-    ``groups`` shrinks; otherwise index ``j`` is removed from every group.
+    ``groups`` shrinks; otherwise input index ``j`` (a weight column) is
+    removed from every group, and the output rows are *balanced*: every
+    unit has as many rows in each conv group (see :mod:`..resolve`), so
+    that a channel shuffle between grouped convs (ShuffleNet V1) can send
+    a unit's rows to other offsets in each group.
     """
     graph = ctx.graph
     x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
@@ -93,13 +133,15 @@ def conv(ctx: OpContext) -> None:
                         ctx.via)
         else:
             graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
-        graph.union_along(out_ids.reshape(groups, c_out // groups), [0])
+        # each conv group keeps as many rows as the others: which ones may
+        # differ (a channel shuffle after it mixes the offsets)
+        graph.balanced.append(out_ids.reshape(groups, c_out // groups))
     _bias(ctx, bias, out_ids)
     spatial = _per_sample(ctx, out, 1)
     _macs(ctx, weight, spatial)
     _acts(ctx, weight, 0, spatial)
-    blocks = [Block((1, ), out_ids)]
-    graph.set(out, blocks)
+    kept = _positions_kept(ctx, x, weight, out, [1])
+    graph.set(out, kept + [Block((1, ), out_ids)])
 
 
 @register(
@@ -125,7 +167,8 @@ def conv_transpose(ctx: OpContext) -> None:
     _bias(ctx, bias, out_ids)
     _macs(ctx, weight, _per_sample(ctx, x, 1))
     _acts(ctx, weight, 1, _per_sample(ctx, out, 1))
-    graph.set(out, [Block((1, ), out_ids)])
+    kept = _positions_kept(ctx, x, weight, out, [1])
+    graph.set(out, kept + [Block((1, ), out_ids)])
 
 
 @register(function('linear'))
