@@ -12,6 +12,10 @@ _base_ = ['./cpd_hook.py']
 
 distill = dict(
     # CWD (Shu et al., ICCV 2021): per channel, softmax over positions, KL,
-    # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers
+    # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers. The
+    # segmentation default, provisionally (benchmarks/quality/,
+    # docs/distill.md): the best distillation for segmentation there (KD
+    # and DIST lose mIoU at 4x/8x), but only level with no distillation
+    # (./cpd_hook.py, no teacher cost) on the seeds run so far
     distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)],
     keep_task_loss=True)
