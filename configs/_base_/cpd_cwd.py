@@ -13,9 +13,9 @@ _base_ = ['./cpd_hook.py']
 distill = dict(
     # CWD (Shu et al., ICCV 2021): per channel, softmax over positions, KL,
     # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers. The
-    # segmentation default, provisionally (benchmarks/quality/,
-    # docs/distill.md): the best distillation for segmentation there (KD
-    # and DIST lose mIoU at 4x/8x), but only level with no distillation
-    # (./cpd_hook.py, no teacher cost) on the seeds run so far
+    # segmentation default by evidence (benchmarks/quality/,
+    # docs/distill.md): +4 mIoU over no distillation at 2x/4x/8x FLOPs
+    # (+16 at 4x), where logit KD and DIST lose; at 8x no distillation
+    # (./cpd_hook.py) keeps more
     distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)],
     keep_task_loss=True)
