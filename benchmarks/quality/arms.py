@@ -34,7 +34,9 @@ TASKS = dict(
         wide_config=None,
         metric='mIoU',
         metric_name='mIoU',
-        baseline_iters=800,
+        # the UNet learns one digit class after another: 800 iterations
+        # give 36.6 mIoU, 2000 give 73.4 (configs/digits_seg.py)
+        baseline_iters=2000,
         cpd_iters=200,
         shape=(1, 3, 32, 32),
         feature='backbone',

@@ -68,6 +68,19 @@ def verdict(runs: List[Dict], task: str, arm: str, speedups,
                 wins=sum(d > 0 for d in diffs), pairs=len(diffs))
 
 
+def compute(bases: Dict, runs: List[Dict], task: str) -> str:
+    """One line: the training time that a task's cached results took,
+    baselines and runs (one CPU thread each; setup and evaluation not
+    counted)."""
+    mine = [r['wall_s'] for r in runs if r['task'] == task]
+    base = sum(b['wall_s'] for (t, _), b in bases.items() if t == task)
+    mean = statistics.fmean(mine) if mine else 0.0
+    return (f'Compute: baselines {base / 60:.1f} min, {len(mine)} runs '
+            f'{sum(mine) / 60:.1f} min of training ({mean:.0f} s a run), '
+            'one thread each, as measured (a shared machine counts its '
+            'load in).')
+
+
 def markdown(bases: Dict, runs: List[Dict]) -> str:
     lines = []
     for task, spec in TASKS.items():
@@ -86,6 +99,7 @@ def markdown(bases: Dict, runs: List[Dict]) -> str:
         if wide is not None:
             lines += [f"Wide teacher: {wide['metric']:.2f} "
                       f"({wide['flops'] / 1e6:.2f} MFLOPs).", '']
+        lines += [compute(bases, runs, task), '']
         for group, (arms, speedups, tasks) in GROUPS.items():
             if task not in tasks:
                 continue

@@ -12,6 +12,10 @@ _base_ = ['./cpd_hook.py']
 
 distill = dict(
     # CWD (Shu et al., ICCV 2021): per channel, softmax over positions, KL,
-    # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers
+    # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers. The
+    # segmentation default by evidence (benchmarks/quality/,
+    # docs/distill.md): +4 mIoU over no distillation at 2x/4x/8x FLOPs
+    # (+16 at 4x), where logit KD and DIST lose; at 8x no distillation
+    # (./cpd_hook.py) keeps more
     distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)],
     keep_task_loss=True)

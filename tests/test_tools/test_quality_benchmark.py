@@ -66,6 +66,9 @@ def test_quick_run_prunes_distils_and_reports(tmp_path):
     with open(osp.join(work_dir, 'quality.md')) as f:
         table = f.read()
     assert '| none |' in table and '| kd_prune_only |' in table
+    # the compute line counts the task's runs and their training time
+    wall = sum(run['wall_s'] for run in runs.values()) / 60
+    assert f'3 runs {wall:.1f} min of training' in table
     with open(osp.join(work_dir, 'quality.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     # a second call finds every run cached and only redoes the report

@@ -9,6 +9,7 @@ from mmengine.config import read_base
 with read_base():
     from .cpd_hook import *  # noqa: F401,F403
 
+# The segmentation default by evidence: docs/distill.md.
 distill = dict(
     distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)],
     keep_task_loss=True)

@@ -8,6 +8,7 @@ from mmengine.config import read_base
 with read_base():
     from .cpd_hook import *  # noqa: F401,F403
 
+# The classification default by evidence: docs/distill.md.
 distill = dict(
     distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)],
     keep_task_loss=True)
