@@ -37,8 +37,8 @@ HERE = osp.dirname(osp.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from arms import (GROUPS, SEEDS, SPEEDUPS, TASKS, WIDE, plan,  # noqa: E402
-                  run_name)
+from arms import (DEFAULT_GROUPS, GROUPS, SEEDS, SPEEDUPS,  # noqa: E402
+                  TASKS, WIDE, plan, run_name)
 from report import write_report  # noqa: E402
 
 
@@ -48,8 +48,13 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/quality')
     parser.add_argument('--tasks', nargs='+', choices=list(TASKS),
                         default=list(TASKS))
-    parser.add_argument('--groups', nargs='+', choices=list(GROUPS),
-                        default=list(GROUPS))
+    parser.add_argument('--groups', nargs='+',
+                        choices=list(GROUPS) + ['all'],
+                        default=list(DEFAULT_GROUPS),
+                        help='questions to answer (default: %(default)s, '
+                        'which distillation, about 40 minutes on 2 '
+                        'cores; the other groups, or `all`, add the '
+                        'importance scores and the settings sweeps)')
     parser.add_argument('--arms', nargs='+', default=None,
                         help='only these arms of the groups (and the '
                         'control)')
@@ -67,6 +72,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default=None,
                         help='also copy quality.md/.json/.png here')
     args = parser.parse_args(argv)
+    if 'all' in args.groups:
+        args.groups = list(GROUPS)
     if args.jobs < 1:
         parser.error(f'`--jobs` should be >= 1, but got {args.jobs}')
     known = {arm for arms, _, _ in GROUPS.values() for arm in arms}

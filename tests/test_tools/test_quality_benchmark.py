@@ -88,3 +88,17 @@ def test_bad_arguments_name_the_culprit(argv, message, capsys):
     with pytest.raises(SystemExit):
         _bench().parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_default_size_is_the_method_group_and_all_adds_the_rest():
+    bench = _bench()
+    arms = importlib.import_module('arms')
+    default = bench.parse_args([])
+    assert default.groups == ['method']
+    runs = arms.plan(default.groups, default.tasks, default.seeds)
+    # cls and seg, each: the control and 4 methods at 3 targets, 3 seeds
+    assert len(runs) == 2 * 3 * (1 + 4 * 3)
+    everything = bench.parse_args(['--groups', 'all'])
+    assert everything.groups == list(arms.GROUPS)
+    assert len(arms.plan(everything.groups, everything.tasks,
+                         everything.seeds)) > len(runs)
