@@ -39,7 +39,7 @@ import torch
 
 from .handlers.base import OpContext, function, register_in
 from .handlers.layers import ADDMMS, MATMULS, matmul_operands
-from .labels import Labels
+from .labels import Labels, rows_carry_channels
 
 FlopRule = Callable[[OpContext], None]
 #: torch function -> rule that records its MACs on the graph.
@@ -127,10 +127,16 @@ def matmul_flops(ctx: OpContext) -> None:
 
 @flop_rule(function('linear'))
 def linear_flops(ctx: OpContext) -> None:
-    """Only a computed weight: a parameter weight is in ``param_macs``."""
+    """A computed weight, or rows that carry channels; else a parameter
+    weight's MACs are in ``param_macs``."""
     x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
     if ctx.graph.leaf_name(weight) is None:
         _product(ctx, x, weight, transpose_b=True)
+    elif rows_carry_channels(ctx.graph, x):
+        out = ctx.outputs[0]
+        rows = list(range(x.dim() - 1))
+        record(ctx, _numel(out) * x.shape[-1],
+               [(x, rows + ['k']), (out, rows + ['n'])])
 
 
 @flop_rule(function('conv1d'), function('conv2d'), function('conv3d'))

@@ -242,3 +242,11 @@ def dim_ids(graph: LabelGraph, labels: Labels,
     if len(block.dims) == 1:
         return block.ids
     return collapse(graph, block, axis)
+
+
+def rows_carry_channels(graph, x) -> bool:
+    """Whether channels label a dim of ``x`` before its last, the rows of
+    a linear layer on ``x`` (MLP-Mixer's token mixing runs over the
+    channels as rows): its MACs then shrink with them too, so they are
+    an op of the comb (``op_macs``), not ``param_macs`` of its weight."""
+    return any(d < x.dim() - 1 for block in graph.get(x) for d in block.dims)

@@ -131,6 +131,49 @@ def test_comb_flops_match_mmengine_before_and_after_pruning(config, size):
     assert cost.total(removed) == pytest.approx(counted, rel=0.02)
 
 
+class TokenMixer(torch.nn.Module):
+    """An MLP-Mixer block: the token MLP runs over the channels as rows."""
+
+    def __init__(self, tokens=16, channels=24, hidden=32):
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, channels, 2, 2)
+        self.norm = torch.nn.LayerNorm(channels)
+        self.token_mlp = torch.nn.Sequential(
+            torch.nn.Linear(tokens, hidden), torch.nn.GELU(),
+            torch.nn.Linear(hidden, tokens))
+        self.channel_mlp = torch.nn.Sequential(
+            torch.nn.Linear(channels, hidden), torch.nn.GELU(),
+            torch.nn.Linear(hidden, channels))
+        self.head = torch.nn.Linear(channels, 5)
+
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose(1, 2)  # B, N, C
+        x = x + self.token_mlp(self.norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.channel_mlp(self.norm(x))
+        return self.head(x.mean(1))
+
+
+def test_linear_whose_rows_are_channels_costs_less_when_they_go():
+    """MLP-Mixer's token MLP: pruning the channels (its rows) removes its
+    MACs too, as mmengine's counter of the pruned model says."""
+    model = randomize_model(TokenMixer())
+    x = torch.randn(1, 3, 8, 8)
+    result = comb_model(model, x)
+    channels = [g for g in result.prunable
+                if any(m.name == 'embed.weight' for m in g.members)]
+    assert channels, 'the residual channels should be prunable'
+    cost = model_cost(model, result, 'flops')
+    assert cost.total() == pytest.approx(
+        model_complexity(model, x)['flops'], rel=1e-6)
+    for seed in range(3):
+        removed = random_units(result, 0.4, seed=seed)
+        assert removed.get(channels[0].id)
+        pruned = copy.deepcopy(model)
+        prune_units(pruned, result, removed)
+        assert cost.total(removed) == pytest.approx(
+            model_complexity(pruned, x)['flops'], rel=1e-6)
+
+
 def test_auxiliary_heads_cost_nothing():
     """PSPNet-R18 with its FCN auxiliary head: the auxiliary head is traced
     (its input channels prune with the backbone) but costs nothing, and the

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..couple import broadcast_keys, couple
-from ..labels import Block, dim_ids
+from ..labels import Block, dim_ids, rows_carry_channels
 from .base import OpContext, function, method, register
 
 
@@ -190,9 +190,10 @@ def linear(ctx: OpContext) -> None:
                              ['k'])], ctx.via)
     _bias(ctx, bias, out_ids)
     tokens = _per_sample(ctx, x, nd - 1)
-    _macs(ctx, weight, tokens)
     _acts(ctx, weight, 0, tokens)
     graph.set(out, labels + [Block((nd - 1, ), out_ids)])
+    if not rows_carry_channels(graph, x):  # else an op (comb/flops.py)
+        _macs(ctx, weight, tokens)
 
 
 def _matmul_like(ctx: OpContext, a, b, transpose_b: bool = False) -> None:
