@@ -10,8 +10,8 @@ that has no supervised classifier or segmentor of its own, and why.
 
 Sizes: classification at 128x128, or 224 where the model holds a fixed
 token grid or window (position tables, relative position biases, windows
-of 7), segmentation at 128, or 192 where pyramid pooling needs a map
-divisible by 6; LeNet-5 at 32 (1 channel), EVA-L at 112; MMSeg's BEiT and
+of 7) or a fixed classifier (VGG's 7x7), segmentation at 128, or 192
+where pyramid pooling needs a map divisible by 6; LeNet-5 at 32 (1 channel), EVA-L at 112; MMSeg's BEiT and
 MAE at their crop sizes (640, 512: their relative position tables are made
 for it), which makes them by far the slowest entries.
 """
@@ -98,7 +98,7 @@ ADDED = [
     'mmpretrain::tnt/tnt-s-p16_16xb64_in1k.py@224',
     'mmpretrain::twins/twins-pcpvt-small_8xb128_in1k.py@128',
     'mmpretrain::van/van-tiny_8xb128_in1k.py@128',
-    'mmpretrain::vgg/vgg11_8xb32_in1k.py@128',
+    'mmpretrain::vgg/vgg11_8xb32_in1k.py@224',  # a fixed 7x7 classifier
     'mmpretrain::vig/vig-tiny_8xb128_in1k.py@224',
     'mmpretrain::wrn/wide-resnet50_8xb32_in1k.py@128',
     'mmpretrain::xcit/xcit-nano-12-p16_8xb128_in1k.py@128',
