@@ -11,9 +11,10 @@ that has no supervised classifier or segmentor of its own, and why.
 Sizes: classification at 128x128, or 224 where the model holds a fixed
 token grid or window (position tables, relative position biases, windows
 of 7) or a fixed classifier (VGG's 7x7), segmentation at 128, or 192
-where pyramid pooling needs a map divisible by 6; LeNet-5 at 32 (1 channel), EVA-L at 112; MMSeg's BEiT and
-MAE at their crop sizes (640, 512: their relative position tables are made
-for it), which makes them by far the slowest entries.
+where pyramid pooling needs a map divisible by 6; LeNet-5 at 32 (1
+channel), EVA-L at 112; MMSeg's BEiT and MAE at their crop sizes (640,
+512: their relative position tables are made for it), which makes them by
+far the slowest entries.
 """
 
 #: The 40 models of the first coverage runs, in their order.
