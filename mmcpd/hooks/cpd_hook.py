@@ -360,8 +360,7 @@ class CPDHook(Hook):
         self._loop = LatencyLoop(**loop_kw,
                                  points=state.get('latency_points', ()))
         if 'latency_calibration' in state:
-            self.cost.k_layers, self.cost.k_rest, self.cost.fixed = \
-                state['latency_calibration']
+            self.cost.calibration = state['latency_calibration']
         if not is_main_process():
             return
         from mmcpd.deploy.meter import check_onnxruntime, meter_for
@@ -755,9 +754,7 @@ class CPDHook(Hook):
             student_prefix=self.student_prefix)
         if self._loop is not None:
             state['latency_points'] = [list(p) for p in self._loop.points]
-            state['latency_calibration'] = [
-                self.cost.k_layers, self.cost.k_rest, self.cost.fixed
-            ]
+            state['latency_calibration'] = self.cost.calibration
         return state
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

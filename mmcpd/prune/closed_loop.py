@@ -18,6 +18,8 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 Removed = Dict[int, List[int]]
+#: A (predicted, measured) fraction removed.
+Point = Tuple[float, float]
 
 
 def check_loop_args(tol: float, rounds: int,
@@ -124,36 +126,39 @@ class LatencyLoop:
         self.calibrate = tuple(float(r) for r in calibrate)
         self.tol = float(tol)
         self.rounds = rounds
-        self.points: List[Tuple[float, float]] = [
+        self.points: List[Point] = [
             (float(p), float(m)) for p, m in points
         ]
 
-    def guess(self, goal: float, reachable: float = 1.0) -> float:
-        """The predicted fraction expected to measure ``goal``."""
+    def _neighbours(self,
+                    goal: float) -> Tuple[Optional[Point], Optional[Point]]:
+        """The (predicted, measured) pairs, :math:`(0, 0)` included,
+        measured nearest below and at or above ``goal``; None where there
+        is none."""
         pts = [(0.0, 0.0)] + self.points
         below = [pt for pt in pts if pt[1] < goal]
         above = [pt for pt in pts if pt[1] >= goal]
-        if above and below:
-            lo = max(below, key=lambda pt: pt[1])
-            hi = min(above, key=lambda pt: pt[1])
+        return (max(below, key=lambda pt: pt[1]) if below else None,
+                min(above, key=lambda pt: pt[1]) if above else None)
+
+    def guess(self, goal: float, reachable: float = 1.0) -> float:
+        """The predicted fraction expected to measure ``goal``."""
+        lo, hi = self._neighbours(goal)
+        if lo is None:  # goal <= 0
+            p = 0.0
+        elif hi is not None:
             w = (goal - lo[1]) / (hi[1] - lo[1]) if hi[1] > lo[1] else 1.0
             p = lo[0] + w * (hi[0] - lo[0])
-        elif not above:
-            p_best, m_best = max(below, key=lambda pt: pt[1])
-            p = goal if m_best <= 0 else p_best * goal / m_best
-        else:  # goal <= 0
-            p = 0.0
+        else:
+            p = goal if lo[1] <= 0 else lo[0] * goal / lo[1]
         return float(min(max(p, 0.0), reachable))
 
     def _bracket(self, goal: float, reachable: float) -> Tuple[float, float]:
         """Predicted fractions of the pairs measured nearest below and
         above ``goal`` (0 and ``reachable`` where there are none)."""
-        pts = [(0.0, 0.0)] + self.points
-        below = [pt for pt in pts if pt[1] < goal]
-        above = [pt for pt in pts if pt[1] >= goal]
-        lo = max(below, key=lambda pt: pt[1])[0] if below else 0.0
-        hi = min(above, key=lambda pt: pt[1])[0] if above else reachable
-        return lo, hi
+        lo, hi = self._neighbours(goal)
+        return (0.0 if lo is None else lo[0],
+                reachable if hi is None else hi[0])
 
     def _select_new(self, goal: float, select: Callable[[float], Removed],
                     reachable: float, tried: dict) -> Optional[Removed]:

@@ -160,7 +160,6 @@ class LatencyCost(CostModel):
         self.scale = float(table['model_ms']) / (full + self.rest_ms) \
             if full + self.rest_ms > 0 else 1.0
         self.model_ms = float(table['model_ms'])
-        self._layers_full = full
         # calibration (:meth:`calibrate`): multipliers of the layers' and
         # the rest's ms, and a fixed part (a fraction of the model)
         self.k_layers, self.k_rest, self.fixed = 1.0, 1.0, 0.0
@@ -194,6 +193,16 @@ class LatencyCost(CostModel):
         layers = self.scale * self._layers_ms(self._alive(removed))
         return (layers / self.model_ms,
                 self.scale * self._rest_ms(removed) / self.model_ms)
+
+    @property
+    def calibration(self) -> List[float]:
+        """What :meth:`calibrate` fitted, as plain data (for checkpoints):
+        the layers' and the rest's multipliers and the fixed part."""
+        return [self.k_layers, self.k_rest, self.fixed]
+
+    @calibration.setter
+    def calibration(self, value: Sequence[float]) -> None:
+        self.k_layers, self.k_rest, self.fixed = (float(v) for v in value)
 
     def calibrate(self, samples: Sequence[Tuple[Removed, float]]) -> tuple:
         r"""Fit the prediction to measured latency ratios of pruned models.

@@ -201,10 +201,8 @@ class Pruner:
             :meth:`apply`) and the loop's log.
         """
         def predicted(new: Removed) -> float:
-            done = {g: list(u) for g, u in self.removed.items()}
-            for gid, units in new.items():
-                done[gid] = sorted(set(done.get(gid, ())) | set(units))
-            return 1.0 - self.cost.total(done) / self.cost.total()
+            return 1.0 - self.cost.total(
+                self.with_removed(new)) / self.cost.total()
 
         calibration = None
         if loop.calibrate and not self.removed and hasattr(
@@ -240,17 +238,24 @@ class Pruner:
         are left as they are."""
         if self.shrink == 'mask':
             from .convert import pruned_copy
-            removed = {g: list(u) for g, u in self.removed.items()}
-            for gid, units in new.items():
-                removed[int(gid)] = sorted(
-                    set(removed.get(int(gid), ())) | set(units))
-            small = pruned_copy(model, self.comb, removed)[0]
+            small = pruned_copy(model, self.comb, self.with_removed(new))[0]
         else:
             small = deepcopy(model)
             delta = self.to_current(new)
             if delta:
                 prune_units(small, self.current, delta)
         return small.cpu().eval()
+
+    def with_removed(self, new: Mapping[int, Sequence[int]]) -> Removed:
+        """The units removed so far and ``new`` (unpruned numbering), one
+        sorted list per group that loses any."""
+        out = {g: list(u) for g, u in self.removed.items()}
+        for gid, units in new.items():
+            merged = set(out.get(int(gid), ()))
+            merged.update(int(u) for u in units)
+            if merged:
+                out[int(gid)] = sorted(merged)
+        return out
 
     def to_current(self, new: Mapping[int, Sequence[int]]) -> Removed:
         """``new`` (unpruned numbering) in the numbering of the current,
@@ -289,11 +294,7 @@ class Pruner:
             ``model`` (empty in ``'mask'`` mode).
         """
         delta = self.to_current(new)
-        for gid, units in new.items():
-            merged = set(self.removed.get(int(gid), ()))
-            merged.update(int(u) for u in units)
-            if merged:
-                self.removed[int(gid)] = sorted(merged)
+        self.removed = self.with_removed(new)
         replaced: Replaced = {}
         if self.shrink == 'mask':
             self.dead = DeadUnits(model, self.comb.groups, self.removed)
