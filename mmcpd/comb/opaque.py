@@ -54,14 +54,14 @@ _OVERWRITES = {
 }
 
 
-def tensors(value) -> List[torch.Tensor]:
+def flat_tensors(value) -> List[torch.Tensor]:
     """The tensors in a (nested) list, tuple or dict."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in tensors(v)]
+        return [t for v in value for t in flat_tensors(v)]
     return []
 
 
@@ -93,18 +93,18 @@ class Provenance:
         self.calls: List[_Call] = [_Call('', [])]
         self._count = itertools.count()
         for t in itertools.chain(model.parameters(), model.buffers(),
-                                 tensors(inputs)):
+                                 flat_tensors(inputs)):
             self.known[t] = True
         for m in model.modules():
             for value in vars(m).values():
-                for t in tensors(value):
+                for t in flat_tensors(value):
                     self.known[t] = True
 
     # module calls (from module hooks, where the tracer is active: the
     # bookkeeping's own torch calls must not be traced) -------------------
     def enter(self, name: str, args) -> None:
         with torch._C.DisableTorchFunction():
-            inputs = [b for t in tensors(args) for b in self.graph.get(t)]
+            inputs = [b for t in flat_tensors(args) for b in self.graph.get(t)]
         self.calls.append(_Call(name, inputs))
 
     def leave(self, output) -> None:
@@ -113,7 +113,7 @@ class Provenance:
 
     def _leave(self, output) -> None:
         call = self.calls.pop()
-        for t in tensors(output):
+        for t in flat_tensors(output):
             if self._hidden(t):
                 how = 'written' if t in self.blank else 'made'
                 self.opaque(t, call, f'module `{call.name}` returns a '
@@ -123,7 +123,7 @@ class Provenance:
     # op calls ----------------------------------------------------------
     def before(self, name: str, scope: str, args, kwargs) -> None:
         """Give tensors that come from outside the trace frozen labels."""
-        ins = tensors(args) + tensors(list(kwargs.values()))
+        ins = flat_tensors(args) + flat_tensors(list(kwargs.values()))
         for t in ins:
             serial = self.serial.get(t)
             if serial is not None:
@@ -155,8 +155,9 @@ class Provenance:
                 self.graph.warnings.append(reason)
             self.escaped = self.escaped or where
             return
-        outs = tensors(out)
-        ins = {id(t) for t in tensors(args) + tensors(list(kwargs.values()))}
+        outs = flat_tensors(out)
+        ins = {id(t) for t in flat_tensors(args) +
+               flat_tensors(list(kwargs.values()))}
         for t in outs:
             self.known[t] = True
             if id(t) in ins and t in self.blank:
@@ -187,7 +188,7 @@ class Provenance:
         return t not in self.known and self.graph.leaf_name(t) is None
 
     def _made(self, out, call: _Call) -> None:
-        for t in tensors(out):
+        for t in flat_tensors(out):
             blocks = self.graph.get(t)
             if blocks:
                 serial = self.serial.get(t)

@@ -19,7 +19,7 @@ from .flops import count_flops
 from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from .labels import LabelGraph
 from .module_attrs import record_width_attrs
-from .opaque import Provenance
+from .opaque import Provenance, flat_tensors
 from .sizes import (SHAPED, SIZED, attribute_ints, sym_args,
                     symbolic_shape, untracked)
 
@@ -258,14 +258,3 @@ def trace(model: nn.Module,
         for block in graph.get(t):
             graph.freeze(block.ids, 'model output')
     return graph, out
-
-
-def flat_tensors(value) -> List[torch.Tensor]:
-    """The tensors in a (nested) list, tuple or dict of outputs."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in flat_tensors(v)]
-    return []
