@@ -20,6 +20,13 @@ The table is plain JSON-able data. Measurements are cached in
 file and in its key, so a second run on the same machine is instant and a
 table is never reused on another.
 
+Timings taken while other jobs run are not the idle machine's, fastest runs
+or not: at a load of 13 on 2 cores, SegFormer-B0's layers summed to 81 ms
+against 21 ms idle, and a table off by that much misplaces the budget. So
+every entry records the load average it was measured at; measuring on a
+busy machine (load above :data:`BUSY_LOAD` times the cores) warns, and an
+entry measured busy is measured again once the machine is quiet.
+
 Examples:
     >>> table = latency_table(model, torch.randn(1, 3, 224, 224), threads=2)
     >>> table['model_ms'], len(table['layers'])
@@ -29,7 +36,8 @@ import json
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, List, Optional, Sequence
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,7 +50,27 @@ __all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
 #: Instruction set flags of /proc/cpuinfo that change kernel speed.
 _ISA_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni',
               'avx512_bf16', 'amx_tile', 'neon', 'asimd')
-_FORMAT = 3  # 3: nodes' fastest runs (profiled), not medians
+#: 3: nodes' fastest runs (profiled), not medians; 4: entries record the
+#: load they were measured at
+_FORMAT = 4
+#: Busy: a 1-minute load average above this many times the machine's cores
+#: (the measuring process itself adds up to its threads).
+BUSY_LOAD = 1.5
+
+
+def machine_load() -> Tuple[float, int]:
+    """The 1-minute load average and the machine's cores."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        load = 0.0
+    return float(load), int(os.cpu_count() or 1)
+
+
+def is_busy(load: float, cores: int) -> bool:
+    """Whether timings taken at ``load`` on ``cores`` are not the idle
+    machine's."""
+    return load > BUSY_LOAD * cores
 
 
 def machine_info(threads: int, provider: str = 'cpu') -> dict:
@@ -362,7 +390,9 @@ def latency_table(model: nn.Module,
     Returns:
         dict: ``machine`` (what the numbers depend on), ``input_shape``,
         ``model_ms`` (the whole model), ``rest_ms`` (``model_ms`` minus
-        the layers' sum at full width) and ``layers``: one entry per layer
+        the layers' sum at full width), ``load`` (the highest load average
+        an entry was measured at, the cores, and whether that was busy)
+        and ``layers``: one entry per layer
         with its shape, ``grid_in``/``grid_out`` widths (weight dims 1 and
         0) and ``ms[i][j]``, the fastest time at ``grid_in[i]``,
         ``grid_out[j]``.
@@ -378,6 +408,13 @@ def latency_table(model: nn.Module,
     data = dict(machine=info, layers={}, models={}) if refresh else _load(
         path, info)
     layers = collect_layers(model, inputs)
+    load, cores = machine_load()
+    busy = is_busy(load, cores)
+
+    def stale(entry: Optional[dict]) -> bool:
+        # missing, or measured busy while the machine is quiet now
+        return entry is None or (not busy and is_busy(entry['load'], cores))
+
     todo = {}
     for layer in layers:
         layer['grid_out'] = width_grid(layer['out'], points, step)
@@ -385,18 +422,30 @@ def latency_table(model: nn.Module,
             'depthwise' else width_grid(layer['in'], points, step)
         sig = _key(_signature(layer))
         layer['key'] = sig
-        if sig not in data['layers']:
+        if stale(data['layers'].get(sig)):
             todo[sig] = layer
+    shapes = [(k, list(v.shape)) for k, v in model.named_parameters()]
+    model_key = _key([type(model).__name__, shapes, list(inputs.shape)])
+    measure_model = stale(data['models'].get(model_key))
+    if busy and (todo or measure_model):
+        warnings.warn(
+            f'mmcpd.latency_table: the machine is busy (load average '
+            f'{load:.1f} on {cores} cores); latencies measured now can be '
+            "several times the idle machine's and misplace the pruning "
+            'budget. They are marked and measured again when the machine '
+            'is quiet; or stop the other jobs and pass `refresh=True`.',
+            stacklevel=2)
     with tempfile.TemporaryDirectory() as folder:
         for sig, layer in tqdm(todo.items(), desc='latency table',
                                disable=not progress):
-            data['layers'][sig] = _measure_layer(layer, key, threads,
-                                                 budget_s, folder)
-    shapes = [(k, list(v.shape)) for k, v in model.named_parameters()]
-    model_key = _key([type(model).__name__, shapes, list(inputs.shape)])
+            data['layers'][sig] = dict(
+                _measure_layer(layer, key, threads, budget_s, folder),
+                load=round(machine_load()[0], 2))
     changed = bool(todo) or refresh or not osp.exists(path)
-    if model_key not in data['models']:
-        data['models'][model_key] = _model_ms(model, inputs, key, threads)
+    if measure_model:
+        data['models'][model_key] = dict(
+            ms=_model_ms(model, inputs, key, threads),
+            load=round(machine_load()[0], 2))
         changed = True
     if changed:
         _save(path, data)
@@ -405,10 +454,14 @@ def latency_table(model: nn.Module,
         entry = {k: v for k, v in layer.items() if k != 'key'}
         entry['ms'] = data['layers'][layer['key']]['ms']
         entries.append(entry)
-    model_ms = data['models'][model_key]
+    model_ms = data['models'][model_key]['ms']
     full = sum(e['ms'][-1][-1] * e['calls'] for e in entries)
+    worst = max([data['models'][model_key]['load']] +
+                [data['layers'][e['key']]['load'] for e in layers])
     return dict(machine=info, input_shape=list(inputs.shape),
                 model_ms=model_ms, rest_ms=model_ms - full, cache=path,
+                load=dict(max=worst, cores=cores,
+                          busy=is_busy(worst, cores)),
                 layers=entries)
 
 

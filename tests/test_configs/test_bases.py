@@ -113,7 +113,22 @@ def test_recipes_and_demos_set_only_what_differs(path):
     assert hook.input_shape == (1, 3, size, size), path
 
 
-@pytest.mark.parametrize('name', ['cpd_hook', 'cpd_kd', 'cpd_cwd'])
+def test_latency_base_targets_measured_latency(tmp_path):
+    cfg = _user_config(tmp_path, 'mmpretrain::resnet/resnet18_8xb32_in1k.py',
+                       'cpd_latency.py', 'cpd = dict(target=0.4)\n')
+    assert 'distill' not in cfg
+    hook = _hooks(cfg)[-1]
+    assert isinstance(hook, CPDHook)
+    assert (hook.target, hook.metric, hook.rank_by) == (0.4, 'latency', None)
+    assert hook.latency_table == dict(provider='cpu')
+    # the closed loop measures the exported student at every step
+    loop, meter = hook._loop_settings
+    assert loop == dict(tol=0.03, rounds=4) and meter == {}
+    assert hook.guards.round_to == 8 and hook.interval == 100
+
+
+@pytest.mark.parametrize('name',
+                         ['cpd_hook', 'cpd_kd', 'cpd_cwd', 'cpd_latency'])
 def test_pure_python_bases_equal_the_text_bases(name):
     """The two styles of each CPD base give the same settings."""
     import os.path as osp

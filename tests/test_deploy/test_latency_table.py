@@ -94,3 +94,51 @@ def test_table_covers_every_layer_and_is_cached(resnet18, tmp_path,
 def test_bad_points_are_named(resnet18, tmp_path):
     with pytest.raises(ValueError, match='`points`'):
         lt.latency_table(resnet18, X, points=1, cache=str(tmp_path))
+
+
+def test_busy_tables_warn_and_are_measured_again_when_quiet(
+        resnet18, tmp_path, monkeypatch):
+    cores = lt.machine_load()[1]
+    busy_load = 2 * lt.BUSY_LOAD * cores
+    monkeypatch.setattr(lt, 'machine_load', lambda: (busy_load, cores))
+    with pytest.warns(UserWarning, match='the machine is busy'):
+        table = lt.latency_table(resnet18, X, threads=1, points=2,
+                                 budget_s=0.01, cache=str(tmp_path))
+    assert table['load'] == dict(max=busy_load, cores=cores, busy=True)
+    # still busy: the busy entries are what there is, nothing is measured
+
+    def fail(*args, **kwargs):
+        raise AssertionError('measured again')
+
+    monkeypatch.setattr(lt, '_measure_layer', fail)
+    monkeypatch.setattr(lt, '_model_ms', fail)
+    assert lt.latency_table(resnet18, X, threads=1, points=2,
+                            budget_s=0.01, cache=str(tmp_path)) == table
+    # quiet now: every busy entry is measured again, the model too
+    monkeypatch.undo()
+    measured = []
+    real_layer, real_model = lt._measure_layer, lt._model_ms
+
+    def count_layer(layer, *args):
+        measured.append(layer['param'])
+        return real_layer(layer, *args)
+
+    def count_model(*args):
+        measured.append('model')
+        return real_model(*args)
+
+    monkeypatch.setattr(lt, 'machine_load', lambda: (0.0, cores))
+    monkeypatch.setattr(lt, '_measure_layer', count_layer)
+    monkeypatch.setattr(lt, '_model_ms', count_model)
+    quiet = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path))
+    shapes = {lt._key(lt._signature(
+        {k: v for k, v in layer.items() if k != 'ms'}))
+        for layer in table['layers']}
+    assert len(measured) == len(shapes) + 1 and 'model' in measured
+    assert quiet['load'] == dict(max=0.0, cores=cores, busy=False)
+    # and the quiet entries are kept from then on
+    measured.clear()
+    lt.latency_table(resnet18, X, threads=1, points=2, budget_s=0.01,
+                     cache=str(tmp_path))
+    assert measured == []

@@ -71,6 +71,12 @@ def main(argv=None):
           f"{table['model_ms'] - table['rest_ms']:.2f} ms, rest "
           f"{table['rest_ms']:.2f} ms")
     print(f"cache: {table['cache']}")
+    load = table['load']
+    print(f"measured at a load average of at most {load['max']:.1f} on "
+          f"{load['cores']} cores" + (
+              ': BUSY, these timings are not the idle machine\'s; run again '
+              'when the machine is quiet (busy entries are measured again '
+              'then)' if load['busy'] else ''))
     slowest = sorted(table['layers'], key=lambda x: -x['ms'][-1][-1])[:5]
     for layer in slowest:
         print(f"  {layer['param']}: {layer['ms'][-1][-1]:.3f} ms at "
