@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmcpd.api import comb_model
+from mmcpd.comb.opaque import flat_tensors
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import masked_output, outputs_match, same_random
 from mmcpd.prune.widths import ROUND_TO, units_to_remove, width_quanta
@@ -33,6 +34,64 @@ FLOPS_RTOL = 0.02
 
 #: Seconds of latency timing per model (both files, interleaved).
 LATENCY_BUDGET_S = 10.0
+
+#: The masked check again in float64 (when float32 round-off fails it):
+#: largest difference relative to the output's scale.
+MASKED_RTOL_FLOAT64 = 1e-6
+#: The ONNX check, when the per-element tolerance fails (a few logits of
+#: 1e5 with randomised norm statistics, or near zero): the pruned file's
+#: error relative to the output's scale passes at the masked check's
+#: tolerance, or at most this many times the unpruned file's (the
+#: exporter's and runtime's own error on this model, e.g. T2T-ViT's 7e-3)
+#: and below ``ONNX_ROUNDOFF_CAP``.
+ONNX_SCALED_RTOL = 1e-4
+ONNX_FLOOR_FACTOR = 2.0
+ONNX_ROUNDOFF_CAP = 1e-2
+
+
+def masked_check_float64(masked, model, result, removed, x) -> float:
+    """Masked vs pruned in float64: the largest difference relative to the
+    output's scale. Deep or discrete models (a k-NN graph picks neighbours
+    by distances that round-off reorders) fail the float32 check by
+    round-off alone; in float64 the same computation agrees to 1e-6 unless
+    the cut is wrong. ``model`` is returned to float32."""
+    from mmcpd.deploy.adapter import TensorModeAdapter
+
+    try:
+        expected = masked_output(masked.double(), result, removed,
+                                 x.double(),
+                                 lambda m, i: TensorModeAdapter(m)(i))
+        with torch.no_grad(), same_random():
+            got = TensorModeAdapter(model.double())(x.double())
+        return outputs_match(expected, got, rtol=MASKED_RTOL_FLOAT64)[1]
+    finally:
+        model.float()
+
+
+def scaled_onnx_error(path: str, model, x) -> float:
+    """``max |onnx - torch| / max |torch|`` over the outputs."""
+    from mmcpd.deploy import verify_onnx
+    from mmcpd.deploy.adapter import TensorModeAdapter
+
+    diffs = verify_onnx(path, model, x, rtol=0.0, atol=float('inf'))
+    with torch.no_grad(), same_random():
+        outputs = TensorModeAdapter(model)(x)
+    scale = max(float(t.abs().max()) for t in flat_tensors(outputs))
+    return max(d['max_abs'] for d in diffs.values()) / (scale + 1e-12)
+
+
+def unpruned_onnx_error(cfg, seed: int, x, folder: str) -> float:
+    """:func:`scaled_onnx_error` of the unpruned model (built and
+    randomised again from ``seed``, as the check built it)."""
+    from mmcpd.deploy import export_onnx
+    from mmcpd.prune.verify import randomize_model
+
+    model = randomize_model(build_model_from_cfg(cfg), seed).eval()
+    path = export_onnx(model, x, osp.join(folder, 'unpruned_floor.onnx'))
+    try:
+        return scaled_onnx_error(path, model, x)
+    finally:
+        os.remove(path)
 
 
 def _name(cfg) -> str:
@@ -133,11 +192,17 @@ def check_model(config: str,
     (``ratio`` of every group's units, drawn at random, kept widths rounded
     by the width rule of ``round_to``); ``masked``: the
     masked model (zeroed units, exact norms) computes what the pruned one
-    does (rel. 1e-4); ``shape``; ``smaller`` (params and FLOPs by mmengine's
-    counter); ``flops``: the comb's FLOPs of the deployed forward match
-    mmengine's counter within ``FLOPS_RTOL`` before and after pruning;
+    does (rel. 1e-4; when round-off fails that, the same in float64 at
+    :data:`MASKED_RTOL_FLOAT64`); ``shape``; ``smaller`` (params and FLOPs
+    by mmengine's counter); ``flops``: the comb's FLOPs of the deployed
+    forward match mmengine's counter within ``FLOPS_RTOL`` before and after
+    pruning;
     ``rebuild``: config + spec + weights give the pruned outputs;
-    ``onnx``: the export matches torch in onnxruntime; ``trained``: after
+    ``onnx``: the export matches torch in onnxruntime (per element, or,
+    where that fails, its error relative to the output's scale is below
+    :data:`ONNX_SCALED_RTOL`, or at most :data:`ONNX_FLOOR_FACTOR` times
+    the unpruned model's export's and below :data:`ONNX_ROUNDOFF_CAP`);
+    ``trained``: after
     ``train_iters`` iterations with CPDHook (:func:`~mmcpd.apis.hook_check.
     check_hook_run`), the deploy checkpoint computes what the masked student
     does (0 skips it).
@@ -168,6 +233,7 @@ def check_model(config: str,
     """
     from mmcpd.deploy import export_onnx, model_complexity, verify_onnx
     from mmcpd.deploy.adapter import TensorModeAdapter
+    from mmcpd.deploy.onnx_export import ONNXMismatchError
     from mmcpd.prune.cost import model_cost
     from mmcpd.prune.mask import zero_units
     from mmcpd.prune.physical import prune_units
@@ -221,6 +287,10 @@ def check_model(config: str,
         with torch.no_grad(), same_random():
             y1 = adapter(x)
         same, rec['masked_diff'] = outputs_match(expected, y1, rtol=1e-4)
+        if not same:  # round-off, or a wrong cut? float64 tells them apart
+            rec['masked_diff_float64'] = masked_check_float64(
+                masked, model, result, removed, x)
+            same = rec['masked_diff_float64'] <= MASKED_RTOL_FLOAT64
         checks['masked'] = same
         del masked
         checks['shape'] = [t.shape for t in y0] == [t.shape for t in y1]
@@ -269,8 +339,23 @@ def check_model(config: str,
         step = 'onnx'
         path = osp.join(folder, f'{stem}_pruned.onnx')
         export_onnx(model, x, path)
-        diffs = verify_onnx(path, model, x)
-        rec['onnx_max_abs'] = max(d['max_abs'] for d in diffs.values())
+        try:
+            diffs = verify_onnx(path, model, x)
+            rec['onnx_max_abs'] = max(d['max_abs'] for d in diffs.values())
+        except ONNXMismatchError as e:
+            # beyond the per-element tolerance: pruning's fault only if the
+            # unpruned model's own export is much closer
+            rec['onnx_error'] = scaled_onnx_error(path, model, x)
+            if rec['onnx_error'] > ONNX_SCALED_RTOL:
+                rec['onnx_error_unpruned'] = unpruned_onnx_error(
+                    cfg, seed, x, folder)
+            if rec['onnx_error'] > ONNX_SCALED_RTOL and rec['onnx_error'] > \
+                    min(ONNX_FLOOR_FACTOR * rec['onnx_error_unpruned'],
+                        ONNX_ROUNDOFF_CAP):
+                raise ONNXMismatchError(
+                    f"{e}; relative to the output's scale "
+                    f"{rec['onnx_error']:.2e}, the unpruned model's export "
+                    f"{rec['onnx_error_unpruned']:.2e}") from e
         checks['onnx'] = True
         if latency_runs:
             step = 'latency'
@@ -322,6 +407,24 @@ def latency_cell(rec: dict) -> str:
             f'{low:.2f}-{high:.2f})')
 
 
+def check_cell(rec: dict, check: str) -> str:
+    """``ok``, ``**fail**`` or ``-`` (not run); ``ok (f64)`` for a masked
+    check passed in float64, ``ok (scaled)`` for an export within
+    :data:`ONNX_SCALED_RTOL` of the output's scale, ``ok (as unpruned)``
+    for one as close as the unpruned model's export."""
+    if check not in rec['checks']:
+        return '-'
+    if not rec['checks'][check]:
+        return '**fail**'
+    if check == 'masked' and 'masked_diff_float64' in rec:
+        return 'ok (f64)'
+    if check == 'onnx' and 'onnx_error_unpruned' in rec:
+        return 'ok (as unpruned)'
+    if check == 'onnx' and 'onnx_error' in rec:
+        return 'ok (scaled)'
+    return 'ok'
+
+
 def markdown_table(records: Sequence[dict]) -> str:
     """The coverage table in markdown."""
 
@@ -333,9 +436,7 @@ def markdown_table(records: Sequence[dict]) -> str:
             'comb / mmengine FLOPs | comb s | ' + ' | '.join(CHECKS) + ' |')
     lines = [head, '|' + '---|' * (10 + len(CHECKS))]
     for r in records:
-        marks = ' | '.join(
-            '-' if c not in r['checks'] else ('ok' if r['checks'][c] else
-                                              '**fail**') for c in CHECKS)
+        marks = ' | '.join(check_cell(r, c) for c in CHECKS)
         params = (f"{mega(r.get('params'))} -> {mega(r.get('params_pruned'))}"
                   if 'params_pruned' in r else '-')
         flops = (f"{mega(r.get('flops'), 1e9)} -> "

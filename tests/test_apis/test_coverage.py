@@ -96,3 +96,92 @@ def test_cached_records_are_reused_and_summarised(tmp_path, capsys):
     # other settings: another cache entry
     other = tool.parse_args(argv + ['--round-to', '1'])
     assert tool.cache_path(other, config) != tool.cache_path(args, config)
+
+
+RESNET = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+
+
+def test_float64_masked_check_tells_round_off_from_a_wrong_cut():
+    import copy
+
+    import torch
+
+    from mmcpd.api import comb_model
+    from mmcpd.apis import build_model_from_cfg
+    from mmcpd.apis.coverage import (MASKED_RTOL_FLOAT64,
+                                     masked_check_float64,
+                                     random_rounded_units)
+    from mmcpd.prune.mask import zero_units
+    from mmcpd.prune.physical import prune_units
+    from mmcpd.prune.verify import randomize_model
+    from mmcpd.utils.config import load_config
+
+    model = randomize_model(build_model_from_cfg(load_config(RESNET)), 0)
+    x = torch.randn(1, 3, 32, 32)
+    result = comb_model(model, x)
+    removed = random_rounded_units(result, model, 0.3, 8)
+    masked, wrong = copy.deepcopy(model), copy.deepcopy(model)
+    prune_units(model, result, removed)
+    zero_units(masked, result, removed)
+    assert masked_check_float64(masked, model, result, removed,
+                                x) <= MASKED_RTOL_FLOAT64
+    assert next(model.parameters()).dtype == torch.float32
+    # one more unit zeroed than the pruned model lost: float64 sees it
+    gid = next(iter(removed))
+    group = next(g for g in result.prunable if g.id == gid)
+    kept = [u for u in range(group.num_units) if u not in removed[gid]]
+    zero_units(wrong, result, {gid: list(removed[gid]) + kept[:1]})
+    assert masked_check_float64(wrong, model, result, removed,
+                                x) > MASKED_RTOL_FLOAT64
+
+
+def test_round_off_fallbacks_pass_only_what_pruning_did_not_worsen(
+        monkeypatch):
+    import mmcpd.apis.coverage as coverage
+    import mmcpd.deploy as deploy
+
+    real_verify, real_match = deploy.verify_onnx, coverage.outputs_match
+
+    def strict_verify(path, model, x, rtol=1e-3, atol=1e-4, **kw):
+        # the per-element check fails as on a deep model's round-off
+        if (rtol, atol) == (1e-3, 1e-4):
+            rtol, atol = 0.0, 0.0
+        return real_verify(path, model, x, rtol=rtol, atol=atol, **kw)
+
+    def strict_match(a, b, rtol=1e-3):
+        ok, diff = real_match(a, b, rtol)
+        return (ok and rtol != 1e-4), diff
+
+    monkeypatch.setattr(deploy, 'verify_onnx', strict_verify)
+    monkeypatch.setattr(coverage, 'outputs_match', strict_match)
+    rec = check_model(RESNET, 0.3, 32, train_iters=0, latency_runs=0)
+    assert rec['ok'], rec.get('error')
+    assert rec['masked_diff_float64'] <= coverage.MASKED_RTOL_FLOAT64
+    # round-off: far below the masked check's tolerance of the scale
+    assert 0 < rec['onnx_error'] < coverage.ONNX_SCALED_RTOL
+    assert 'onnx_error_unpruned' not in rec
+    table = markdown_table([rec])
+    assert 'ok (f64)' in table and 'ok (scaled)' in table
+    # beyond that, an export as close as the unpruned model's passes
+    monkeypatch.setattr(coverage, 'ONNX_SCALED_RTOL', 0.0)
+    rec = check_model(RESNET, 0.3, 32, train_iters=0, latency_runs=0)
+    assert rec['ok'], rec.get('error')
+    assert rec['onnx_error_unpruned'] > 0
+    assert 'ok (as unpruned)' in markdown_table([rec])
+    # and one worse than the unpruned model's fails, naming both
+    monkeypatch.setattr(coverage, 'ONNX_FLOOR_FACTOR', 0.0)
+    rec = check_model(RESNET, 0.3, 32, train_iters=0, latency_runs=0)
+    assert not rec['checks']['onnx']
+    assert "the unpruned model's export" in rec['error']
+
+
+def test_a_failed_check_without_an_error_is_named():
+    tool = _tool()
+    rec = dict(config='x.py', ok=False, error=None,
+               checks=dict(build=True, masked=True, flops=False,
+                           onnx=True),
+               flops_ratio=1.0, flops_ratio_pruned=1.158)
+    assert tool.why_failed(rec) == ('failed: flops (comb / mmengine FLOPs '
+                                    '1.000 unpruned, 1.158 pruned)')
+    rec.update(error='onnx: exporter says no')
+    assert tool.why_failed(rec) == 'onnx: exporter says no'
