@@ -35,7 +35,7 @@ TASKS = dict(
         metric='mIoU',
         metric_name='mIoU',
         # the UNet learns one digit class after another: 800 iterations
-        # give 36.6 mIoU, 2000 give 73.4 (configs/digits_seg.py)
+        # give 36.6 mIoU, 2000 give 73.4-74.3 (configs/digits_seg.py)
         baseline_iters=2000,
         cpd_iters=200,
         shape=(1, 3, 32, 32),
@@ -90,8 +90,9 @@ GROUPS = dict(
     importance=(('taylor', 'magnitude', 'random'), (4, 8), ('cls', 'seg')),
 )
 #: What a plain ``run.py`` answers: which distillation, on both tasks,
-#: 78 runs (about 40 minutes on 2 cores); ``--groups all`` adds the
-#: importance scores and the settings sweeps (135 runs).
+#: 78 runs (30 minutes end to end on 2 idle cores, the baselines
+#: included); ``--groups all`` adds the importance scores and the settings
+#: sweeps (135 runs, 47 minutes).
 DEFAULT_GROUPS = ('method', )
 #: Arms compared with each group's arms in its table.
 REFERENCES = dict(

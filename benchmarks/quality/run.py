@@ -52,7 +52,7 @@ def parse_args(argv=None):
                         choices=list(GROUPS) + ['all'],
                         default=list(DEFAULT_GROUPS),
                         help='questions to answer (default: %(default)s, '
-                        'which distillation, about 40 minutes on 2 '
+                        'which distillation, 30 minutes on 2 idle '
                         'cores; the other groups, or `all`, add the '
                         'importance scores and the settings sweeps)')
     parser.add_argument('--arms', nargs='+', default=None,

@@ -14,8 +14,8 @@ distill = dict(
     # CWD (Shu et al., ICCV 2021): per channel, softmax over positions, KL,
     # times tau^2; tau=4 and weight 3 as in the CWD and CPD papers. The
     # segmentation default by evidence (benchmarks/quality/,
-    # docs/distill.md): +5.7 mIoU over no distillation at 2x/4x/8x FLOPs
-    # over 3 seeds (+17 at 4x), where logit KD (+0.0) and DIST (+1.1) do
-    # not help reliably; at 8x no distillation (./cpd_hook.py) keeps more
+    # docs/distill.md): +7.5 mIoU over no distillation at 2x/4x/8x FLOPs
+    # over 3 seeds (+14.7 at 4x, on every seed), where logit KD (+3.4) and
+    # DIST (+2.8) help less reliably; at 8x no arm is reliably ahead
     distill_losses=[dict(type='CWDLoss', tau=4.0, loss_weight=3.0)],
     keep_task_loss=True)
