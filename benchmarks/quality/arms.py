@@ -70,6 +70,7 @@ def _losses(task: dict, arm: str, iters: int) -> Optional[List[dict]]:
         kd_t4=[_kd(tau=4.0)],
         kd_w3=[_kd(weight=3.0)],
         kd_wide=[_kd()],
+        kd_cotrain=[_kd()],
         # pruning runs over the first half of the iterations
         kd_prune_only=[_kd(weight_schedule=dict(end=iters // 2))],
         kd_ramp=[_kd(weight_schedule=dict(end=iters, ramp='linear'))],
@@ -84,7 +85,7 @@ def _losses(task: dict, arm: str, iters: int) -> Optional[List[dict]]:
 GROUPS = dict(
     method=(('none', 'kd', 'cwd', 'dist'), (2, 4, 8), ('cls', 'seg')),
     kd=(('kd_t4', 'kd_w3'), (4, ), ('cls', )),
-    teacher=(('kd_wide', ), (4, ), ('cls', )),
+    teacher=(('kd_wide', 'kd_cotrain'), (4, ), ('cls', )),
     when=(('kd_prune_only', 'kd_ramp'), (4, ), ('cls', )),
     feature=(('feat', 'feat_wide'), (4, ), ('cls', )),
     importance=(('taylor', 'magnitude', 'random'), (4, 8), ('cls', 'seg')),
@@ -92,7 +93,7 @@ GROUPS = dict(
 #: What a plain ``run.py`` answers: which distillation, on both tasks,
 #: 78 runs (30 minutes end to end on 2 idle cores, the baselines
 #: included); ``--groups all`` adds the importance scores and the settings
-#: sweeps (135 runs, 47 minutes).
+#: sweeps (138 runs, 49 minutes).
 DEFAULT_GROUPS = ('method', )
 #: Arms compared with each group's arms in its table.
 REFERENCES = dict(
@@ -110,16 +111,19 @@ def arm_settings(task_name: str, arm: str, iters: int) -> Dict:
 
     Returns:
         dict: ``losses`` (list of loss configs or None), ``wide_teacher``
-        (bool) and ``importance`` (str).
+        (bool), ``train_teacher`` (the loaded model fine-tuned alongside,
+        bool) and ``importance`` (str).
     """
     task = TASKS[task_name]
+    plain = dict(wide_teacher=False, train_teacher=False)
     if arm == CONTROL:
-        return dict(losses=None, wide_teacher=False, importance=None)
+        return dict(plain, losses=None, importance=None)
     if arm in IMPORTANCES:
-        return dict(losses=None, wide_teacher=False, importance=arm)
+        return dict(plain, losses=None, importance=arm)
     return dict(
         losses=_losses(task, arm, iters),
         wide_teacher=arm.endswith('_' + WIDE),
+        train_teacher=arm.endswith('_cotrain'),
         importance='hessian')
 
 

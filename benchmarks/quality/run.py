@@ -15,8 +15,9 @@ plot (``quality.png``) are written from whatever runs exist.
 
 The arms (``arms.py``): the method comparison none / KD / CWD / DIST at 2x,
 4x and 8x; at 4x on the classifier, KD's temperature and weight, a wider
-teacher, distillation during pruning only or ramped down, and features
-(with a connector for the wider teacher); the importance scores taylor /
+teacher, the loaded teacher fine-tuned alongside the student,
+distillation during pruning only or ramped down, and features (with a
+connector for the wider teacher); the importance scores taylor /
 magnitude / random against hessian at 4x and 8x.
 
 Examples:
@@ -192,6 +193,7 @@ def run_one(run: dict, baseline: dict, wide: dict, work_dir: str,
             cfg.distill = None
         else:
             cfg.distill = dict(distill_losses=losses, keep_task_loss=True,
+                               train_teacher=settings['train_teacher'],
                                probe_shape=task['shape'][1:])
             if settings['wide_teacher']:
                 wide_cfg = _task_cfg(run['task'], task['wide_config'], out,

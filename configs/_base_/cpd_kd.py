@@ -16,7 +16,8 @@ distill = dict(
     # The classification default by evidence (benchmarks/quality/,
     # docs/distill.md): +1.23 top-1 over no distillation at 2x/4x/8x FLOPs
     # over 3 seeds (+2.9 at 8x); tau 4, weight 3, KD during pruning only or
-    # ramped down, a 2x wider teacher and feature MSE did not beat tau 1,
-    # weight 1 beyond the noise
+    # ramped down, a 2x wider teacher, the teacher fine-tuned alongside
+    # (`train_teacher=True`) and feature MSE did not beat tau 1, weight 1
+    # beyond the noise
     distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)],
     keep_task_loss=True)

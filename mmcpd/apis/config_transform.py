@@ -21,6 +21,7 @@ other than ``student``::
     distill = dict(
         distill_losses=[dict(type='KDLoss', tau=1.0, loss_weight=1.0)],
         keep_task_loss=True,       # optional
+        train_teacher=False,       # optional: fine-tune it alongside
         teacher=None,              # optional: another model ...
         teacher_checkpoint=None)   # ... and its weights
 """
@@ -52,7 +53,7 @@ RUNNER_TYPE = 'mmcpd.apis.config_transform.CPDRunner'
 WRAPPER_TYPES = ('DistillWrapper', 'mmcpd.DistillWrapper',
                  'mmcpd.models.DistillWrapper')
 _WRAPPER_ARGS = ('teacher', 'teacher_checkpoint', 'distill_losses',
-                 'keep_task_loss', 'probe_shape')
+                 'keep_task_loss', 'train_teacher', 'probe_shape')
 
 
 def _is_wrapper(model_cfg) -> bool:
@@ -258,7 +259,8 @@ class CPDRunner(Runner):
 
     - the frozen teacher of a DistillWrapper is taken out of the optimizer
       that the config's optimizer constructor builds (any constructor adds
-      every parameter, frozen or not);
+      every parameter, frozen or not); a teacher trained alongside
+      (``train_teacher=True``) stays in it;
     - a pruned (deploy) checkpoint given as ``load_from`` (what
       ``tools/test.py CONFIG pruned_deploy.pth`` of MMPretrain and MMSeg
       does) resizes the model to its spec before its weights load;
@@ -290,7 +292,7 @@ class CPDRunner(Runner):
         model = self.model
         while is_model_wrapper(model):
             model = model.module
-        if isinstance(model, DistillWrapper):
+        if isinstance(model, DistillWrapper) and not model.train_teacher:
             removed = remove_from_optimizer(optim_wrapper,
                                             model.teacher.parameters())
             if removed:

@@ -126,7 +126,11 @@ class DistillWrapper(BaseModel):
     by the runner, and sees the student's pre-processed inputs. Built by
     the :class:`~mmcpd.apis.config_transform.CPDRunner` (the CPD base
     configs' ``runner_type``), its parameters are not in the optimizer at
-    all.
+    all. With ``train_teacher=True`` the teacher is instead fine-tuned
+    alongside the student on its own task losses (``teacher_loss...``
+    entries), in the student's train/eval mode and in the optimizer; the
+    distillation terms see its outputs detached, so no gradient flows from
+    the student's terms into it.
     ``mode='loss'`` returns the student's task losses (unless
     ``keep_task_loss=False``) and one entry per distillation term
     (``loss_kd``, ``loss_cwd``, ``loss_feat_<name>``, ...); ``predict``
@@ -157,6 +161,8 @@ class DistillWrapper(BaseModel):
             optional ``name``. None means ``[dict(type='KDLoss')]``.
         keep_task_loss (bool): Whether to keep the student's own losses.
             Defaults to True.
+        train_teacher (bool): Fine-tune the teacher alongside the student
+            on its task losses instead of freezing it. Defaults to False.
         probe_shape (Sequence[int]): Shape (C, H, W) of a zero image run
             once through both models at construction to measure the
             widths of distilled features; used only for feature terms.
@@ -180,12 +186,15 @@ class DistillWrapper(BaseModel):
                  teacher_checkpoint: Optional[str] = None,
                  distill_losses: Optional[Sequence[dict]] = None,
                  keep_task_loss: bool = True,
+                 train_teacher: bool = False,
                  probe_shape: Sequence[int] = (3, 224, 224),
                  data_preprocessor: Optional[ModelType] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if not isinstance(keep_task_loss, bool):
-            raise TypeError('`keep_task_loss` should be a bool, but got '
-                            f'{type(keep_task_loss).__name__}')
+        for name, value in (('keep_task_loss', keep_task_loss),
+                            ('train_teacher', train_teacher)):
+            if not isinstance(value, bool):
+                raise TypeError(f'`{name}` should be a bool, but got '
+                                f'{type(value).__name__}')
         if isinstance(teacher, dict) and teacher_checkpoint is None:
             raise ValueError(
                 'a `teacher` config needs a `teacher_checkpoint`, or the '
@@ -211,7 +220,8 @@ class DistillWrapper(BaseModel):
         self.teacher = _build(teacher, 'teacher')
         if teacher_checkpoint is not None:
             _load_teacher(self.teacher, teacher_checkpoint)
-        self.teacher.requires_grad_(False)
+        self.train_teacher = train_teacher
+        self.teacher.requires_grad_(train_teacher)
         self.teacher.eval()
         self.teacher._is_init = True
         self.register_buffer('_teacher_copied', torch.tensor(False))
@@ -361,9 +371,11 @@ class DistillWrapper(BaseModel):
         self._is_init = True
 
     def train(self, mode: bool = True) -> 'DistillWrapper':
-        """Set the mode of the student; the teacher stays in eval mode."""
+        """Set the mode of the student; the teacher stays in eval mode
+        unless it is trained alongside."""
         super().train(mode)
-        self.teacher.eval()
+        if not self.train_teacher:
+            self.teacher.eval()
         return self
 
     def _sources(self, role: str) -> List[str]:
@@ -439,14 +451,20 @@ class DistillWrapper(BaseModel):
         names = {role: self._sources(role) for role in ('student', 'teacher')}
         with record_outputs(self.student, names['student']) as s_out:
             losses = self._student_losses(inputs, data_samples)
-        with torch.no_grad(), record_outputs(self.teacher,
-                                             names['teacher']) as t_out:
-            self.teacher(inputs, data_samples, mode='tensor')
+        if self.train_teacher:  # fine-tuned alongside, on its own losses
+            with record_outputs(self.teacher, names['teacher']) as t_out:
+                for key, value in self.teacher(inputs, data_samples,
+                                               mode='loss').items():
+                    losses[f'teacher_{key}'] = value
+        else:
+            with torch.no_grad(), record_outputs(
+                    self.teacher, names['teacher']) as t_out:
+                self.teacher(inputs, data_samples, mode='tensor')
         for term, factor, s_name, t_name in zip(self.terms, factors,
                                                 names['student'],
                                                 names['teacher']):
             s = as_tensor(s_out[s_name], s_name, 'student')
-            t = as_tensor(t_out[t_name], t_name, 'teacher')
+            t = as_tensor(t_out[t_name], t_name, 'teacher').detach()
             if term.key in self.connectors:
                 s = self.connectors[term.key](s)
             if term.key in losses:

@@ -272,6 +272,63 @@ def test_cpd_runner_keeps_the_teacher_out_of_the_optimizer(
     assert lrs == ({0.01, 0.001} if paramwise else {0.01})
 
 
+def test_teacher_trained_alongside_learns_its_task_only(tmp_path):
+    """``train_teacher=True``: the teacher (the loaded model) is fine-tuned
+    on its own task loss in the CPDRunner's optimizer; the distillation
+    term reaches the student only."""
+    samples = [
+        dict(inputs=x, data_samples=d)
+        for x, d in zip(*_cls_data(n=4).values())
+    ]
+    runner = CPDRunner(
+        model=dict(type='DistillWrapper', student=_cls_cfg(),
+                   train_teacher=True),
+        work_dir=str(tmp_path / 'work'),
+        train_dataloader=DataLoader(
+            samples, batch_size=4, collate_fn=pseudo_collate),
+        train_cfg=dict(by_epoch=False, max_iters=1, val_interval=100),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
+        default_scope='mmpretrain',
+        default_hooks=dict(checkpoint=None, logger=None),
+        log_level='ERROR')
+    model = runner.model
+    model.init_weights()
+    model.train()
+    assert model.teacher.training
+    data = model.data_preprocessor(_cls_data(), True)
+    losses = model(**data, mode='loss')
+    assert {'loss_task', 'teacher_loss', 'loss_kd'} <= set(losses)
+    # the copy at step one: teacher and student are the same model, so
+    # their task losses are equal, and KD is zero
+    assert float(losses['teacher_loss']) == pytest.approx(
+        float(losses['loss_task']), rel=1e-5)
+    params = dict(model.named_parameters())
+    teacher_head = params['teacher.head.fc.weight']
+    student_head = params['student.head.fc.weight']
+    # KD's gradient reaches the student, never the teacher
+    kd_t, kd_s = torch.autograd.grad(
+        losses['loss_kd'], [teacher_head, student_head],
+        allow_unused=True, retain_graph=True)
+    assert kd_t is None and kd_s is not None
+    # the teacher's own loss trains the teacher alone
+    own_t, own_s = torch.autograd.grad(
+        losses['teacher_loss'], [teacher_head, student_head],
+        allow_unused=True)
+    assert own_t is not None and own_t.abs().sum() > 0 and own_s is None
+    before = copy.deepcopy(model.teacher.state_dict())
+    runner.train()
+    groups = runner.optim_wrapper.optimizer.param_groups
+    in_optim = {id(p) for g in groups for p in g['params']}
+    assert {id(p) for p in model.teacher.parameters()} <= in_optim
+    assert not _equal_state(before, model.teacher.state_dict())
+    model.eval()
+    assert not model.teacher.training
+
+
+def _equal_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_predict_and_tensor_modes_are_the_students():
     model = DistillWrapper(_cls_cfg())
     model.eval()
@@ -424,6 +481,8 @@ def test_teacher_checkpoint_that_does_not_fit_is_named(tmp_path):
 
 
 def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match='`train_teacher`'):
+        DistillWrapper(_cls_cfg(), train_teacher='yes')
     with pytest.raises(ValueError, match='needs a `teacher_checkpoint`'):
         DistillWrapper(_cls_cfg(), teacher=_cls_cfg())
     with pytest.raises(ValueError, match='has no submodule `backbone.foo`'):
