@@ -20,7 +20,8 @@ layer_norm, group_norm, instance_norm   ``numel(x) * (5 if affine else 4)``
 interpolate, nearest / bilinear (2d)    ``numel(out) * 1`` / ``* 4``
 adaptive_avg_pool2d                     ``numel(x)``
 grid_sample                             ``numel(out) * 4``
-conv with a computed weight             ``numel(out) * weight[1] * k``
+conv with a computed weight, or         ``numel(out) * weight[1] * k``
+channels folded into its batch
 ======================================  ====================================
 
 (mmengine has no handle for ``scaled_dot_product_attention``;
@@ -39,7 +40,7 @@ import torch
 
 from .handlers.base import OpContext, function, register_in
 from .handlers.layers import ADDMMS, MATMULS, matmul_operands
-from .labels import Labels, rows_carry_channels
+from .labels import Labels, carries_channels_off, rows_carry_channels
 
 FlopRule = Callable[[OpContext], None]
 #: torch function -> rule that records its MACs on the graph.
@@ -141,12 +142,22 @@ def linear_flops(ctx: OpContext) -> None:
 
 @flop_rule(function('conv1d'), function('conv2d'), function('conv3d'))
 def conv_flops(ctx: OpContext) -> None:
-    """Only a computed weight: a parameter weight is in ``param_macs``."""
-    weight = ctx.arg(1, 'weight')
+    """A computed weight, or channels off the channel dim of the input
+    (folded into the batch); else a parameter weight's MACs are in
+    ``param_macs``."""
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    out = ctx.outputs[0]
+    per_output = int(np.prod(weight.shape[1:]))
     if ctx.graph.leaf_name(weight) is None:
-        out = ctx.outputs[0]
-        per_output = int(np.prod(weight.shape[1:]))
         record(ctx, _numel(out) * per_output, [])
+    elif carries_channels_off(ctx.graph, x, 1):
+        # input channels, output channels and the labelled other dims
+        def keys(t, channel):
+            return [channel if d == 1 else ('pos', d)
+                    for d in range(t.dim())]
+
+        record(ctx, _numel(out) * per_output,
+               [(x, keys(x, 'k')), (out, keys(out, 'n'))])
 
 
 @flop_rule(function('einsum'))

@@ -244,9 +244,17 @@ def dim_ids(graph: LabelGraph, labels: Labels,
     return collapse(graph, block, axis)
 
 
+def carries_channels_off(graph, x, dim: int) -> bool:
+    """Whether channels label a dim of ``x`` other than ``dim``, the dim a
+    layer with a weight contracts: the rows of a linear layer (MLP-Mixer's
+    token mixing runs over the channels as rows), the batch of a conv
+    (RepMLP folds channels into the batch of its partition perceptron).
+    The layer's MACs then shrink with those channels too, so they are an
+    op of the comb (``op_macs``), not ``param_macs`` of its weight."""
+    dim = dim % x.dim()
+    return any(d != dim for block in graph.get(x) for d in block.dims)
+
+
 def rows_carry_channels(graph, x) -> bool:
-    """Whether channels label a dim of ``x`` before its last, the rows of
-    a linear layer on ``x`` (MLP-Mixer's token mixing runs over the
-    channels as rows): its MACs then shrink with them too, so they are
-    an op of the comb (``op_macs``), not ``param_macs`` of its weight."""
-    return any(d < x.dim() - 1 for block in graph.get(x) for d in block.dims)
+    """:func:`carries_channels_off` the last dim (a linear layer's)."""
+    return carries_channels_off(graph, x, -1)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ..couple import broadcast_keys, couple
-from ..labels import Block, dim_ids, rows_carry_channels
+from ..labels import (Block, carries_channels_off, dim_ids,
+                      rows_carry_channels)
 from .base import OpContext, function, method, register
 
 
@@ -138,7 +139,8 @@ def conv(ctx: OpContext) -> None:
         graph.balanced.append(out_ids.reshape(groups, c_out // groups))
     _bias(ctx, bias, out_ids)
     spatial = _per_sample(ctx, out, 1)
-    _macs(ctx, weight, spatial)
+    if not carries_channels_off(graph, x, 1):  # else an op (comb/flops.py)
+        _macs(ctx, weight, spatial)
     _acts(ctx, weight, 0, spatial)
     kept = _positions_kept(ctx, x, weight, out, [1])
     graph.set(out, kept + [Block((1, ), out_ids)])
