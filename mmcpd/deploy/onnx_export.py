@@ -292,7 +292,9 @@ def verify_onnx(path: str,
             False.
 
     Returns:
-        dict: ``{output name: {'max_abs': float, 'max_rel': float}}``.
+        dict: ``{output name: {'max_abs': float, 'max_rel': float,
+        'scale': float}}``, ``scale`` being the torch output's largest
+        magnitude.
 
     Raises:
         ONNXMismatchError: The number or shape of the outputs differ, or an
@@ -318,5 +320,6 @@ def verify_onnx(path: str,
     report = {}
     for name, g, w in zip(names, got, want):
         max_abs, max_rel = _compare(name, g, w, rtol, atol)
-        report[name] = dict(max_abs=max_abs, max_rel=max_rel)
+        report[name] = dict(max_abs=max_abs, max_rel=max_rel,
+                            scale=float(np.abs(w).max()) if w.size else 0.0)
     return report
