@@ -18,9 +18,11 @@ import numpy as np
 import torch
 
 from mmcpd.api import comb_model
+from mmcpd.prune.selection import unit_channels
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.verify import masked_output, outputs_match, same_random
-from mmcpd.prune.widths import ROUND_TO, units_to_remove, width_quanta
+from mmcpd.prune.widths import (ROUND_TO, mixed_prefix, units_to_remove,
+                                width_quanta)
 from mmcpd.utils.config import input_shape, load_config
 from .model import build_model_from_cfg
 
@@ -129,15 +131,31 @@ def frozen_summary(result) -> Dict[str, List[int]]:
 def random_rounded_units(result, model, ratio: float, round_to: int,
                          seed: int = 0) -> Dict[int, List[int]]:
     """``ratio`` of every prunable group's units, drawn at random, the kept
-    widths rounded by the width rule (:mod:`mmcpd.prune.widths`)."""
+    widths rounded by the width rule (:mod:`mmcpd.prune.widths`).
+
+    Where a group's units differ in width (a split with a remainder,
+    ShuffleNet V1's gathered slabs), units go in a random order and the
+    cut is the prefix whose kept root channels are the multiple of the
+    group's quantum nearest to ``1 - ratio`` of them, as the product's
+    selection keeps them (:func:`~mmcpd.prune.selection.select_units`);
+    none go where no prefix keeps such a multiple.
+    """
     quanta = width_quanta(model, result.prunable, round_to)
     gen = torch.Generator().manual_seed(seed)
     removed = {}
     for group in result.prunable:
-        k = units_to_remove(group, ratio, quanta[group.id])
-        if k:
-            removed[group.id] = sorted(
-                torch.randperm(group.num_units, generator=gen)[:k].tolist())
+        channels = unit_channels(group)
+        quantum = quanta[group.id]
+        if quantum > 1 and len(set(channels)) > 1:
+            order = torch.randperm(group.num_units, generator=gen).tolist()
+            k = mixed_prefix(channels, order, ratio, quantum)
+            units = order[:k]
+        else:
+            k = units_to_remove(group, ratio, quantum)
+            units = torch.randperm(group.num_units,
+                                   generator=gen)[:k].tolist() if k else []
+        if units:
+            removed[group.id] = sorted(units)
     return removed
 
 

@@ -111,7 +111,7 @@ ADDED = [
     'mmseg::erfnet/erfnet_fcn_4xb4-160k_cityscapes-512x1024.py@128',
     'mmseg::fastfcn/fastfcn_r50-d32_jpu_psp_4xb2-80k_cityscapes-512x1024.py'
     '@192',
-    'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py@128',
+    'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py@192',
     'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py@128',
     'mmseg::gcnet/gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py@128',
     'mmseg::hrnet/fcn_hr18s_4xb2-40k_cityscapes-512x1024.py@128',

@@ -29,12 +29,21 @@ class Member:
         index (tuple[int]): The indices along ``dim`` owned by the group,
             unit after unit.
         counts (tuple[int]): How many of ``index`` each unit owns.
+        groups (int): 1, or the conv groups of a grouped convolution's
+            weight whose input channels (``dim`` 1, ``role='in'``) the
+            member covers: ``index`` then counts over all ``groups *
+            shape[dim]`` input channels, and input channel ``p`` is column
+            ``p % shape[dim]`` of the rows of conv group ``p //
+            shape[dim]`` only, so that each conv group may keep other
+            columns (a channel shuffle before the conv, as in ShuffleNet
+            V1). Every conv group loses as many columns as the others.
     """
     name: str
     dim: int
     role: str
     index: Indices
     counts: Indices
+    groups: int = 1
 
     @property
     def units(self) -> Tuple[Indices, ...]:
@@ -53,8 +62,9 @@ class Member:
     def __str__(self) -> str:
         per_unit = set(self.counts)
         width = (f'x{per_unit.pop()}' if len(per_unit) == 1 else 'x?')
-        return (f'{self.name}  {self.role}[{self.size}] dim={self.dim} '
-                f'({len(self.counts)} units {width})')
+        grouped = f' in {self.groups} conv groups' if self.groups > 1 else ''
+        return (f'{self.name}  {self.role}[{self.size}] dim={self.dim}'
+                f'{grouped} ({len(self.counts)} units {width})')
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class CoupledGroup:
     def from_dict(cls, data: dict) -> 'CoupledGroup':
         members = tuple(
             Member(m['name'], m['dim'], m['role'], tuple(m['index']),
-                   tuple(m['counts'])) for m in data['members'])
+                   tuple(m['counts']), m.get('groups', 1))
+            for m in data['members'])
         return cls(data['id'], members, data['num_units'],
                    tuple(data.get('via', ())), data.get('frozen'))

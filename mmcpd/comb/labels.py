@@ -54,12 +54,17 @@ class LabelGraph:
         self.leaf_ids: Dict[Tuple[str, int], np.ndarray] = {}
         #: (tensor name, dim) -> role ('out', 'in' or 'param').
         self.leaf_roles: Dict[Tuple[str, int], str] = {}
+        #: (tensor name, dim) -> conv groups of a grouped conv's input dim
+        #: whose ids count over all its input channels (``Member.groups``).
+        self.leaf_groups: Dict[Tuple[str, int], int] = {}
         self.leaf_names = WeakIdKeyDictionary()
         #: joint blocks, whose units must be slabs along one axis.
         self.joint: List[np.ndarray] = []
         #: (groups, per group) ids, e.g. a grouped conv's rows: every unit
         #: must own as many positions in each row (see resolve).
         self.balanced: List[np.ndarray] = []
+        #: the same for grouped convs' input channels (balanced first).
+        self.balanced_inputs: List[np.ndarray] = []
         #: pending attribute rules: (module, attr, old, axis ids).
         self.attr_rules: List[Tuple[str, str, object, np.ndarray]] = []
         #: width attributes of blocks, followed where even (module_attrs).
@@ -169,11 +174,38 @@ class LabelGraph:
             return None
         dim = dim % tensor.dim()
         key = (name, dim)
+        if self.leaf_groups.get(key, 1) > 1:
+            # a grouped conv's input channels read again as columns
+            self.freeze(self.leaf_ids[key], f'`{name}` read by another op')
+            ids = self.new_ids((tensor.shape[dim], ))
+            self.freeze(ids, f'`{name}` read by another op')
+            return ids
         if key not in self.leaf_ids:
             self.leaf_ids[key] = self.new_ids((tensor.shape[dim], ))
         if role != 'param' or key not in self.leaf_roles:
             self.leaf_roles[key] = role
         return self.leaf_ids[key]
+
+    def grouped_in_dim(self, weight: torch.Tensor,
+                       groups: int) -> Optional[np.ndarray]:
+        """Ids of a grouped conv weight's input channels, all ``groups *
+        weight.shape[1]`` of them, ``(groups, per group)``: column ``j`` of
+        conv group ``h`` is its own id (``Member.groups``), so that each
+        conv group may keep other columns. None where the weight has no
+        name, or its dim 1 already has ids of its own width (read by
+        another op): the caller then ties columns across groups."""
+        name = self.leaf_name(weight)
+        if name is None:
+            return None
+        key = (name, 1)
+        per_group = weight.shape[1]
+        if key not in self.leaf_ids:
+            self.leaf_ids[key] = self.new_ids((groups * per_group, ))
+            self.leaf_groups[key] = groups
+            self.leaf_roles[key] = 'in'
+        if self.leaf_groups.get(key, 1) != groups:
+            return None
+        return self.leaf_ids[key].reshape(groups, per_group)
 
     def get(self, tensor) -> Labels:
         """Labels of ``tensor``; a leaf gets one block per dim of size > 1."""

@@ -82,7 +82,7 @@ def _member(member: Member, gone: Set[int],
         index += owned.tolist()
         counts.append(len(owned))
     return Member(member.name, member.dim, member.role, tuple(index),
-                  tuple(counts))
+                  tuple(counts), member.groups)
 
 
 def _check(groups: Sequence[CoupledGroup], removed: Removed

@@ -5,8 +5,10 @@ Connected components of the union graph are the units. Units whose members
 blocks (a channel dim split into heads and head dims) must lose whole slabs
 along one axis; where the unions so far do not say which, the axis that
 needs the fewest extra ties is chosen and tied. Balanced arrays (a grouped
-conv's rows) need as many positions of each unit in every conv group;
-where the unions do not give that, position ``j`` of every group is tied.
+conv's rows and input channels) need as many positions of each unit in
+every conv group; where the unions do not give that, unbalanced units are
+gathered into balanced sets, or else position ``j`` of every group is
+tied.
 """
 import fnmatch
 from collections import Counter, defaultdict
@@ -49,15 +51,48 @@ def _slab_ties(comp: np.ndarray, joint: List[np.ndarray]):
     return extra_a, extra_b
 
 
+def _balanced_sets(counts: np.ndarray) -> List[List[int]]:
+    """Unbalanced units (rows of ``counts``: positions per conv group)
+    gathered, in order, into sets whose sums are balanced: to the first
+    unit left, the first units that fill its groups' deficits without
+    overshooting, the fullest first. The units no such set takes form the
+    last set: the conv groups hold as many positions each, and so do the
+    other sets, so it is balanced too."""
+    left = list(range(len(counts)))
+    sets, failed = [], []
+    while left:
+        first = left.pop(0)
+        chosen, total = [first], counts[first].copy()
+        while np.any(total != total[0]):
+            need = total.max() - total
+            pool = counts[left] if left else np.zeros((0, len(total)))
+            fits = np.all(pool <= need, axis=1) & (pool.sum(1) > 0)
+            if not fits.any():
+                break
+            pick = int(np.argmax(np.where(fits, pool.sum(1), -1)))
+            chosen.append(left.pop(pick))
+            total += counts[chosen[-1]]
+        if np.all(total == total[0]):
+            sets.append(chosen)
+        else:  # no balanced set: give back all but the first
+            failed.append(first)
+            left = sorted(left + chosen[1:])
+    if failed:  # what is left is balanced too: the rows were
+        sets.append(failed)
+    return sets
+
+
 def _balance_ties(comp: np.ndarray, balanced: List[np.ndarray]):
     """Extra unions making every unit own as many positions in each row of
-    a balanced array (a grouped conv's rows, one row per conv group).
+    a balanced array (a grouped conv's rows or input channels, one row per
+    conv group).
 
-    Where a unit is unbalanced, the columns it touches are tied across the
-    rows: position ``j`` of every conv group goes together. Units made of
-    whole columns are balanced; units the other ties already balance (a
-    channel shuffle that sends them to other offsets in each group) stay as
-    they are.
+    Where unbalanced units own one position each, they are tied column by
+    column: position ``j`` of every conv group goes together. Larger
+    unbalanced units (the slabs a channel shuffle sends to consecutive
+    positions across conv group boundaries) are gathered into balanced
+    sets (:func:`_balanced_sets`). Units the other ties already balance
+    stay as they are.
     """
     extra_a, extra_b = [], []
     for ids in balanced:
@@ -65,12 +100,22 @@ def _balance_ties(comp: np.ndarray, balanced: List[np.ndarray]):
         if rows < 2:
             continue
         c = comp[ids]
-        uniq, inv = np.unique(c, return_inverse=True)
+        uniq, first, inv = np.unique(c, return_index=True,
+                                     return_inverse=True)
         inv = inv.reshape(c.shape)
         counts = np.zeros((len(uniq), rows), dtype=np.int64)
         np.add.at(counts, (inv, np.arange(rows)[:, None]), 1)
         bad = np.any(counts != counts[:, :1], axis=1)
         if not bad.any():
+            continue
+        if counts[bad].sum(1).max() > 1:
+            units = np.nonzero(bad)[0]
+            units = units[np.argsort(first[units], kind='stable')]
+            for chosen in _balanced_sets(counts[units]):
+                heads = ids.ravel()[first[units[chosen]]]
+                a, b = np.broadcast_arrays(heads, heads[:1])
+                extra_a.append(a)
+                extra_b.append(b)
             continue
         cols = np.nonzero(np.any(bad[inv], axis=0))[0]
         sub = ids[:, cols]
@@ -80,14 +125,17 @@ def _balance_ties(comp: np.ndarray, balanced: List[np.ndarray]):
     return extra_a, extra_b
 
 
-def components(graph: LabelGraph, max_rounds: int = 20) -> np.ndarray:
+def components(graph: LabelGraph, max_rounds: int = 40) -> np.ndarray:
     a, b = graph.unions()
     comp = _components(graph.num_elements, a, b)
     for _ in range(max_rounds):
+        # slabs first (the balance of a unit is judged on whole slabs),
+        # then grouped convs' input channels, then their rows
         extra_a, extra_b = _slab_ties(comp, graph.joint)
-        more_a, more_b = _balance_ties(comp, graph.balanced)
-        extra_a += more_a
-        extra_b += more_b
+        if not extra_a:
+            extra_a, extra_b = _balance_ties(comp, graph.balanced_inputs)
+        if not extra_a:
+            extra_a, extra_b = _balance_ties(comp, graph.balanced)
         if not extra_a:
             break
         a = np.concatenate([a] + extra_a)
@@ -181,7 +229,8 @@ def resolve(graph: LabelGraph, model: nn.Module,
             index = np.concatenate([order[a:b] for a, b in zip(lo, hi)])
             group_members.append(
                 Member(key[0], key[1], graph.leaf_roles.get(key, 'param'),
-                       tuple(index.tolist()), tuple((hi - lo).tolist())))
+                       tuple(index.tolist()), tuple((hi - lo).tolist()),
+                       graph.leaf_groups.get(key, 1)))
         group_members = tuple(group_members)
         frozen = reasons[reason] if reason >= 0 else None
         if frozen is None:

@@ -6,7 +6,7 @@ import torch
 
 from mmcpd.comb.group import CoupledGroup
 from mmcpd.comb.result import OpMacs
-from .positions import removed_positions
+from .positions import removed_counts
 
 Removed = Mapping[int, Iterable[int]]
 
@@ -119,10 +119,10 @@ class CostModel:
 
     def _alive(self, removed: Removed) -> Dict[str, list]:
         alive = {k: list(v) for k, v in self.shapes.items()}
-        for (name, dim), dead in removed_positions(
-                self.groups.values(), removed).items():
+        for (name, dim), gone in removed_counts(self.groups.values(),
+                                                removed).items():
             if name in self.shapes:
-                alive[name][dim] = self.shapes[name][dim] - len(dead)
+                alive[name][dim] = self.shapes[name][dim] - gone
         return alive
 
     def total(self, removed: Optional[Removed] = None) -> float:
@@ -170,7 +170,7 @@ class CostModel:
                     if d != member.dim:
                         rest *= size
                 sizes = torch.tensor(member.counts,
-                                     dtype=torch.float64)
+                                     dtype=torch.float64) / member.groups
                 costs += sizes * (
                     rest + self.linear.get((member.name, member.dim), 0.0))
             out[gid] = costs

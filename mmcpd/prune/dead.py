@@ -19,20 +19,32 @@ import torch
 from torch import nn
 
 from mmcpd.comb.group import CoupledGroup
-from .positions import removed_positions
+from .positions import conv_groups, removed_positions
 
 Removed = Mapping[int, Sequence[int]]
 
 
 def _mask(shape: Sequence[int], dead: Dict[int, set],
-          like: torch.Tensor) -> torch.Tensor:
-    """A 0/1 tensor broadcasting to ``shape``: 0 on the dead positions."""
+          like: torch.Tensor, split: Dict[int, int]) -> torch.Tensor:
+    """A 0/1 tensor broadcasting to ``shape``: 0 on the dead positions.
+
+    Along a dim in ``split`` (a grouped conv's input channels over its
+    ``split[dim]`` conv groups) the mask is per row: position ``p`` is
+    column ``p % shape[dim]`` of the rows of conv group ``p //
+    shape[dim]``."""
     mask = None
     for dim, positions in dead.items():
-        keep = torch.ones(shape[dim], dtype=like.dtype, device=like.device)
+        groups = split.get(dim, 1)
+        keep = torch.ones(groups * shape[dim], dtype=like.dtype,
+                          device=like.device)
         keep[sorted(positions)] = 0
         view = [1] * len(shape)
         view[dim] = shape[dim]
+        if groups > 1:
+            view[0] = shape[0]
+            keep = keep.view(groups, 1, shape[dim]).expand(
+                groups, shape[0] // groups, shape[dim]).reshape(
+                    shape[0], shape[dim])
         keep = keep.view(view)
         mask = keep if mask is None else mask * keep
     return mask
@@ -52,6 +64,7 @@ class DeadUnits:
         tensors = dict(model.named_parameters())
         tensors.update(model.named_buffers())
         positions: Dict[str, Dict[int, set]] = {}
+        split = conv_groups(groups)
         for (name, dim), dead in removed_positions(groups, removed).items():
             if name not in tensors:
                 raise KeyError(
@@ -66,7 +79,10 @@ class DeadUnits:
             tensor = tensors[name]
             if not tensor.is_floating_point():
                 continue
-            mask = _mask(tensor.shape, dead, tensor)
+            mask = _mask(tensor.shape, dead, tensor, {
+                d: split[(name, d)]
+                for d in dead if (name, d) in split
+            })
             if list(dead) == [0] and tensor.is_contiguous():
                 index = torch.tensor(sorted(dead[0]), dtype=torch.long,
                                      device=tensor.device)

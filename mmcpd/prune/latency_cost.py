@@ -261,7 +261,10 @@ class LatencyCost(CostModel):
         the group's layers, removing units from the last, the other groups
         whole."""
         members = [m for m in group.members if m.name in self._by_param]
-        gone = {m: np.cumsum([0] + list(m.counts[::-1])) for m in members}
+        gone = {
+            m: np.cumsum([0] + list(m.counts[::-1])) // m.groups
+            for m in members
+        }
         root = np.cumsum([0] + unit_channels(group)[::-1])
         curve = {}
         for n in range(group.num_units):
@@ -322,11 +325,11 @@ class LatencyCost(CostModel):
                 if layer is None:
                     continue
                 dims = alive[m.name]
-                drop = step * sum(m.counts) / total
+                drop = step * sum(m.counts) / total / m.groups
                 fewer = list(dims)
                 fewer[m.dim] = dims[m.dim] - drop
                 slope = (self._layer_ms(layer, dims) -
                          self._layer_ms(layer, fewer)) / drop
                 out[gid] += self.k_layers * self.scale * slope * torch.tensor(
-                    m.counts, dtype=torch.float64)
+                    m.counts, dtype=torch.float64) / m.groups
         return out

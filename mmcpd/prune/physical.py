@@ -15,7 +15,7 @@ from torch import nn
 from mmcpd.comb import CombResult
 from mmcpd.comb.remap import attr_value
 from .list_attrs import whole_lists
-from .positions import removed_positions
+from .positions import conv_groups, kept_columns, removed_positions
 from .spec import PrunedSpec, tensor_holders
 from .spec_check import width_attrs
 
@@ -38,9 +38,23 @@ Replaced = Dict[torch.Tensor, Tuple[torch.Tensor, Dict[int, torch.Tensor]]]
 
 def slice_kept(tensor: torch.Tensor,
                keep: Mapping[int, torch.Tensor]) -> torch.Tensor:
-    """``tensor`` with only the ``keep`` indices along each of its dims."""
-    for dim, idx in keep.items():
-        tensor = tensor.index_select(dim, idx.to(tensor.device))
+    """``tensor`` with only the ``keep`` indices along each of its dims.
+
+    A 2-d ``keep[dim]`` gives, per row (dim 0) of ``tensor``, its own kept
+    indices along ``dim`` (a grouped conv's input channels, see
+    :func:`~.positions.kept_columns`); it is gathered before the rows are
+    selected.
+    """
+    for dim, idx in sorted(keep.items(), key=lambda kv: kv[1].dim() < 2):
+        idx = idx.to(tensor.device)
+        if idx.dim() == 2:
+            view = [idx.shape[0]] + [1] * (tensor.dim() - 1)
+            view[dim] = idx.shape[1]
+            shape = list(tensor.shape)
+            shape[dim] = idx.shape[1]
+            tensor = tensor.gather(dim, idx.view(view).expand(shape))
+        else:
+            tensor = tensor.index_select(dim, idx)
     return tensor
 
 
@@ -57,7 +71,8 @@ def prune_units(model: nn.Module,
         result (CombResult): Its coupled groups.
         removed (dict[int, list[int]]): Units to remove, by group id.
         replaced (dict, optional): If given, filled with ``{old tensor:
-            (new tensor, {dim: kept indices})}`` for every sliced tensor,
+            (new tensor, {dim: kept indices})}`` for every sliced tensor
+            (per row where 2-d, see :func:`slice_kept`),
             so that an optimizer can follow (:mod:`.optim_state`).
             Gradients of sliced parameters are sliced with them.
 
@@ -67,6 +82,7 @@ def prune_units(model: nn.Module,
         model: comb it again before pruning further.
     """
     indices = removed_positions(result.groups, removed)
+    split = conv_groups(result.groups)
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     holders = tensor_holders(model)
@@ -80,10 +96,10 @@ def prune_units(model: nn.Module,
     for name, dims in by_name.items():
         old = tensors[name]
         keep = {
-            dim: torch.tensor(
+            dim: kept_columns(old.shape, dim, idx, split[(name, dim)], name)
+            if (name, dim) in split else torch.tensor(
                 [i for i in range(old.shape[dim]) if i not in idx],
-                dtype=torch.long,
-                device=old.device)
+                dtype=torch.long)
             for dim, idx in dims.items()
         }
         new = slice_kept(old.detach(), keep).clone()

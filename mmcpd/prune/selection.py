@@ -7,7 +7,7 @@ import torch
 
 from mmcpd.comb.group import CoupledGroup
 from .cost import CostModel
-from .widths import Quanta, quantum_of, units_to_remove
+from .widths import Quanta, mixed_prefix, quantum_of, units_to_remove
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,9 @@ def select_ratio(groups: Sequence[CoupledGroup],
     At least one unit stays; with ``round_to`` (one multiple for all, or
     per group id: :func:`~mmcpd.prune.widths.width_quanta`) the kept
     channels are rounded to a multiple of it
-    (:func:`~mmcpd.prune.widths.units_to_remove`).
+    (:func:`~mmcpd.prune.widths.units_to_remove`; where units differ in
+    width, the lowest-scoring prefix that keeps a multiple:
+    :func:`~mmcpd.prune.widths.mixed_prefix`).
 
     Args:
         groups (Sequence[CoupledGroup]): The groups to prune.
@@ -247,7 +249,14 @@ def select_ratio(groups: Sequence[CoupledGroup],
     """
     removed = {}
     for group in groups:
-        drop = units_to_remove(group, ratio, quantum_of(round_to, group.id))
+        quantum = quantum_of(round_to, group.id)
+        channels = unit_channels(group)
+        if quantum > 1 and len(set(channels)) > 1:  # mixed widths
+            order = torch.argsort(torch.as_tensor(scores[group.id]),
+                                  stable=True).tolist()
+            drop = mixed_prefix(channels, order, ratio, quantum)
+        else:
+            drop = units_to_remove(group, ratio, quantum)
         if drop <= 0:
             continue
         order = torch.argsort(torch.as_tensor(scores[group.id]),

@@ -6,7 +6,8 @@ some per-element quantity (``w * dL/dw``, ``w ** 2``, a parameter count).
 :class:`UnitMap` precomputes, for each member, which unit each index along
 the member's dimension belongs to, so that one ``index_add_`` per member
 turns a per-element tensor into per-unit sums of all groups, laid out in one
-flat vector (group after group).
+flat vector (group after group). A grouped conv's input channels
+(``Member.groups > 1``) map per row and column of its weight.
 """
 import math
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple
@@ -48,6 +49,8 @@ class UnitMap:
         # position along dim; positions outside every group go to the sink
         # at ``total``.
         tables: Dict[Tuple[str, int], torch.Tensor] = {}
+        # grouped convs' input channels: the table is per (row, column)
+        split: Dict[Tuple[str, int], int] = {}
         for group in self.groups:
             offset = self.offsets[group.id]
             for member in group.members:
@@ -55,14 +58,21 @@ class UnitMap:
                     continue
                 key = (member.name, member.dim)
                 if key not in tables:
-                    size = shapes[member.name][member.dim]
+                    size = shapes[member.name][member.dim] * member.groups
                     tables[key] = torch.full((size, ), self.total,
                                              dtype=torch.long)
+                    if member.groups > 1:
+                        split[key] = member.groups
                 unit_ids = torch.repeat_interleave(
                     torch.arange(len(member.counts)),
                     torch.tensor(member.counts, dtype=torch.long))
                 tables[key][torch.tensor(member.index,
                                          dtype=torch.long)] = offset + unit_ids
+        for (name, dim), groups in split.items():
+            rows = shapes[name][0]
+            tables[(name, dim)] = tables[(name, dim)].view(
+                groups, 1, -1).expand(groups, rows // groups,
+                                      -1).reshape(rows, -1)
         self.tables = {k: v.to(device) for k, v in tables.items()}
         self.names = sorted({name for name, _ in self.tables})
         self._by_name: Dict[str, List[Tuple[int, torch.Tensor]]] = {}
@@ -93,6 +103,10 @@ class UnitMap:
                 out = value.new_zeros(self.total + 1, dtype=torch.float32)
             for dim, per_index in _reduce(value, [d for d, _ in entries]):
                 table = self.tables[(name, dim)]
+                if table.dim() == 2:  # per row and column: (out, in)
+                    per_index = value.reshape(*value.shape[:2], -1).sum(-1)
+                    table = table.ravel()
+                    per_index = per_index.ravel()
                 out.index_add_(0, table, per_index.to(out.dtype))
         if out is None:
             out = torch.zeros(self.total + 1)

@@ -96,8 +96,10 @@ def group_quantum(group: CoupledGroup,
         conv = grouped.get(member.name)
         if conv is None or member.role not in ('in', 'out'):
             continue
-        full = conv.weight.shape[member.dim]  # in: per conv group
-        parts = conv.groups if member.role == 'out' else 1
+        full = conv.weight.shape[member.dim] * member.groups
+        # out rows, or input channels over all conv groups: per conv group
+        parts = conv.groups if member.role == 'out' or \
+            member.groups > 1 else 1
         width = full // parts
         if (member.size != full or width < round_to or width % round_to):
             continue  # not aligned to begin with: nothing to keep
@@ -134,6 +136,31 @@ def quantum_of(quanta: Quanta, group_id: int) -> int:
     if isinstance(quanta, int):
         return quanta
     return int(quanta.get(group_id, 1))
+
+
+def mixed_prefix(channels: Sequence[int], order: Sequence[int],
+                 ratio: float, quantum: int) -> int:
+    """How many units of ``order`` go from a group whose units differ in
+    width (a split with a remainder, ShuffleNet V1's gathered slabs): the
+    prefix that keeps the multiple of ``quantum`` root channels nearest to
+    ``1 - ratio`` of them, as :func:`~mmcpd.prune.selection.select_units`
+    keeps them; 0 where no prefix keeps such a multiple (or all but none).
+
+    Args:
+        channels (Sequence[int]): Root channels of each unit.
+        order (Sequence[int]): Units, the first to go first.
+        ratio (float): Fraction of the channels to remove.
+        quantum (int): Multiple of root channels to keep.
+    """
+    total = sum(channels)
+    target = (1 - ratio) * total
+    kept, best = total, None
+    for i, u in enumerate(order[:-1]):
+        kept -= channels[u]
+        if kept % quantum == 0 and (best is None
+                                    or abs(kept - target) < best[0]):
+            best = (abs(kept - target), i + 1)
+    return best[1] if best else 0
 
 
 def units_to_remove(group: CoupledGroup, ratio: float,

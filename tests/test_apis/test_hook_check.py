@@ -10,6 +10,8 @@ from mmcpd.utils.config import load_config
 
 SWIN = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 VIT_UPERNET = 'mmseg::vit/vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py'
+# grouped convs that keep other input columns per conv group
+SHUFFLENET_V1 = 'mmpretrain::shufflenet_v1/shufflenet-v1-1x_16xb64_in1k.py'
 
 
 def _config(path):
@@ -23,8 +25,9 @@ def _config(path):
 # stream and heads are prunable, well past the 26% of the FLOPs that
 # verification left when it had to catch them
 @pytest.mark.parametrize('config,size,target', [(SWIN, 64, 0.4),
-                                                (VIT_UPERNET, 64, 0.3)],
-                         ids=['swin-t', 'vit-upernet'])
+                                                (VIT_UPERNET, 64, 0.3),
+                                                (SHUFFLENET_V1, 64, 0.3)],
+                         ids=['swin-t', 'vit-upernet', 'shufflenet-v1'])
 def test_hook_deploys_what_it_trained(config, size, target, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')

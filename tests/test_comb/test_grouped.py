@@ -5,13 +5,23 @@ group, but which rows may differ from group to group: after a concat, the
 next block's grouped conv reads its own groups, which cut the previous
 block's conv groups at other offsets. Units are balanced (as many rows of
 each unit in every conv group); only where the other ties do not balance
-them is row ``j`` of every group tied. masked == pruned == rebuilt == ONNX.
+them is row ``j`` of every group tied. The grouped conv after a shuffle
+keeps other input columns in each conv group (``Member.groups``): the
+shuffle's slabs land across its conv group boundaries, and are gathered
+into balanced units. masked == pruned == rebuilt == ONNX.
 """
+import copy
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcpd.prune.optim_state import shrink_optimizer
+from mmcpd.prune.physical import prune_units
+from mmcpd.prune.units import UnitMap
+from mmcpd.prune.verify import random_units
 from .test_structures import _check
 
 
@@ -106,3 +116,85 @@ def test_grouped_rows_tied_where_nothing_balances_them(tmp_path):
     units = _units(result, 'units.2.compress.0.weight')  # 3 groups of 12
     _balanced(units, 12)
     assert pruned.units[2].compress[0].out_channels < 36
+
+
+def _columns_kept(old, new, groups):
+    """Per conv group, the input columns of ``old`` that the first row of
+    that group in ``new`` kept (found by value: the weights are random)."""
+    kept = []
+    for h in range(groups):
+        row = new[h * (new.shape[0] // groups)]
+        per = old.shape[0] // groups
+        for candidate in old[h * per:(h + 1) * per]:
+            cols = [next((j for j in range(old.shape[1])
+                          if torch.equal(candidate[j], v)), None)
+                    for v in row]
+            if None not in cols:
+                kept.append(tuple(cols))
+                break
+    assert len(kept) == groups
+    return kept
+
+
+@pytest.mark.parametrize(
+    'width', [240, 120], ids=['20-per-group', '10-per-group'])
+def test_shuffled_bottleneck_keeps_other_columns_per_group(tmp_path, width):
+    """ShuffleNet V1's bottleneck (``width / 4`` channels, 3 conv groups):
+    the shuffle's slabs (channel ``j`` of every conv group) land at 3
+    consecutive inputs of the expanding conv, across its conv group
+    boundaries (20 or 10 per group is no multiple of 3). Slabs are gathered
+    into balanced units, and the expanding conv keeps other columns in each
+    conv group: the bottleneck prunes (it was one unit)."""
+    model = ShuffleV1Like(stem=12, width=width)
+    x = torch.randn(1, 3, 8, 8)
+    result, pruned, _ = _check(model, x, tmp_path, ratio=0.4)
+    mid = width // 4
+    group, = [g for g in result.prunable if any(
+        m.name == 'units.1.compress.0.weight' and m.role == 'out'
+        for m in g.members)]
+    assert group.num_units >= 3
+    member, = [m for m in group.members
+               if m.name == 'units.1.expand.0.weight']
+    assert (member.dim, member.role, member.groups) == (1, 'in', 3)
+    assert member.size == mid
+    _balanced(member.units, mid // 3)
+    conv = pruned.units[1].expand[0]
+    assert conv.in_channels < mid and conv.in_channels % 3 == 0
+    # the removed inputs are not the same columns in every conv group
+    old = model.units[1].expand[0].weight.detach()
+    new = conv.weight.detach()
+    assert len(set(_columns_kept(old, new, 3))) > 1
+
+
+def test_grouped_columns_follow_the_optimizer_and_importance():
+    """A grouped conv's per-group columns: the optimizer's state is cut as
+    its parameter is, and per-unit sums count each unit's columns in the
+    rows of their own conv group only."""
+    from mmcpd.api import comb_model
+    model = ShuffleV1Like(stem=12, width=240).eval()
+    x = torch.randn(1, 3, 8, 8)
+    result = comb_model(model, x, forward_fn=lambda m, i: m(i))
+    name = 'units.1.expand.0.weight'
+    weight = dict(model.named_parameters())[name]
+    group, = [g for g in result.prunable
+              if any(m.name == name and m.groups > 1 for m in g.members)]
+    member, = [m for m in group.members if m.name == name]
+    # importance: a sum of ones over each unit's entries of the weight
+    units = UnitMap([group], {name: weight.shape})
+    sums = units.unit_sums({name: torch.ones_like(weight)})[:-1]
+    rows = weight.shape[0] // 3
+    assert sums.tolist() == [float(c * rows) for c in member.counts]
+    # optimizer: SGD momentum, set to the weights plus one, is cut alike
+    replaced = {}
+    removed = random_units(result, 0.4, seed=3)
+    assert removed.get(group.id)
+    pruned = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(pruned.parameters(), lr=0.1, momentum=0.9)
+    for p in pruned.parameters():
+        optimizer.state[p]['momentum_buffer'] = p.detach().clone() + 1
+    prune_units(pruned, result, removed, replaced)
+    shrink_optimizer(optimizer, replaced)
+    for p in pruned.parameters():
+        assert torch.equal(optimizer.state[p]['momentum_buffer'], p + 1)
+    new = dict(pruned.named_parameters())[name]
+    assert new.shape[1] < weight.shape[1]

@@ -50,6 +50,25 @@ class ToyClassifier(BaseModel):
         return logits
 
 
+class ShuffleToyClassifier(BaseModel):
+    """ShuffleNet V1's units (grouped convs around a channel shuffle, whose
+    slabs cross the next conv's groups: other kept columns per conv group)
+    in OpenMMLab modes."""
+
+    def __init__(self):
+        super().__init__()
+        from ..test_comb.test_grouped import ShuffleV1Like
+        self.net = ShuffleV1Like(stem=12, width=240)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        logits = self.net(inputs)
+        if mode == 'loss':
+            return dict(loss=nn.functional.cross_entropy(logits, labels))
+        if mode == 'predict':
+            return list(logits.argmax(1))
+        return logits
+
+
 def make_runner(work_dir,
                 hook: dict,
                 max_iters: int = 24,

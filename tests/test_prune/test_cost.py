@@ -111,6 +111,8 @@ ZOO = [
     ('mmpretrain::deit/deit-tiny_4xb256_in1k.py', 64),  # fused attention
     ('mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 96),
     ('mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py', 64),
+    # grouped convs keeping other columns per conv group
+    ('mmpretrain::shufflenet_v1/shufflenet-v1-1x_16xb64_in1k.py', 64),
 ]
 
 

@@ -104,3 +104,25 @@ def test_groups_kept_whole_are_named(combed):
     assert 'stem.0.weight' in str(caught[0].message)
     with pytest.raises(ValueError, match='`round_to` should be'):
         width_quanta(model, result.prunable, 0)
+
+
+@pytest.mark.parametrize('order,ratio,removed', [
+    # ShuffleNet V1's 20 per conv group: 6 units of 9 channels, one of 6
+    ([0, 1, 2, 3, 4, 5, 6], 0.3, 4),   # keeps 24, the only multiple of 8
+    ([6, 0, 1, 2, 3, 4, 5], 0.3, 0),   # no prefix keeps a multiple of 8
+    ([0, 6, 1, 2, 3, 4, 5], 0.4, 0),   # 51, 45, 36, 27, 18, 9: none
+])
+def test_mixed_widths_keep_a_multiple_of_the_quantum(order, ratio, removed):
+    from mmcpd.comb.group import CoupledGroup, Member
+    from mmcpd.prune.selection import select_ratio
+    from mmcpd.prune.widths import mixed_prefix
+    channels = [9] * 6 + [6]
+    assert mixed_prefix(channels, order, ratio, 8) == removed
+    group = CoupledGroup(0, (Member('w', 0, 'out', tuple(range(60)),
+                                    tuple(channels)), ), 7)
+    scores = torch.empty(7)
+    scores[torch.tensor(order)] = torch.arange(7.)  # lowest goes first
+    got = select_ratio([group], {0: scores}, ratio, round_to=8)
+    assert sorted(got.get(0, [])) == sorted(order[:removed])
+    if removed:
+        assert (60 - sum(channels[u] for u in got[0])) % 8 == 0

@@ -96,11 +96,12 @@ def conv(ctx: OpContext) -> None:
     With ``groups == 1`` input channel ``i`` is weight column ``i``. Grouped
     convolutions keep their groups balanced: with one input channel per
     group (depthwise), removing a channel removes its whole group and
-    ``groups`` shrinks; otherwise input index ``j`` (a weight column) is
-    removed from every group, and the output rows are *balanced*: every
-    unit has as many rows in each conv group (see :mod:`..resolve`), so
-    that a channel shuffle between grouped convs (ShuffleNet V1) can send
-    a unit's rows to other offsets in each group.
+    ``groups`` shrinks. Otherwise the input channels and the output rows
+    are *balanced*: every unit has as many of them in each conv group (see
+    :mod:`..resolve`), at any offsets, so that a channel shuffle between
+    grouped convs (ShuffleNet V1) can send a unit's rows to other offsets
+    in each group, and the next conv keep other columns in each group
+    (``Member.groups``).
     """
     graph = ctx.graph
     x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
@@ -111,7 +112,8 @@ def conv(ctx: OpContext) -> None:
         ctx.freeze_inputs(f'computed weight in {ctx.via}')
         ctx.frozen_output(f'computed weight in {ctx.via}')
         return
-    in_ids = graph.leaf_dim(weight, 1, 'in') if weight.shape[1] > 1 else None
+    in_ids = graph.leaf_dim(weight, 1, 'in') if weight.shape[1] > 1 \
+        and groups == 1 else None
     x_ids = dim_ids(graph, graph.get(x), 1)
     c_in, c_out = x.shape[1], weight.shape[0]
     if groups == 1:
@@ -129,11 +131,16 @@ def conv(ctx: OpContext) -> None:
         attr_update(ctx, 'groups', out_ids[::per_group])
     else:
         per_group = weight.shape[1]
+        cols = graph.grouped_in_dim(weight, groups)
+        if cols is None:  # dim 1 read by another op: columns tied
+            in_ids = graph.leaf_dim(weight, 1, 'in')
+            cols = np.broadcast_to(in_ids[None], (groups, per_group))
+        else:  # each conv group keeps as many columns as the others
+            graph.balanced_inputs.append(cols)
         if x_ids is not None:
-            graph.union(x_ids.reshape(groups, per_group), in_ids[None],
-                        ctx.via)
+            graph.union(x_ids.reshape(groups, per_group), cols, ctx.via)
         else:
-            graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
+            graph.freeze(cols, f'unlabelled input of {ctx.via}')
         # each conv group keeps as many rows as the others: which ones may
         # differ (a channel shuffle after it mixes the offsets)
         graph.balanced.append(out_ids.reshape(groups, c_out // groups))
