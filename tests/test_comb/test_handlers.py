@@ -9,7 +9,8 @@ from torch import nn
 
 from mmcpd.comb import CombResult, trace_groups
 
-from .equivalence import assert_masked_equals_pruned, random_removal
+from .equivalence import (assert_masked_equals_pruned, random_removal,
+                          randomise)
 
 
 class ConvChain(nn.Module):
@@ -270,6 +271,38 @@ def test_groupnorm_removes_whole_groups():
     assert g.num_units == 3 and {len(u) for u in g.members[0].units} == {2}
     pruned, _ = assert_masked_equals_pruned(model, result, x, {g.id: [1]})
     assert pruned.gn.num_groups == 2 and pruned.conv2.in_channels == 4
+
+
+class OneGroupNorm(nn.Module):
+    """PoolFormer's norm: GroupNorm with one group over a residual stream."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 12, 3, padding=1)
+        self.norm = nn.GroupNorm(1, 12)
+        self.mlp = nn.Sequential(nn.Conv2d(12, 24, 1), nn.GELU(),
+                                 nn.Conv2d(24, 12, 1))
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.mlp(self.norm(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_one_group_norm_prunes_channel_by_channel():
+    """GroupNorm(1, C) normalises over all channels, as a LayerNorm: its
+    channels go one by one (they were one unit, the whole stream), the
+    masked statistics over the kept channels (exact_norms)."""
+    model = randomise(OneGroupNorm()).eval()
+    x = torch.randn(*IMAGE)
+    result = trace_groups(model, x)
+    g = _group_of(result, 'stem.weight')
+    assert g.prunable and g.num_units == 12
+    assert any(s.kind == 'group_norm' for s in result.norms)
+    pruned, _ = assert_masked_equals_pruned(model, result, x,
+                                            {g.id: [0, 4, 5, 11]})
+    assert pruned.norm.num_groups == 1 and pruned.norm.num_channels == 8
 
 
 def test_attention_prunes_whole_heads_and_updates_attributes():

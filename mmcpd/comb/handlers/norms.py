@@ -3,7 +3,9 @@
 BatchNorm and InstanceNorm act per channel: their affine parameters and
 running statistics shrink with the channel. GroupNorm keeps its groups
 equal: a unit is a whole group (``num_groups`` shrinks), which leaves the
-statistics of the other groups exactly as they were. LayerNorm over channels
+statistics of the other groups exactly as they were; with one group (a
+LayerNorm over channels and space, as in PoolFormer) its channels go one by
+one, as a LayerNorm's do. LayerNorm over channels
 ties all of them into its statistics: the groups it normalises are recorded
 so that a masked model can compute the statistics over the kept channels
 only (see :func:`mmcpd.prune.mask.exact_norms`), which is what the sliced
@@ -69,10 +71,10 @@ def group_norm(ctx: OpContext) -> None:
     ids = dim_ids(graph, graph.get(ctx.outputs[0]), 1)
     if ids is None:
         return
-    grouped = ids.reshape(num_groups, -1)
-    graph.union_along(grouped, [1])
     if num_groups > 1:
+        grouped = ids.reshape(num_groups, -1)
+        graph.union_along(grouped, [1])
         attr_update(ctx, 'num_groups', grouped[:, 0])
-        graph.channel_norms.append((ctx.scope, 'group_norm', ids))
-    else:  # one group over all channels: a LayerNorm over (C, H, W)
-        graph.channel_norms.append((ctx.scope, 'group_norm', ids))
+    # else one group over all channels, a LayerNorm over (C, H, W): its
+    # channels go one by one, the statistics over the kept ones (exact_norms)
+    graph.channel_norms.append((ctx.scope, 'group_norm', ids))
