@@ -48,8 +48,8 @@ def layer_norm(ctx: OpContext) -> None:
     items = [(graph.get(x), tuple(x.shape), list(range(nd)))]
     for p in (weight, bias):
         if p is not None:
-            items.append((graph.get(p), tuple(p.shape), list(range(nd - k,
-                                                                    nd))))
+            dims = list(range(nd - k, nd))
+            items.append((graph.get(p), tuple(p.shape), dims))
     labels = couple(graph, items, ctx.via)
     graph.set(out, labels)
     ids = dim_ids(graph, labels, nd - 1)
