@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .handlers.base import OpContext, function, register_in
+from .handlers.einsum import parse_einsum
 from .handlers.layers import ADDMMS, MATMULS, matmul_operands
 from .labels import Labels, carries_channels_off, rows_carry_channels
 
@@ -168,9 +169,15 @@ def einsum_flops(ctx: OpContext) -> None:
     path = np.einsum_path(
         equation, *[np.empty(t.shape, dtype=np.int8) for t in operands],
         optimize='optimal')[1]
+    parsed = parse_einsum(equation, [t.dim() for t in operands])
+    # one contraction (two operands): its MACs are the product over every
+    # index, and shrink with each labelled one
+    keyed = [(t, list(term)) for t, term in zip(operands, parsed[0])
+             ] if parsed and len(operands) == 2 else []
     for line in path.split('\n'):
         if 'optimized flop' in line.lower():
-            record(ctx, float(np.floor(float(line.split(':')[-1]) / 2)), [])
+            record(ctx, float(np.floor(float(line.split(':')[-1]) / 2)),
+                   keyed)
             return
 
 

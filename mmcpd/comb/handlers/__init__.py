@@ -8,6 +8,6 @@ masked model can find each traced call again.
 """
 from .base import HANDLERS, OpContext, handle_unknown, register  # noqa
 from .mixing import COUNTED  # noqa
-from . import attention, concat, layers, mixing, norms, pointwise, reduce, shape  # noqa: F401,E501,I001
+from . import attention, concat, einsum, layers, mixing, norms, pointwise, reduce, shape  # noqa: F401,E501,I001
 
 __all__ = ['HANDLERS', 'COUNTED', 'OpContext', 'handle_unknown', 'register']
