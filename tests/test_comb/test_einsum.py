@@ -1,6 +1,7 @@
-"""``torch.einsum`` as K-Net and EMANet write it: each index carries or ties
-its operands' channels. masked == pruned == rebuilt == ONNX, and the comb's
-FLOPs equal mmengine's counter before and after pruning."""
+"""``torch.einsum`` as K-Net writes it, and an attention to bases like
+EMANet's: each index carries or ties its operands' channels. masked ==
+pruned == rebuilt == ONNX, and the comb's FLOPs equal mmengine's counter
+before and after pruning."""
 import copy
 
 import pytest
