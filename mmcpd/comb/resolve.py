@@ -63,9 +63,9 @@ def _balanced_sets(counts: np.ndarray) -> List[List[int]]:
     while left:
         first = left.pop(0)
         chosen, total = [first], counts[first].copy()
-        while np.any(total != total[0]):
+        while left and np.any(total != total[0]):
             need = total.max() - total
-            pool = counts[left] if left else np.zeros((0, len(total)))
+            pool = counts[left]
             fits = np.all(pool <= need, axis=1) & (pool.sum(1) > 0)
             if not fits.any():
                 break

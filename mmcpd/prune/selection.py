@@ -251,15 +251,12 @@ def select_ratio(groups: Sequence[CoupledGroup],
     for group in groups:
         quantum = quantum_of(round_to, group.id)
         channels = unit_channels(group)
+        order = torch.argsort(torch.as_tensor(scores[group.id]),
+                              stable=True).tolist()
         if quantum > 1 and len(set(channels)) > 1:  # mixed widths
-            order = torch.argsort(torch.as_tensor(scores[group.id]),
-                                  stable=True).tolist()
             drop = mixed_prefix(channels, order, ratio, quantum)
         else:
             drop = units_to_remove(group, ratio, quantum)
-        if drop <= 0:
-            continue
-        order = torch.argsort(torch.as_tensor(scores[group.id]),
-                              stable=True)
-        removed[group.id] = sorted(order[:drop].tolist())
+        if drop > 0:
+            removed[group.id] = sorted(order[:drop])
     return removed

@@ -101,13 +101,15 @@ class UnitMap:
                 continue
             if out is None:
                 out = value.new_zeros(self.total + 1, dtype=torch.float32)
-            for dim, per_index in _reduce(value, [d for d, _ in entries]):
-                table = self.tables[(name, dim)]
+            dims = [d for d, table in entries if table.dim() == 1]
+            for dim, per_index in _reduce(value, dims) if dims else ():
+                out.index_add_(0, self.tables[(name, dim)],
+                               per_index.to(out.dtype))
+            for dim, table in entries:
                 if table.dim() == 2:  # per row and column: (out, in)
-                    per_index = value.reshape(*value.shape[:2], -1).sum(-1)
-                    table = table.ravel()
-                    per_index = per_index.ravel()
-                out.index_add_(0, table, per_index.to(out.dtype))
+                    per_entry = _sum_last(value.reshape(table.numel(), -1))
+                    out.index_add_(0, table.ravel(),
+                                   per_entry.to(out.dtype))
         if out is None:
             out = torch.zeros(self.total + 1)
         return out

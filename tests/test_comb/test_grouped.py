@@ -198,3 +198,16 @@ def test_grouped_columns_follow_the_optimizer_and_importance():
         assert torch.equal(optimizer.state[p]['momentum_buffer'], p + 1)
     new = dict(pruned.named_parameters())[name]
     assert new.shape[1] < weight.shape[1]
+
+
+def test_unbalanced_columns_are_refused_naming_the_weight():
+    """Input channels that would leave conv groups of different widths
+    (a hand-made removal the comb's units never give) are refused, with
+    the weight named, before anything is cut."""
+    from mmcpd.prune.positions import kept_columns
+    cols = kept_columns((6, 4, 1, 1), 1, {1, 5}, groups=2, name='c.weight')
+    assert cols.tolist() == [[0, 2, 3]] * 3 + [[0, 2, 3]] * 3
+    assert kept_columns((6, 4, 1, 1), 1, {0, 7}, 2).tolist() == \
+        [[1, 2, 3]] * 3 + [[0, 1, 2]] * 3
+    with pytest.raises(ValueError, match=r'`c.weight` would keep \[3, 4\]'):
+        kept_columns((6, 4, 1, 1), 1, {1}, groups=2, name='c.weight')
