@@ -4,8 +4,8 @@
 
 Defaults to ResNet-50 and DeiT-S at 224 x 224 (the issue's budget: combing
 under 3 seconds on 2 cores). Reports the best of ``--repeat`` runs of the
-trace + resolve step (``mmcpd.comb_model(..., verify=False)``), one verification
-and one plain forward of the model for scale.
+trace + resolve step (``mmcpd.comb_model(..., verify=False)``), one
+verification and one plain forward of the model for scale.
 """
 import argparse
 import time
@@ -37,7 +37,7 @@ def main():
 
     import mmcpd
     from mmcpd.apis import build_model_from_cfg
-    from mmcpd.prune.verify import verify_groups
+    from mmcpd.prune.surgery.verify import verify_groups
     from mmcpd.utils.config import load_config
     warnings.simplefilter('ignore')
     print(f'torch threads: {torch.get_num_threads()}')

@@ -6,7 +6,7 @@
 
 For each task a baseline is trained once (random init, the bundled digit
 data), then the same CPD run is made twice from it, by mmcpd's
-:class:`~mmcpd.apis.config_transform.CPDRunner` on the CPD base config with
+:class:`~mmcpd.engine.config_transform.CPDRunner` on the CPD base config with
 logit KD (``configs/_base_/cpd_kd.py``): remove ``--target`` of the FLOPs
 (0.75: 4x fewer) in 10 prune steps over the first third of the iterations,
 then fine-tune. Once with ``cpd.shrink='mask'`` (removed channels held at
@@ -164,9 +164,9 @@ def run_one(args) -> dict:
     """One CPD run in this process (``--run-one``)."""
     import torch
 
-    from mmcpd.apis.config_transform import CPDRunner
+    from mmcpd.engine.cpd_runner import CPDRunner
     from mmcpd.apis.experiment import evaluate, find_cpd_hook
-    from mmcpd.apis.model import init_model
+    from mmcpd.models.loading import init_model
     from mmcpd.deploy import model_complexity
     from mmcpd.utils.config import input_shape
     task = TASKS[args.task]

@@ -65,9 +65,9 @@ def time_iters(model, opt, x, y, n):
 
 
 def bench(name, args):
-    from mmcpd.api import comb_model
+    from mmcpd.apis.pruning import comb_model
     from mmcpd.prune.cost import CostModel
-    from mmcpd.prune.dead import DeadUnits
+    from mmcpd.prune.surgery.dead import DeadUnits
     from mmcpd.prune.importance import HessianImportance
     from mmcpd.prune.selection import Guards, select_units
 
@@ -91,7 +91,7 @@ def bench(name, args):
     removed = select_units(groups, scores, cost, {}, 0.3, Guards())
     if args.mode == 'physical':
         from mmcpd.comb.remap import remap
-        from mmcpd.prune.physical import prune_units
+        from mmcpd.prune.surgery.physical import prune_units
         prune_units(model, result, removed)
         result = remap(result, removed)
         groups = result.prunable

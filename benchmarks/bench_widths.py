@@ -65,11 +65,11 @@ def bench(entry: str, args, folder: str) -> dict:
     from bench_latency_speedup import speedup  # next to this file
 
     from mmcpd.apis import build_model_from_cfg
-    from mmcpd.apis.coverage import random_rounded_units
+    from mmcpd.testing.coverage import random_rounded_units
     from mmcpd.deploy import export_onnx, model_complexity
     from mmcpd.deploy.latency import measure_latencies
-    from mmcpd.prune.physical import prune_units
-    from mmcpd.prune.verify import randomize_model
+    from mmcpd.prune.surgery.physical import prune_units
+    from mmcpd.prune.surgery.verify import randomize_model
     from mmcpd.utils.config import input_shape, load_config
 
     config, _, size = entry.rpartition('@')

@@ -16,11 +16,11 @@ from mmengine.config.utils import MODULE2PACKAGE
 # _mmcpd_scope.py); with mmcpd only on PYTHONPATH, importing it does.
 MODULE2PACKAGE.setdefault('mmcpd', 'mmcpd')
 
-from . import datasets, distill, hooks, models  # noqa: F401, E402
-from .api import comb_model, prune_model  # noqa: E402
-from .prune.spec import PrunedSpec, apply_spec  # noqa: E402
-from .utils.checkpoint import add_mmengine_safe_globals  # noqa: E402
-from .version import __version__  # noqa: E402
+from mmcpd import datasets, distill, engine, models  # noqa: F401, E402
+from mmcpd.apis.pruning import comb_model, prune_model  # noqa: E402
+from mmcpd.prune.spec import PrunedSpec, apply_spec  # noqa: E402
+from mmcpd.utils.checkpoint import add_mmengine_safe_globals  # noqa: E402
+from mmcpd.version import __version__  # noqa: E402
 
 # torch >= 2.6 loads with weights_only=True: allow exactly the types that
 # mmengine and mmcpd write into checkpoints (resume and load_from).

@@ -27,3 +27,19 @@ def _no_default_scope():
     DefaultScope._instance_dict = OrderedDict()
     yield
     DefaultScope._instance_dict = OrderedDict()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU; skipped where torch sees none '
+        '(tools/gpu_smoke.sh runs them with `-m cuda`)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(
+        reason='needs CUDA: torch.cuda.is_available() is False here')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)

@@ -7,7 +7,7 @@ the same chain over the large models at full size (see docs/coverage.md).
 """
 import pytest
 
-from mmcpd.apis.coverage import CHECKS, check_model
+from mmcpd.testing.coverage import CHECKS, check_model
 
 # (config, input size, CPDHook iterations of the `trained` check: the
 # larger models skip it here, tests/test_apis/test_hook_check.py and the

@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from mmcpd.deploy import (ModelSource, benchmark_models, plot_latency,
-                              result_table, write_json)
+    from mmcpd.apis.benchmark import ModelSource, benchmark_models
+    from mmcpd.deploy import plot_latency, result_table, write_json
     from mmcpd.utils.checkpoint import CheckpointError
 
     # Not a terminal (a log file): wide enough for the table anyway.

@@ -9,7 +9,7 @@ only mmcpd and the original config (``tools/test.py``,
 """
 import sys
 
-from mmcpd.prune.convert import main
+from mmcpd.apis.convert import main
 
 if __name__ == '__main__':
     main(sys.argv[1:])

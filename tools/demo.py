@@ -46,7 +46,7 @@ from mmengine.config import Config
 from mmcpd.apis.experiment import (config_dir, evaluate, find_cpd_hook,
                                    log_file, prepare_config, shrink_data,
                                    train)
-from mmcpd.apis.progress import warnings_to_log
+from mmcpd.engine.progress import warnings_to_log
 from mmcpd.utils import add_mmengine_safe_globals
 
 TASKS = dict(
@@ -179,7 +179,7 @@ def _set_target(cfg: Config, args) -> Dict:
 
 def run_task(key: str, args, settings: dict, progress: Progress) -> Dict:
     """Baseline, CPD, evaluation and latency of one task."""
-    from mmcpd.deploy import ModelSource, benchmark_models
+    from mmcpd.apis.benchmark import ModelSource, benchmark_models
 
     task = TASKS[key]
     root = osp.join(args.work_dir, key)

@@ -21,7 +21,7 @@ from mmengine.runner import CheckpointLoader, Runner, load_state_dict
 
 import mmcpd  # registers mmcpd's modules and its config scope
 from mmcpd.models import unwrap_student
-from mmcpd.prune.convert import STATE_KEY, deploy_from_training
+from mmcpd.prune.convert import deploy_from_training, is_training_checkpoint
 from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec
 from mmcpd.utils import load_checkpoint_file, mmengine_safe_globals
 from mmcpd.utils.cli import add_launcher_options, parse_launched
@@ -72,7 +72,7 @@ def load_checkpoint(runner: Runner, filename: str) -> dict:
                 filename, map_location='cpu')
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
-    if STATE_KEY in checkpoint:
+    if is_training_checkpoint(checkpoint):
         # A CPDHook training checkpoint: full-size masked weights; cut the
         # student out physically, as tools/convert_checkpoint.py does.
         deploy = deploy_from_training(model, checkpoint)
@@ -85,6 +85,9 @@ def load_checkpoint(runner: Runner, filename: str) -> dict:
         return checkpoint
     spec = checkpoint.get(CHECKPOINT_KEY)
     if spec:
+        # a pruned checkpoint holds the (student) model's weights: resize
+        # it (the student of a DistillWrapper config) and load into it
+        model = unwrap_student(model)
         apply_spec(model, PrunedSpec.from_dict(spec))
         runner.logger.info(
             f'Resized the model to the pruned spec in {filename} '

@@ -4,8 +4,8 @@ Two tasks on bundled data made hard enough that methods separate
 (``configs/``: the demo ResNet-18/4 on 16x16 noisy, occluded digits with 60
 training images per class; the demo UNet on 32x32 noisy, occluded digit
 canvases), each baseline trained once from scratch. Every arm prunes the
-baseline with the real :class:`~mmcpd.hooks.CPDHook` through a real
-mmengine runner (:class:`~mmcpd.apis.config_transform.CPDRunner`) to 2x,
+baseline with the real :class:`~mmcpd.engine.hooks.CPDHook` through a real
+mmengine runner (:class:`~mmcpd.engine.config_transform.CPDRunner`) to 2x,
 4x or 8x fewer FLOPs, pruning over the first half of the iterations and
 fine-tuning over the second; the control fine-tunes the baseline for the
 same iterations without pruning. Each run's result is cached as JSON under
@@ -109,7 +109,7 @@ def train_baseline(task: str, wide: bool, work_dir: str,
     torch.set_num_threads(1)
     import mmcpd  # noqa: F401
     from mmcpd.apis.experiment import evaluate
-    from mmcpd.apis.progress import warnings_to_log
+    from mmcpd.engine.progress import warnings_to_log
     from mmcpd.utils import add_mmengine_safe_globals
     add_mmengine_safe_globals()
     name = TASKS[task]['wide_config' if wide else 'config']
@@ -138,7 +138,7 @@ def train_baseline(task: str, wide: bool, work_dir: str,
 def _train(cfg) -> str:
     """Train by CPDRunner (``distill`` and ``cpd`` applied), warnings and
     info to the run's log file only; the last checkpoint."""
-    from mmcpd.apis.progress import QuietCPDRunner
+    from mmcpd.engine.progress import QuietCPDRunner
     QuietCPDRunner.from_cfg(cfg).train()
     return osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
 
@@ -168,7 +168,7 @@ def run_one(run: dict, baseline: dict, wide: dict, work_dir: str,
     import mmcpd  # noqa: F401
     from arms import arm_settings
     from mmcpd.apis.experiment import evaluate, find_cpd_hook, read_scalars
-    from mmcpd.apis.progress import warnings_to_log
+    from mmcpd.engine.progress import warnings_to_log
     from mmcpd.utils import add_mmengine_safe_globals
     add_mmengine_safe_globals()
     task = TASKS[run['task']]

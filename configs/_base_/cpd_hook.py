@@ -9,7 +9,7 @@
 # mmcpd's classes are named by import path, which mmengine's registries
 # import on first use: no `custom_imports` is needed, and this file sets no
 # key that OpenMMLab configs set (mmengine refuses a key in two bases).
-runner_type = 'mmcpd.apis.config_transform.CPDRunner'
+runner_type = 'mmcpd.engine.cpd_runner.CPDRunner'
 cpd = dict(
     # a prune step every `interval` iterations, from `start` on; with
     # neither `end` nor `num_steps`, the target is reached at half of the

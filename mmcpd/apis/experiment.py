@@ -16,16 +16,17 @@ from typing import Dict, List, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .config_transform import CPDRunner
-from .cpd_settings import CPD_KEY, is_cpd_hook
-from .model import init_model
+from mmcpd.engine.cpd_fields import CPD_KEY
+from mmcpd.engine.cpd_runner import CPDRunner
+from mmcpd.engine.cpd_settings import is_cpd_hook
+from mmcpd.engine.progress import ProgressBarHook, QuietCPDRunner
+from mmcpd.models.loading import init_model
 
 
 def config_dir() -> str:
     """``configs/`` of the installed mmcpd (``mmcpd/.mim/configs``), else
     of the source checkout."""
-    import mmcpd
-    package = osp.dirname(mmcpd.__file__)
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
     mim = osp.join(package, '.mim', 'configs')
     if osp.isdir(osp.join(mim, 'demo')):
         return mim
@@ -141,7 +142,6 @@ def train(cfg: Config, verbose: bool = True, desc: str = 'train') -> str:
     if verbose:
         runner = CPDRunner.from_cfg(cfg)
     else:
-        from .progress import ProgressBarHook, QuietCPDRunner
         runner = QuietCPDRunner.from_cfg(cfg)
         runner.register_hook(ProgressBarHook(desc))
     runner.train()
@@ -174,7 +174,7 @@ def evaluate(cfg: Config,
     if verbose:
         runner_cls = Runner
     else:
-        from .progress import QuietCPDRunner as runner_cls
+        runner_cls = QuietCPDRunner
     runner = runner_cls(
         model=model,
         work_dir=work_dir,

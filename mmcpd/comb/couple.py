@@ -15,7 +15,7 @@ from typing import Hashable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .labels import Block, LabelGraph, Labels, collapse
+from mmcpd.comb.labels import Block, LabelGraph, Labels, collapse
 
 Key = Optional[Hashable]
 

@@ -38,10 +38,10 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from .handlers.base import OpContext, function, register_in
-from .handlers.einsum import parse_einsum
-from .handlers.layers import ADDMMS, MATMULS, matmul_operands
-from .labels import Labels, carries_channels_off, rows_carry_channels
+from mmcpd.comb.handlers.base import OpContext, function, register_in
+from mmcpd.comb.handlers.einsum import parse_einsum
+from mmcpd.comb.handlers.layers import ADDMMS, MATMULS, matmul_operands
+from mmcpd.comb.labels import Labels, carries_channels_off, rows_carry_channels
 
 FlopRule = Callable[[OpContext], None]
 #: torch function -> rule that records its MACs on the graph.

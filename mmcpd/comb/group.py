@@ -9,7 +9,11 @@ removes, for every member, the indices ``member.units[u]`` along
 ``member.dim``.
 """
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
+
+#: Units by group id: what a prune step removes, and what has been removed
+#: so far (in the unpruned numbering unless a docstring says otherwise).
+Removed = Mapping[int, Sequence[int]]
 
 Indices = Tuple[int, ...]
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .labels import LabelGraph, dim_ids
-from .sizes import is_int
+from mmcpd.comb.labels import LabelGraph, dim_ids
+from mmcpd.comb.sizes import is_int
 
 #: attribute -> which side of the module its width is read from.
 WIDTH_ATTRS = {'in_channels': 'in', 'out_channels': 'out'}

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .labels import Block, LabelGraph
+from mmcpd.comb.labels import Block, LabelGraph
 
 _ESCAPES = {
     torch.Tensor.numpy, torch.Tensor.tolist, torch.Tensor.item,

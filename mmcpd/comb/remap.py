@@ -13,10 +13,8 @@ from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 import numpy as np
 
-from .group import AttrUpdate, CoupledGroup, Member
-from .result import CombResult, OpMacs
-
-Removed = Mapping[int, Sequence[int]]
+from mmcpd.comb.group import AttrUpdate, CoupledGroup, Member, Removed
+from mmcpd.comb.result import CombResult, OpMacs
 
 
 def attr_value(update: AttrUpdate, removed: Removed):

@@ -19,9 +19,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
 
-from .group import AttrUpdate, CoupledGroup, Member
-from .labels import LabelGraph
-from .result import CombResult, NormSite, OpMacs
+from mmcpd.comb.group import AttrUpdate, CoupledGroup, Member
+from mmcpd.comb.labels import LabelGraph
+from mmcpd.comb.result import CombResult, NormSite, OpMacs
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

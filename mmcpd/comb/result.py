@@ -3,7 +3,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Tuple
 
-from .group import AttrUpdate, CoupledGroup
+from mmcpd.comb.group import AttrUpdate, CoupledGroup
 
 
 @dataclass(frozen=True)

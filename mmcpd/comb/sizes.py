@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .labels import Block, LabelGraph, Labels, axis_of, collapse
-from .result import CombResult
+from mmcpd.comb.labels import Block, LabelGraph, Labels, axis_of, collapse
+from mmcpd.comb.result import CombResult
 
 #: the getters of ``Tensor.shape`` and ``Tensor.size``
 SHAPE_FUNCS = {torch.Tensor.shape.__get__, torch.Tensor.size}

@@ -15,13 +15,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .flops import count_flops
-from .handlers import COUNTED, HANDLERS, OpContext, handle_unknown
-from .labels import LabelGraph
-from .module_attrs import record_width_attrs
-from .opaque import Provenance, flat_tensors
-from .sizes import (SHAPED, SIZED, attribute_ints, sym_args,
-                    symbolic_shape, untracked)
+from mmcpd.comb.flops import count_flops
+from mmcpd.comb.handlers import COUNTED, HANDLERS, OpContext, handle_unknown
+from mmcpd.comb.labels import LabelGraph
+from mmcpd.comb.module_attrs import record_width_attrs
+from mmcpd.comb.opaque import Provenance, flat_tensors
+from mmcpd.comb.sizes import (SHAPED, SIZED, attribute_ints, sym_args,
+                              symbolic_shape, untracked)
+from mmcpd.comb.tensor_mode import tensor_forward
 
 #: The graphs of the traces running now (innermost last).
 _ACTIVE: List[LabelGraph] = []
@@ -168,7 +169,10 @@ def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     are pruned with it too; the
     auxiliary heads (dropped at inference) and the second feature pass that
     feeds them are traced :func:`not_deployed`, so the FLOPs are those of
-    the deployed forward.
+    the deployed forward. MMDetection's detectors get data samples made
+    from the input's shape (:func:`~mmcpd.comb.tensor_mode.tensor_forward`)
+    and return their heads' raw outputs (a two-stage detector: its RoI
+    head's only).
     """
     if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
         outs = _cascade_forward(model, inputs)
@@ -184,7 +188,7 @@ def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     except ImportError:  # pragma: no cover
         BaseModel = ()
     if isinstance(model, BaseModel):
-        return model(inputs, mode='tensor')
+        return tensor_forward(model, inputs)
     return model(inputs)
 
 

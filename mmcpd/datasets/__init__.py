@@ -1,5 +1,5 @@
 """Offline demo datasets, registered in mmengine's root ``DATASETS``."""
-from .digits import DigitsDataset, load_digits_split
-from .digits_seg import DigitsSegDataset
+from mmcpd.datasets.digits import DigitsDataset, load_digits_split
+from mmcpd.datasets.digits_seg import DigitsSegDataset
 
 __all__ = ['DigitsDataset', 'DigitsSegDataset', 'load_digits_split']

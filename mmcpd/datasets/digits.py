@@ -11,8 +11,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from mmengine.dataset import BaseDataset
 
-from ..registry import DATASETS
-from .corrupt import check_corruption, corrupt, take_per_class
+from mmcpd.registry import DATASETS
+from mmcpd.datasets.corrupt import check_corruption, corrupt, take_per_class
 
 #: The two splits; a stratified split fixed by ``seed`` makes them.
 SPLITS = ('train', 'val')

@@ -12,9 +12,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from mmengine.dataset import BaseDataset
 
-from ..registry import DATASETS
-from .corrupt import check_corruption, corrupt, take_per_class
-from .digits import SPLITS, _check_split, load_digits_split, upsample_digit
+from mmcpd.registry import DATASETS
+from mmcpd.datasets.corrupt import check_corruption, corrupt, take_per_class
+from mmcpd.datasets.digits import (SPLITS, _check_split, load_digits_split,
+                                   upsample_digit)
 
 #: Colours of background and the ten digits (matplotlib's tab10).
 PALETTE = ((0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44),

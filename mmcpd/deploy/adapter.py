@@ -7,7 +7,13 @@ mode)``; in ``mode='tensor'`` they return the raw network output:
   softmax that ``predict`` applies;
 * ``EncoderDecoder``: the decode head's logits, ``(N, num_classes, H/s,
   W/s)`` at the head's stride ``s``, before the bilinear resize to the image
-  size that ``predict`` applies (``resize_to_input=True`` adds it).
+  size that ``predict`` applies (``resize_to_input=True`` adds it);
+* MMDetection detectors: their heads' raw outputs, before decoding and NMS
+  (a single-stage detector's per-level scores and box deltas, a two-stage
+  detector's RoI head outputs, DETR's per-layer scores and boxes). They
+  need data samples in tensor mode too: they are made from the input's
+  shape, one per image, unpadded and unscaled, as ``mmdet.apis`` and
+  mmdeploy do (:func:`mmcpd.comb.tensor_mode.det_data_samples`).
 
 A ``DistillWrapper`` sends ``tensor`` mode to its student, so it exports as
 the student does. Plain ``nn.Module`` s without a ``mode`` argument are
@@ -19,6 +25,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mmcpd.comb.tensor_mode import tensor_forward
 
 __all__ = ['TensorModeAdapter']
 
@@ -32,7 +40,8 @@ def _takes_mode(model: nn.Module) -> bool:
 
 
 class TensorModeAdapter(nn.Module):
-    """Call ``model(inputs, mode='tensor')`` and return a tuple of tensors.
+    """Call ``model(inputs, mode='tensor')`` (with data samples made from
+    the input's shape for a detector) and return a tuple of tensors.
 
     Args:
         model (nn.Module): The model to wrap. It is put in eval mode.
@@ -53,7 +62,7 @@ class TensorModeAdapter(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if self._takes_mode:
-            out = self.model(inputs, mode='tensor')
+            out = tensor_forward(self.model, inputs)
         else:
             out = self.model(inputs)
         outs = _flatten(out)
@@ -77,4 +86,4 @@ def _flatten(out) -> Tuple[torch.Tensor, ...]:
         return tuple(flat)
     raise TypeError('tensor mode should return tensors, but the model '
                     f'returned a {type(out).__name__}; is it an '
-                    'mmpretrain/mmseg model?')
+                    'mmpretrain/mmseg/mmdet model?')

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import TensorModeAdapter
+from mmcpd.deploy.adapter import TensorModeAdapter
 
 __all__ = [
     'model_complexity', 'onnx_complexity', 'onnx_node_macs', 'sdpa_flop_jit',

@@ -30,9 +30,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mmcpd.deploy.providers import cache_root, gpu_model, provider_options
+
 __all__ = [
     'LatencyStats', 'LatencyResult', 'measure_latency', 'measure_latencies',
-    'latency_stats', 'PROVIDERS', 'cpu_model', 'default_threads'
+    'latency_stats', 'PROVIDERS', 'cpu_model', 'default_threads', 'gpu_model',
+    'cache_root', 'provider_options'
 ]
 
 #: Short provider names -> onnxruntime execution providers (in order of
@@ -188,7 +191,7 @@ class _Timed:
 
     def __init__(self, path, shape, key: str, threads: int, seed: int,
                  runs: int, spin: bool):
-        from .onnx_export import make_session
+        from mmcpd.deploy.onnx_export import make_session
 
         self.path = str(path)
         self.spin = spin

@@ -4,21 +4,25 @@ For each conv and linear layer that a model's deployed forward calls, a
 one-layer ONNX graph is built at a grid of (in, out) widths (weight dims 1
 and 0) and timed in onnxruntime with :mod:`mmcpd.deploy.latency`'s
 conventions: all graph optimisations on, fixed intra-op threads, no
-spinning, the grid's files timed interleaved; each node's fastest run is
-kept, the layout changes a one-layer graph needs left out; the whole
-model's time is the sum of its nodes' fastest runs (:func:`_time_files`).
+spinning, the grid's files timed interleaved; on the CPU, each node's
+fastest run is kept, the layout changes a one-layer graph needs left out,
+and the whole model's time is the sum of its nodes' fastest runs; on the
+CUDA and TensorRT providers, whose per-node profiler times are kernel
+launches rather than kernels, each file's fastest whole run is kept
+(:func:`_time_files`).
 Layers with the same shape (kind, kernel, stride, input size, widths) are
 timed once. The whole model is exported and timed too: what the layers do not
 explain (norms, activations, adds, attention matmuls, resizes) is the
-table's ``rest_ms``, which :class:`~mmcpd.prune.latency_cost.LatencyCost`
+table's ``rest_ms``, which :class:`~mmcpd.prune.cost.latency.LatencyCost`
 scales with the latency proxy.
 
 The table is plain JSON-able data. Measurements are cached in
 ``~/.cache/mmcpd/latency/<key>.json`` (``$MMCPD_CACHE`` replaces
 ``~/.cache/mmcpd``), one file per machine: CPU model, instruction sets
-(avx2, avx512f, ...), onnxruntime version, threads and provider are in the
-file and in its key, so a second run on the same machine is instant and a
-table is never reused on another.
+(avx2, avx512f, ...), onnxruntime version, threads and provider (and, on
+the CUDA and TensorRT providers, the GPU model) are in the file and in its
+key, so a second run on the same machine is instant and a table is never
+reused on another.
 
 Timings taken while other jobs run are not the idle machine's, fastest runs
 or not: at a load of 13 on 2 cores, SegFormer-B0's layers summed to 81 ms
@@ -43,7 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .latency import PROVIDERS, _bind, _check_settings, cpu_model
+from mmcpd.deploy.latency import (PROVIDERS, _bind, _check_settings,
+                                  cache_root, cpu_model, gpu_model)
 
 __all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
 
@@ -74,7 +79,9 @@ def is_busy(load: float, cores: int) -> bool:
 
 
 def machine_info(threads: int, provider: str = 'cpu') -> dict:
-    """What a latency table depends on: CPU, instruction sets, runtime."""
+    """What a latency table depends on: CPU, instruction sets, runtime;
+    on a GPU provider (``'cuda'``, ``'tensorrt'``), the GPU model and the
+    execution provider too."""
     import onnxruntime as ort
 
     flags = set()
@@ -86,13 +93,17 @@ def machine_info(threads: int, provider: str = 'cpu') -> dict:
                     break
     except OSError:
         pass
-    return dict(
+    info = dict(
         cpu=cpu_model(),
         isa=[f for f in _ISA_FLAGS if f in flags],
         onnxruntime=ort.__version__,
         threads=int(threads),
         provider=provider,
         format=_FORMAT)
+    if provider != 'cpu':  # the CPU's keys stay as they were
+        info.update(gpu=gpu_model(),
+                    execution_provider=PROVIDERS[provider][0])
+    return info
 
 
 def _key(data) -> str:
@@ -101,9 +112,7 @@ def _key(data) -> str:
 
 
 def cache_dir() -> str:
-    root = os.environ.get('MMCPD_CACHE',
-                          osp.join(osp.expanduser('~'), '.cache', 'mmcpd'))
-    return osp.join(root, 'latency')
+    return osp.join(cache_root(), 'latency')
 
 
 def width_grid(full: int, points: int, step: int = 8) -> List[int]:
@@ -142,7 +151,7 @@ def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
         groups follow the width), ``size`` (input spatial size, or tokens
         for linear layers), conv attributes, ``bias`` and ``calls``.
     """
-    from .adapter import TensorModeAdapter
+    from mmcpd.deploy.adapter import TensorModeAdapter
 
     found: Dict[str, dict] = {}
     handles = []
@@ -270,23 +279,31 @@ def _time_files(paths: Sequence[str],
                 skip_ops: Sequence[str] = _LAYOUT_OPS) -> List[float]:
     """Fastest ms of each file, timed interleaved (A B C A B C ...).
 
-    The fastest, not the median, and per node (onnxruntime's profiler):
-    a layer takes well under a millisecond, and on a shared machine most of
-    its runs can lose a scheduler slice (the medians of neighbouring grid
-    points of one conv read 0.3 and 41 ms at a load of 17 on 2 cores), and
-    no whole run of a large model escapes preemption while each of its
-    nodes' fastest does (ResNet-50 at that load: fastest whole run 294 ms,
-    its layers 110 ms). ``skip_ops`` nodes are not counted.
+    The fastest, not the median, and on the CPU per node (onnxruntime's
+    profiler): a layer takes well under a millisecond, and on a shared
+    machine most of its runs can lose a scheduler slice (the medians of
+    neighbouring grid points of one conv read 0.3 and 41 ms at a load of 17
+    on 2 cores), and no whole run of a large model escapes preemption while
+    each of its nodes' fastest does (ResNet-50 at that load: fastest whole
+    run 294 ms, its layers 110 ms). ``skip_ops`` nodes are not counted.
+
+    On the CUDA and TensorRT providers the profiler's node times are those
+    of the kernel launches on the host, not of the kernels: there each
+    file's fastest whole run is kept, and ``skip_ops`` is ignored. A
+    one-layer file's run includes a session run's fixed cost (launch,
+    synchronisation), which a model pays once and its layers' sum once per
+    layer: ``rest_ms`` can come out below zero there.
     """
     import time
 
-    from .onnx_export import make_session
+    from mmcpd.deploy.onnx_export import make_session
 
+    profiled = provider == 'cpu'
     sessions, binds = [], []
     for i, path in enumerate(paths):
+        prefix = osp.join(folder, f'trace{i}') if profiled else None
         session = make_session(path, PROVIDERS[provider], threads=threads,
-                               profile_prefix=osp.join(folder, f'trace{i}'),
-                               spin=False)
+                               profile_prefix=prefix, spin=False)
         meta = session.get_inputs()[0]
         array = np.random.default_rng(0).standard_normal(
             meta.shape).astype(np.float32)
@@ -294,19 +311,27 @@ def _time_files(paths: Sequence[str],
         binds.append(_bind(session, array, 'cpu' if provider == 'cpu'
                            else 'cuda'))
 
-    def one_round():
-        for session, (binding, _) in zip(sessions, binds):
+    fastest = [float('inf')] * len(sessions)
+
+    def one_round(timed: bool = not profiled):
+        for k, (session, (binding, _)) in enumerate(zip(sessions, binds)):
+            start = time.perf_counter_ns()
             session.run_with_iobinding(binding)
             binding.synchronize_outputs()
+            if timed:
+                ms = (time.perf_counter_ns() - start) / 1e6
+                fastest[k] = min(fastest[k], ms)
 
-    for _ in range(2):  # warm-up: allocations, first-run kernels
-        one_round()
+    for _ in range(2):  # warm-up: allocations, first-run kernels, engines
+        one_round(timed=False)
     start = time.perf_counter()
     one_round()
     per_round = max(time.perf_counter() - start, 1e-6)
     runs = int(min(max_runs, max(min_runs, budget_s / per_round)))
     for _ in range(runs - 1):
         one_round()
+    if not profiled:
+        return fastest
     return [
         _node_mins(session.end_profiling(), skip_ops, 2)
         for session in sessions
@@ -347,7 +372,7 @@ def _save(path: str, data: dict) -> None:
 
 
 def _model_ms(model, inputs, provider, threads) -> float:
-    from .onnx_export import export_onnx
+    from mmcpd.deploy.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, inputs, osp.join(folder, 'model.onnx'))

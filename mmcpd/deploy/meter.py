@@ -10,7 +10,7 @@ ratios are steadier than either time, and steadier than the ratio of the
 medians (on 2 cores at a load of 7, 50 runs of MobileNetV2 gave ratios of
 medians from 0.20 to 0.59 for models of about 0.5). This is what
 :class:`~mmcpd.prune.closed_loop.LatencyLoop` is given as ``measure`` by
-:func:`mmcpd.prune_model` and :class:`~mmcpd.hooks.CPDHook`.
+:func:`mmcpd.prune_model` and :class:`~mmcpd.engine.hooks.CPDHook`.
 
 Examples:
     >>> meter = LatencyMeter(model, torch.randn(1, 3, 224, 224), threads=2)
@@ -25,6 +25,8 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import nn
+
+from mmcpd.utils.module import cpu_copy
 
 __all__ = ['LatencyMeter', 'check_onnxruntime', 'meter_for']
 
@@ -72,7 +74,7 @@ class LatencyMeter:
                  warmup: int = 10,
                  provider: str = 'cpu',
                  reference_onnx: Optional[str] = None):
-        from .latency import _check_settings
+        from mmcpd.deploy.latency import _check_settings
         check_onnxruntime('the closed latency loop')
         self.provider, self.threads = _check_settings(
             warmup, runs, threads, provider)
@@ -92,16 +94,14 @@ class LatencyMeter:
                 or osp.join(self.folder, 'reference.onnx'))
 
     def _export(self, model: nn.Module, path: str) -> str:
-        import copy
-
-        from .onnx_export import export_onnx
-        model = copy.deepcopy(model).cpu().eval()
+        from mmcpd.deploy.onnx_export import export_onnx
+        model = cpu_copy(model).eval()
         return export_onnx(model, self.inputs, path)
 
     def __call__(self, model: nn.Module) -> float:
         """Latency of ``model`` over the reference's: the median of the
         ratios of interleaved run pairs."""
-        from .latency import measure_latencies
+        from mmcpd.deploy.latency import measure_latencies
 
         start = time.perf_counter()
         path = self._export(model, osp.join(self.folder, 'candidate.onnx'))

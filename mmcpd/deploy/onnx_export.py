@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import TensorModeAdapter
+from mmcpd.deploy.adapter import TensorModeAdapter
+from mmcpd.deploy.providers import provider_options
 
 __all__ = [
     'export_onnx', 'verify_onnx', 'ONNXMismatchError', 'EXPORTERS',
@@ -209,6 +210,16 @@ def make_session(path: str,
             several sessions take turns (their spinning threads would take
             the cores from each other). None keeps onnxruntime's default
             (spinning). Defaults to None.
+
+    TensorRT gets an engine cache
+    (:func:`~mmcpd.deploy.providers.provider_options`).
+
+    Raises:
+        RuntimeError: The session does not run on the first provider asked
+            for. onnxruntime-gpu lists the CUDA and TensorRT providers
+            whether or not their libraries (CUDA, cuDNN, TensorRT) load,
+            and a session whose provider fails to load falls back to the
+            next one, silently: CPU timings would pass for GPU ones.
     """
     import onnxruntime as ort
 
@@ -229,10 +240,26 @@ def make_session(path: str,
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(
-        str(path),
-        sess_options=options,
-        providers=list(providers or ['CPUExecutionProvider']))
+    names = list(providers or ['CPUExecutionProvider'])
+    asked = []
+    for name in names:
+        extra = provider_options(name)
+        asked.append((name, extra) if extra else name)
+    session = ort.InferenceSession(
+        str(path), sess_options=options, providers=asked)
+    got = session.get_providers()
+    if not got or got[0] != names[0]:
+        available = ort.get_available_providers()
+        why = (f'this onnxruntime lists {names[0]} but could not set it up, '
+               'e.g. its libraries (CUDA, cuDNN, TensorRT) did not load; '
+               "see onnxruntime's errors above"
+               if names[0] in available else
+               f'this onnxruntime does not have it (it has {available})')
+        raise RuntimeError(
+            f'onnxruntime {ort.__version__} was asked to run {path} on '
+            f'{names[0]}, but the session runs on '
+            f'{got[0] if got else None} (asked {names}, got {got}): {why}')
+    return session
 
 
 def _compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float,

@@ -25,8 +25,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .complexity import onnx_node_macs
-from .latency import PROVIDERS, _check_settings, _input_array
+from mmcpd.deploy.complexity import onnx_node_macs
+from mmcpd.deploy.latency import PROVIDERS, _check_settings, _input_array
 
 #: Suffix of the nodes that onnxruntime's NCHWc transform writes.
 _NCHWC = '_nchwc'
@@ -164,7 +164,7 @@ def profile_nodes(path: str,
         dict[str, NodeTime]: Node name (without ``_kernel_time``) to its
         time, in execution order.
     """
-    from .onnx_export import make_session
+    from mmcpd.deploy.onnx_export import make_session
 
     key, threads = _check_settings(warmup, runs, threads, provider)
     with tempfile.TemporaryDirectory() as folder:

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, check_positive, prepare_pair
+from mmcpd.distill._checks import (check_non_negative, check_positive,
+                                   prepare_pair)
 
 
 @DISTILL_LOSSES.register_module()

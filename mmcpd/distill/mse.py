@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES
-from ._checks import check_non_negative, prepare_pair
+from mmcpd.distill._checks import check_non_negative, prepare_pair
 
 
 @DISTILL_LOSSES.register_module()

@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence
 from torch import nn
 
 from mmcpd.registry import DISTILL_LOSSES, build_own
-from .schedule import WeightSchedule
+from mmcpd.distill.schedule import WeightSchedule
 
 #: The ``outputs`` value that selects the task logits.
 LOGITS = 'logits'

@@ -1,7 +1,7 @@
 """Models: the DistillWrapper that runs a frozen teacher beside the student,
 and the builder of a config's model at pruned widths."""
-from .distill_wrapper import DistillWrapper, unwrap_student
-from .pruned_model import build_pruned_model
+from mmcpd.models.distill_wrapper import DistillWrapper, unwrap_student
+from mmcpd.models.pruned_model import build_pruned_model
 
 PrunedModel = build_pruned_model
 

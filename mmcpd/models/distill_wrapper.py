@@ -11,6 +11,7 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
+from mmcpd.comb.tensor_mode import tensor_forward
 from mmcpd.distill.connector import (ChannelScatter, Connector,
                                      build_connector)
 from mmcpd.distill.recorder import (as_tensor, check_module_names,
@@ -94,7 +95,7 @@ def _load_teacher(teacher: nn.Module, path: str) -> None:
     resized to its spec), DistillWrapper (its student) or CPDHook training
     checkpoint (its student, cut to the deploy model); the same loader as
     :func:`mmcpd.apis.init_model`."""
-    from mmcpd.apis.model import load_pruned_checkpoint
+    from mmcpd.models.loading import load_pruned_checkpoint
     from mmcpd.utils.checkpoint import mmengine_safe_globals
     if '://' in path:
         with mmengine_safe_globals():
@@ -124,7 +125,7 @@ class DistillWrapper(BaseModel):
     The teacher runs in eval mode under ``no_grad``, never requires
     gradients (so the optimizer never updates it), is never initialised
     by the runner, and sees the student's pre-processed inputs. Built by
-    the :class:`~mmcpd.apis.config_transform.CPDRunner` (the CPD base
+    the :class:`~mmcpd.engine.cpd_runner.CPDRunner` (the CPD base
     configs' ``runner_type``), its parameters are not in the optimizer at
     all. With ``train_teacher=True`` the teacher is instead fine-tuned
     alongside the student on its own task losses (``teacher_loss...``
@@ -280,7 +281,7 @@ class DistillWrapper(BaseModel):
             model.eval()
             try:
                 with torch.no_grad(), record_outputs(model, names) as out:
-                    model(x, mode='tensor')
+                    tensor_forward(model, x)
             finally:
                 model.train(was_training)
             shapes[role] = {

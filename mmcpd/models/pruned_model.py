@@ -2,10 +2,10 @@
 
 The model of a training config is the unpruned one; a deploy checkpoint
 (``pruned_deploy.pth``) holds smaller tensors. mmcpd's own tools and the
-:class:`~mmcpd.apis.config_transform.CPDRunner` resize the model to the
+:class:`~mmcpd.engine.cpd_runner.CPDRunner` resize the model to the
 checkpoint's spec before loading it. For every other tool (MMPretrain's and
 MMSeg's ``init_model``, their inferencers, a plain mmengine ``Runner``),
-the :class:`~mmcpd.apis.config_transform.CPDRunner` writes a *deploy
+the :class:`~mmcpd.engine.cpd_runner.CPDRunner` writes a *deploy
 config* next to the checkpoint whose ``model`` is::
 
     model = dict(type='mmcpd.models.PrunedModel',

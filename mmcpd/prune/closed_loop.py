@@ -8,7 +8,7 @@ model: it selects units at a *predicted* fraction, has the pruned model
 measured, and moves the predicted fraction until the *measured* speedup is
 within ``tol`` of the target. It keeps the (predicted, measured) pairs it
 saw, so a later call (the next prune step of a
-:class:`~mmcpd.hooks.CPDHook`) starts from the calibrated guess.
+:class:`~mmcpd.engine.hooks.CPDHook`) starts from the calibrated guess.
 
 Nothing here times anything: the caller injects ``measure`` (for example
 :class:`mmcpd.deploy.meter.LatencyMeter`, onnxruntime), so this stays free
@@ -17,7 +17,8 @@ of any runtime and framework.
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-Removed = Dict[int, List[int]]
+from mmcpd.comb.group import Removed
+
 #: A (predicted, measured) fraction removed.
 Point = Tuple[float, float]
 

@@ -4,58 +4,32 @@
 framework: the comb result of the unpruned model, the importance, the cost
 models, the guards, and the units removed so far (by group id, in the
 unpruned model's unit numbering, so history, spec and resume never depend
-on when the cuts happened). :class:`~mmcpd.hooks.CPDHook` decides when to
-call it; :func:`mmcpd.prune_model` calls it once.
+on when the cuts happened). :class:`~mmcpd.engine.hooks.CPDHook` decides when
+to call it; :func:`mmcpd.prune_model` calls it once.
 
-Two ways to remove units (``shrink``):
-
-- ``'physical'``: the model is cut for real at every step
-  (:func:`~mmcpd.prune.physical.prune_units`), together with every
-  optimizer's param groups and state (:mod:`.optim_state`) and any copies
-  of the model (an EMA); the pruner keeps the comb result of the cut model
-  (:func:`~mmcpd.comb.remap.remap`) for the next step, and training runs
-  on the small model from then on.
-- ``'mask'``: removed units stay in the tensors, held at zero
-  (:class:`~mmcpd.prune.dead.DeadUnits`); shapes never change.
-
-Both choose exactly the same units: the importance of the units still in
-the model is mapped back to the unpruned numbering and one selection
-(:func:`~mmcpd.prune.selection.select_units`) runs on the unpruned groups.
+How removed units leave the model, cut out (``'physical'``) or held at
+zero (``'mask'``), is a shrink mode (:mod:`.shrink`); both choose exactly
+the same units: one selection (:func:`~mmcpd.prune.selection.select_units`)
+runs on the unpruned groups.
 """
 import time
-from copy import deepcopy
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmcpd.comb import CombResult
-from mmcpd.comb.remap import remap
-from .closed_loop import LatencyLoop
-from .cost import ACT_WEIGHT, METRICS, CostModel, model_cost
-from .dead import DeadUnits
-from .importance import BaseImportance
-from .optim_state import shrink_optimizer
-from .physical import Replaced, prune_units
-from .selection import Guards, check_reachable, select_ratio, select_units
-from .spec import PrunedSpec
-
-SHRINK_MODES = ('physical', 'mask')
-Removed = Dict[int, List[int]]
-
-
-def check_pruner_args(metric: str, rank_by: Optional[str],
-                      shrink: str) -> None:
-    """ValueErrors naming a bad ``metric``, ``rank_by`` or ``shrink``."""
-    if metric not in METRICS:
-        raise ValueError(f'`metric` should be one of {METRICS}, but '
-                         f'got {metric!r}')
-    if rank_by is not None and rank_by not in METRICS:
-        raise ValueError(f'`rank_by` should be None or one of '
-                         f'{METRICS}, but got {rank_by!r}')
-    if shrink not in SHRINK_MODES:
-        raise ValueError(f'`shrink` should be one of {SHRINK_MODES}, '
-                         f'but got {shrink!r}')
+from mmcpd.comb.group import Removed
+from mmcpd.prune.closed_loop import LatencyLoop
+from mmcpd.prune.cost import ACT_WEIGHT, CostModel, model_cost
+from mmcpd.prune.settings import check_pruner_args
+from mmcpd.prune.importance import BaseImportance
+from mmcpd.prune.selection import (Guards, check_reachable, select_ratio,
+                                   select_units)
+from mmcpd.prune.shrink import SHRINK_MODES, ShrinkMode
+from mmcpd.prune.spec import PrunedSpec
+from mmcpd.prune.surgery.dead import DeadUnits
+from mmcpd.prune.surgery.physical import Replaced
 
 
 class Pruner:
@@ -101,8 +75,8 @@ class Pruner:
         self.importance = importance
         self.metric = metric
         self.guards = guards
-        self.shrink = shrink
-        self.removed: Removed = {}
+        self.mode: ShrinkMode = SHRINK_MODES[shrink]()
+        self.removed: Dict[int, List[int]] = {}
         self.params_cost = model_cost(model, comb, 'params')
         # FLOPs are known when the comb counted them; model_cost names
         # what is missing when they are the target
@@ -116,8 +90,18 @@ class Pruner:
         self.rank_cost = None if rank_by in (None, metric) else model_cost(
             model, comb, rank_by, act_weight, latency_table, round_to)
         self.dead: Optional[DeadUnits] = None
-        self._spec = PrunedSpec()
+        #: What the cuts so far changed (``'physical'``): later cuts win.
+        self.cuts = PrunedSpec()
+        #: Whether norms over channels must count only kept ones while the
+        #: model runs (``'mask'`` with channels removed).
+        self.exact_norms = False
+        self._importance_state: Optional[dict] = None
         importance.setup(model, comb.prunable)
+
+    @property
+    def shrink(self) -> str:
+        """The shrink mode's name: ``'physical'`` or ``'mask'``."""
+        return self.mode.name
 
     @property
     def groups(self) -> list:
@@ -143,27 +127,19 @@ class Pruner:
         return kept
 
     def scores(self) -> Dict[int, torch.Tensor]:
-        """The importance in the unpruned numbering (removed units: inf)."""
-        scores = self.importance.scores()
-        if self.shrink == 'mask':
-            return scores
-        kept = self.kept_units()
-        out = {}
-        for group in self.groups:
-            full = torch.full((group.num_units, ), float('inf'),
-                              dtype=torch.float64)
-            now = scores.get(group.id)
-            if now is not None:
-                full[kept[group.id]] = now.to(torch.float64)
-            out[group.id] = full
-        return out
+        """The importance in the unpruned numbering (removed units: inf),
+        averaged over the DDP ranks: a collective, every rank calls it."""
+        return self.mode.full_scores(self, self.importance.scores())
 
-    def select(self, target: float) -> Removed:
+    def select(self,
+               target: float,
+               scores: Optional[Mapping[int, torch.Tensor]] = None
+               ) -> Removed:
         """The units to remove now, so that ``target`` of the cost is gone
-        (unpruned numbering)."""
+        (unpruned numbering), by ``scores`` (:meth:`scores` if None)."""
         return select_units(
             self.groups,
-            self.scores(),
+            self.scores() if scores is None else scores,
             self.cost,
             self.removed,
             target,
@@ -183,13 +159,18 @@ class Pruner:
                       measure: Callable[[nn.Module], float],
                       loop: LatencyLoop,
                       rounds: Optional[int] = None,
-                      reachable: float = 1.0) -> Tuple[Removed, dict]:
+                      reachable: float = 1.0,
+                      scores: Optional[Mapping[int, torch.Tensor]] = None
+                      ) -> Tuple[Removed, dict]:
         """:meth:`step` to a *measured* ``target``: the selection is made at
         the predicted fractions a :class:`~.closed_loop.LatencyLoop` asks
         for, each candidate cut out of a CPU copy of ``model``
         (:meth:`candidate`) and measured by ``measure`` (latency over the
         unpruned model's), until the measured fraction removed is
-        ``target``; then the importance is reset.
+        ``target``; then the importance is reset. Every round selects by
+        the same ``scores`` (:meth:`scores` once, if None): only the
+        caller's rank measures, and no collective runs here when they are
+        given.
 
         With ``loop.calibrate`` and nothing removed yet, the model is
         first measured with those fractions of every group's units removed
@@ -200,6 +181,11 @@ class Pruner:
             tuple: The units to remove now (unpruned numbering, for
             :meth:`apply`) and the loop's log.
         """
+        scores = self.scores() if scores is None else scores
+
+        def select(target: float) -> Removed:
+            return self.select(target, scores)
+
         def predicted(new: Removed) -> float:
             return 1.0 - self.cost.total(
                 self.with_removed(new)) / self.cost.total()
@@ -211,7 +197,7 @@ class Pruner:
             quanta = self.guards.quanta or self.guards.round_to
             samples = []
             for ratio in loop.calibrate:
-                units = select_ratio(self.groups, self.scores(), ratio,
+                units = select_ratio(self.groups, scores, ratio,
                                      quanta)
                 samples.append(
                     (units, float(measure(self.candidate(model, units)))))
@@ -221,7 +207,7 @@ class Pruner:
                 shares=[round(v, 4) for v in shares],
                 measured=[round(m, 4) for _, m in samples],
                 seconds=round(time.perf_counter() - start, 2))
-        new, log = loop.run(target, self.select, predicted,
+        new, log = loop.run(target, select, predicted,
                             lambda n: measure(self.candidate(model, n)),
                             reachable, rounds)
         if calibration is not None:
@@ -233,18 +219,11 @@ class Pruner:
     @torch.no_grad()
     def candidate(self, model: nn.Module,
                   new: Mapping[int, Sequence[int]]) -> nn.Module:
-        """A CPU copy of ``model`` with ``new`` units (unpruned numbering)
+        """A CPU copy of ``model`` (copied to the CPU tensor by tensor, never
+        whole on its device) with ``new`` units (unpruned numbering)
         removed too, cut for real, in eval mode; ``model`` and the pruner
         are left as they are."""
-        if self.shrink == 'mask':
-            from .convert import pruned_copy
-            small = pruned_copy(model, self.comb, self.with_removed(new))[0]
-        else:
-            small = deepcopy(model)
-            delta = self.to_current(new)
-            if delta:
-                prune_units(small, self.current, delta)
-        return small.cpu().eval()
+        return self.mode.candidate(self, model, new).cpu().eval()
 
     def with_removed(self, new: Mapping[int, Sequence[int]]) -> Removed:
         """The units removed so far and ``new`` (unpruned numbering), one
@@ -260,17 +239,7 @@ class Pruner:
     def to_current(self, new: Mapping[int, Sequence[int]]) -> Removed:
         """``new`` (unpruned numbering) in the numbering of the current,
         cut model."""
-        if self.shrink == 'mask':
-            return {int(g): sorted(int(u) for u in v)
-                    for g, v in new.items() if len(v)}
-        kept = self.kept_units()
-        out = {}
-        for gid, units in new.items():
-            where = {u: i for i, u in enumerate(kept[int(gid)])}
-            units = sorted(where[int(u)] for u in units)
-            if units:
-                out[int(gid)] = units
-        return out
+        return self.mode.to_current(self, new)
 
     @torch.no_grad()
     def apply(self,
@@ -295,49 +264,21 @@ class Pruner:
         """
         delta = self.to_current(new)
         self.removed = self.with_removed(new)
-        replaced: Replaced = {}
-        if self.shrink == 'mask':
-            self.dead = DeadUnits(model, self.comb.groups, self.removed)
-            self.dead.zero_tensors()
-            for optimizer in optimizers:
-                self.dead.zero_optimizer_state(optimizer)
-            for copy in copies:
-                DeadUnits(copy, self.comb.groups,
-                          self.removed).zero_tensors()
-            return replaced
-        if not delta:
-            return replaced
-        spec = prune_units(model, self.current, delta, replaced)
-        # each cut's spec lists what it touched: later values win
-        self._spec.shapes.update(spec.shapes)
-        for module, attrs in spec.attrs.items():
-            self._spec.attrs.setdefault(module, {}).update(attrs)
-        for optimizer in optimizers:
-            shrink_optimizer(optimizer, replaced)
-        for copy in copies:
-            prune_units(copy, self.current, delta)
-        self.current = remap(self.current, delta)
-        self.importance.setup(model, self.current.prunable)
+        replaced = self.mode.apply(self, model, delta, optimizers, copies)
+        if self._importance_state is not None:  # restored from a checkpoint
+            state, self._importance_state = self._importance_state, None
+            self.importance.load_state_dict(state)
         return replaced
 
     def small(self, model: nn.Module) -> Tuple[nn.Module, PrunedSpec]:
         """The small model and its spec against the unpruned one: ``model``
         itself (``'physical'``) or a cut copy of it (``'mask'``)."""
-        if self.shrink == 'mask':
-            from .convert import pruned_copy
-            return pruned_copy(model, self.comb, self.removed)
-        return model, self.spec(model)
+        return self.mode.small(self, model)
 
     def spec(self, model: nn.Module) -> PrunedSpec:
         """The spec of the pruned ``model`` against the unpruned one (in
         ``'mask'`` mode, of the model cut out of a copy)."""
-        if self.shrink == 'mask':
-            return self.small(model)[1]
-        return PrunedSpec(
-            {k: list(v)
-             for k, v in self._spec.shapes.items()},
-            {k: dict(v)
-             for k, v in self._spec.attrs.items()})
+        return self.small(model)[1]
 
     def state_dict(self) -> dict:
         """Plain data: the unpruned comb result, the removed units, the
@@ -349,26 +290,21 @@ class Pruner:
             shrink=self.shrink,
             importance=self.importance.state_dict())
 
-    def load_state_dict(self,
-                        state: Mapping,
-                        model: Optional[nn.Module] = None) -> None:
-        """Restore :meth:`state_dict`.
+    def load_state_dict(self, state: Mapping) -> Removed:
+        """Restore :meth:`state_dict` into a pruner built on the unpruned
+        model and the state's comb result.
 
-        Args:
-            state (Mapping): What :meth:`state_dict` returned.
-            model (nn.Module, optional): In ``'physical'`` mode, the model
-                as built (unpruned), cut here to the removed units; to cut
-                optimizers and copies too, call :meth:`apply` with the
-                removed units instead and load only the importance state.
+        Returns:
+            dict: The removed units still to :meth:`apply` to the model (and
+            its optimizers and copies): all of them in ``'physical'``
+            mode, none in ``'mask'`` mode (masks follow at the next
+            :meth:`apply`).
         """
         removed = {int(k): [int(u) for u in v]
                    for k, v in state['removed'].items() if len(v)}
-        if self.shrink == 'physical' and removed:
-            if model is None:
-                raise ValueError(
-                    '`model` should be the unpruned model to cut, but got '
-                    'None (a physical pruner restores by cutting it)')
-            self.apply(model, removed)
+        pending = self.mode.restore(self, removed)
+        if pending:  # the cut re-indexes the importance: restore it after
+            self._importance_state = state.get('importance', {})
         else:
-            self.removed = removed
-        self.importance.load_state_dict(state.get('importance', {}))
+            self.importance.load_state_dict(state.get('importance', {}))
+        return pending

@@ -6,8 +6,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import torch
 
 from mmcpd.comb.group import CoupledGroup
-from .cost import CostModel
-from .widths import Quanta, mixed_prefix, quantum_of, units_to_remove
+from mmcpd.prune.cost import CostModel
+from mmcpd.prune.surgery.positions import unit_channels
+from mmcpd.prune.widths import (Quanta, mixed_prefix, quantum_of,
+                                units_to_remove)
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,6 @@ class Guards:
     max_ratio: float = 0.9
     round_to: int = 1
     quanta: Optional[Mapping[int, int]] = None
-
-
-def unit_channels(group: CoupledGroup) -> List[int]:
-    """Channels of the group's root member that each unit owns."""
-    for member in group.members:
-        if member.role == 'out':
-            return list(member.counts)
-    return list(group.members[0].counts)
 
 
 class _GroupState:

@@ -14,8 +14,7 @@ def register_all_modules(init_default_scope: bool = False) -> None:
             registries and has no default scope of its own, so this only
             imports. Defaults to False.
     """
-    import mmcpd.datasets  # noqa: F401
-    import mmcpd.distill  # noqa: F401
-    import mmcpd.hooks  # noqa: F401
-    import mmcpd.models  # noqa: F401
-    import mmcpd.prune.importance  # noqa: F401
+    # The OpenMMLab convention makes `<scope>.utils` import the whole
+    # package: the one import from the lowest layer to the top, declared
+    # in .importlinter.
+    import mmcpd  # noqa: F401  (its __init__ imports every registering part)

@@ -6,19 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip('mmpretrain')
+import mmpretrain  # noqa: F401  (a hard dependency: its models)
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 
-import mmcpd  # noqa: E402,F401  (registers CPDHook, DistillWrapper)
-from mmcpd.apis import init_model  # noqa: E402
-from mmcpd.models import DistillWrapper  # noqa: E402
-from mmcpd.utils.checkpoint import CheckpointError  # noqa: E402
-from mmcpd.prune.verify import randomize_model  # noqa: E402
-from ..test_hooks.test_cpd_hook_mmpretrain import (MODEL,  # noqa: E402
-                                                   runner_kwargs)
+import mmcpd  # noqa: F401  (registers CPDHook, DistillWrapper)
+from mmcpd.apis import init_model
+from mmcpd.models import DistillWrapper
+from mmcpd.utils.checkpoint import CheckpointError
+from mmcpd.prune.surgery.verify import randomize_model
+from ..test_engine.test_cpd_hook_mmpretrain import (
+    MODEL,
+    runner_kwargs)
 
 SCOPED = dict(MODEL, type='mmpretrain.ImageClassifier')
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
@@ -117,7 +118,7 @@ def _damaged(trained, name, edit):
 
 def test_training_checkpoint_that_cannot_be_cut_names_the_tool(trained):
     def bad_removed(ckpt):
-        ckpt['cpd_hook']['removed'] = {'12345': [0]}
+        ckpt['cpd_hook']['session']['pruner']['removed'] = {'12345': [0]}
 
     path = _damaged(trained, 'bad_removed.pth', bad_removed)
     for load in (lambda: init_model(trained['cfg'], path),

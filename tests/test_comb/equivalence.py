@@ -3,12 +3,14 @@ import copy
 
 import torch
 
-from mmcpd.prune.mask import exact_norms, zero_units
-from mmcpd.prune.physical import prune_units
+from mmcpd.prune.surgery.mask import exact_norms, zero_units
+from mmcpd.prune.surgery.physical import prune_units
 from mmcpd.prune.spec import apply_spec
-from mmcpd.prune.verify import random_units as random_removal  # noqa: F401
-from mmcpd.prune.verify import randomize_model as randomise  # noqa: F401
-from mmcpd.prune.verify import same_random
+from mmcpd.prune.surgery.verify import \
+    random_units as random_removal  # noqa: F401
+from mmcpd.prune.surgery.verify import \
+    randomize_model as randomise  # noqa: F401
+from mmcpd.prune.surgery.verify import same_random
 
 
 @torch.no_grad()

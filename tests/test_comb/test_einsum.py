@@ -11,8 +11,8 @@ from torch import nn
 from mmcpd.comb.handlers.einsum import parse_einsum
 from mmcpd.deploy import model_complexity
 from mmcpd.prune.cost import model_cost
-from mmcpd.prune.physical import prune_units
-from mmcpd.prune.verify import random_units
+from mmcpd.prune.surgery.physical import prune_units
+from mmcpd.prune.surgery.verify import random_units
 from .test_structures import _check, _prunable
 
 

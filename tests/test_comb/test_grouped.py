@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcpd.prune.optim_state import shrink_optimizer
-from mmcpd.prune.physical import prune_units
-from mmcpd.prune.units import UnitMap
-from mmcpd.prune.verify import random_units
+from mmcpd.prune.surgery.optim_state import shrink_optimizer
+from mmcpd.prune.surgery.physical import prune_units
+from mmcpd.prune.importance.units import UnitMap
+from mmcpd.prune.surgery.verify import random_units
 from .test_structures import _check
 
 
@@ -170,7 +170,7 @@ def test_grouped_columns_follow_the_optimizer_and_importance():
     """A grouped conv's per-group columns: the optimizer's state is cut as
     its parameter is, and per-unit sums count each unit's columns in the
     rows of their own conv group only."""
-    from mmcpd.api import comb_model
+    from mmcpd.apis.pruning import comb_model
     model = ShuffleV1Like(stem=12, width=240).eval()
     x = torch.randn(1, 3, 8, 8)
     result = comb_model(model, x, forward_fn=lambda m, i: m(i))
@@ -204,7 +204,7 @@ def test_unbalanced_columns_are_refused_naming_the_weight():
     """Input channels that would leave conv groups of different widths
     (a hand-made removal the comb's units never give) are refused, with
     the weight named, before anything is cut."""
-    from mmcpd.prune.positions import kept_columns
+    from mmcpd.prune.surgery.positions import kept_columns
     cols = kept_columns((6, 4, 1, 1), 1, {1, 5}, groups=2, name='c.weight')
     assert cols.tolist() == [[0, 2, 3]] * 3 + [[0, 2, 3]] * 3
     assert kept_columns((6, 4, 1, 1), 1, {0, 7}, 2).tolist() == \

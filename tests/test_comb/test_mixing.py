@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmcpd.comb import CombResult, trace_groups
-from mmcpd.prune.mask import zero_units
-from mmcpd.prune.physical import prune_units
+from mmcpd.prune.surgery.mask import zero_units
+from mmcpd.prune.surgery.physical import prune_units
 
 from .equivalence import (assert_masked_equals_pruned, random_removal,
                           randomise)

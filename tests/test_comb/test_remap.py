@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from mmcpd.apis import build_model_from_cfg
-from mmcpd.comb.api import trace_groups
+from mmcpd.comb.pipeline import trace_groups
 from mmcpd.comb.remap import remap
 from mmcpd.prune.cost import model_cost
-from mmcpd.prune.physical import prune_units
+from mmcpd.prune.surgery.physical import prune_units
 from mmcpd.utils.config import load_config
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmcpd.apis.coverage import CHECKS, check_model
+from mmcpd.testing.coverage import CHECKS, check_model
 from mmcpd.comb import trace_groups
 
 from .equivalence import assert_masked_equals_pruned, randomise

@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from mmcpd.api import comb_model
+from mmcpd.apis.pruning import comb_model
 from mmcpd.comb import CombResult
 from mmcpd.comb.remap import remap
-from mmcpd.prune.physical import prune_units
+from mmcpd.prune.surgery.physical import prune_units
 from .equivalence import assert_masked_equals_pruned, randomise
 from .test_structures import _check, _prunable
 

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcpd.api import comb_model
+from mmcpd.apis.pruning import comb_model
 from mmcpd.comb import trace_groups
 from mmcpd.prune.spec import PrunedSpec, apply_spec
-from mmcpd.prune.verify import same_random
+from mmcpd.prune.surgery.verify import same_random
 from .equivalence import assert_masked_equals_pruned, random_removal, randomise
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcpd.api import comb_model
+from mmcpd.apis.pruning import comb_model
 from mmcpd.comb import trace_groups
 from mmcpd.comb.trace import default_forward
 from .equivalence import assert_masked_equals_pruned, random_removal, randomise

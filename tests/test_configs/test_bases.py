@@ -7,9 +7,9 @@ from mmengine.config import Config
 from mmengine.hooks import EMAHook
 from mmengine.registry import HOOKS, RUNNERS
 
-from mmcpd.apis.config_transform import CPDRunner, transform_config
-from mmcpd.apis.cpd_settings import is_cpd_hook
-from mmcpd.hooks import CPDHook
+from mmcpd.engine.cpd_runner import CPDRunner, transform_config
+from mmcpd.engine.cpd_settings import is_cpd_hook
+from mmcpd.engine.hooks import CPDHook
 
 CONFIGS = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
@@ -47,9 +47,9 @@ def test_inheriting_a_base_adopts_cpd(tmp_path, zoo, base, loss, size):
     hook = [h for h in hooks if isinstance(h, CPDHook)]
     assert len(hook) == 1
     hook = hook[0]
-    assert (hook.target, hook.metric, hook.rank_by) == (0.5, 'flops',
-                                                        'latency_proxy')
-    assert hook.guards.round_to == 8
+    assert (hook.settings.target, hook.settings.metric,
+            hook.settings.rank_by) == (0.5, 'flops', 'latency_proxy')
+    assert hook.settings.round_to == 8
     assert hook.input_shape == (1, 3, size, size)
     # the runner wraps the user's model, whatever it is
     assert cfg.model.type == 'DistillWrapper'
@@ -63,11 +63,13 @@ def test_a_child_changes_one_setting(tmp_path):
                        'cpd = dict(target=0.7, input_shape=(1, 3, 96, 96))\n')
     hook = _hooks(cfg)[-1]
     assert isinstance(hook, CPDHook)
-    assert hook.target == 0.7
+    assert hook.settings.target == 0.7
     assert hook.input_shape == (1, 3, 96, 96)
     # everything else is the base's
-    assert (hook.metric, hook.rank_by, hook.guards.round_to,
-            hook.interval) == ('flops', 'latency_proxy', 8, 100)
+    assert (hook.settings.metric, hook.settings.rank_by,
+            hook.settings.round_to,
+            hook.schedule_args['interval']) == ('flops', 'latency_proxy', 8,
+                                                100)
     assert cfg.model.distill_losses[0]['type'] == 'KDLoss'
 
 
@@ -104,9 +106,10 @@ def test_recipes_and_demos_set_only_what_differs(path):
         text = f.read()
     assert 'custom_hooks' not in text and 'CPDHook' not in text
     cfg = Config.fromfile(path)
+    target = cfg.cpd.target
     hook = _hooks(cfg)[-1]
     assert isinstance(hook, CPDHook)
-    assert hook.target == cfg.cpd.target
+    assert hook.settings.target == target
     # combed at the size the config trains at
     size = 32 if 'digits.py' in path else 64 if 'digits-seg' in path \
         else 512 if 'ade20k' in path else 224
@@ -119,12 +122,14 @@ def test_latency_base_targets_measured_latency(tmp_path):
     assert 'distill' not in cfg
     hook = _hooks(cfg)[-1]
     assert isinstance(hook, CPDHook)
-    assert (hook.target, hook.metric, hook.rank_by) == (0.4, 'latency', None)
-    assert hook.latency_table == dict(provider='cpu')
+    assert (hook.settings.target, hook.settings.metric,
+            hook.settings.rank_by) == (0.4, 'latency', None)
+    assert hook.settings.latency_table == dict(provider='cpu')
     # the closed loop measures the exported student at every step
-    loop, meter = hook._loop_settings
+    loop, meter = hook.settings.loop
     assert loop == dict(tol=0.03, rounds=4) and meter == {}
-    assert hook.guards.round_to == 8 and hook.interval == 100
+    assert hook.settings.round_to == 8
+    assert hook.schedule_args['interval'] == 100
 
 
 @pytest.mark.parametrize('name',

@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
 
-from mmcpd.hooks import CPDHook
+from mmcpd.engine.hooks import CPDHook
 from mmcpd.models import DistillWrapper
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'configs')
@@ -62,7 +62,7 @@ def _tiny_data(cfg: Config) -> None:
 def _short(cfg: Config) -> None:
     """Two iterations: one epoch of the four images, or two iterations;
     no training checkpoint (CPDHook's checkpoints are tested with
-    ``tests/test_hooks``), the small model is still written at the end."""
+    ``tests/test_engine``), the small model is still written at the end."""
     if cfg.train_cfg.get('by_epoch', False) or 'max_epochs' in cfg.train_cfg:
         cfg.train_cfg.max_epochs = 1
     else:
@@ -117,11 +117,11 @@ def test_recipe_trains_two_iterations_and_prunes(path, tmp_path):
     hooks = [h for h in runner.hooks if isinstance(h, CPDHook)]
     assert len(hooks) == 1, [type(h).__name__ for h in runner.hooks]
     hook = hooks[0]
-    target = hook.target
+    target = hook.settings.target
     assert 0 < target < 1
     size = SEG_SIZE if cfg.default_scope == 'mmseg' else CLS_SIZE
     hook.input_shape = (1, 3, size, size)
-    hook.interval, hook.end, hook.num_steps = 1, None, 1
+    hook.session.schedule_args.update(interval=1, end=None, num_steps=1)
     first = _FirstStudent()
     runner.register_hook(first)
 
@@ -129,9 +129,9 @@ def test_recipe_trains_two_iterations_and_prunes(path, tmp_path):
 
     assert runner.iter == 2
     # one prune step, after the first iteration, to the recipe's target
-    assert [r['iter'] for r in hook.history] == [0, 1]
-    assert hook.history[-1]['sparsity'] >= target
-    assert hook.removed
+    assert [r['iter'] for r in hook.session.history] == [0, 1]
+    assert hook.session.history[-1]['sparsity'] >= target
+    assert hook.session.removed
     # the losses of the last iteration: the task's and the recipe's
     # distillation term, finite
     scalars = runner.message_hub.log_scalars

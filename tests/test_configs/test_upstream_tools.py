@@ -17,6 +17,8 @@ import sys
 
 import pytest
 
+from .venv_env import make_venv
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs', 'demo')
 SOURCES = ('setup.py', 'README.md', 'model-index.yml', '_mmcpd_scope.py',
@@ -49,12 +51,9 @@ def env(tmp_path_factory):
     venv = root / 'venv'
     environ = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     environ.update(OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    subprocess.run([
-        sys.executable, '-m', 'venv', '--system-site-packages',
-        '--without-pip',
-        str(venv)
-    ],
-                   check=True)
+    # sees the running environment's packages (an activated virtualenv's
+    # too, not only the base interpreter's), after its own
+    python = make_venv(venv)
     proc = subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
         '--no-build-isolation', '--disable-pip-version-check', '-q',
@@ -71,8 +70,7 @@ def env(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = root / 'user'
     work.mkdir()
-    return dict(
-        python=str(venv / 'bin' / 'python'), env=environ, cwd=work, src=src)
+    return dict(python=python, env=environ, cwd=work, src=src)
 
 
 def _run(env, *args) -> subprocess.CompletedProcess:

@@ -139,9 +139,9 @@ def test_export_tool_rejects_a_wrong_file(config_file, plain_checkpoint,
 
 def test_benchmark_tool_rejects_a_wrong_file(config_file, plain_checkpoint,
                                              tmp_path, monkeypatch, capsys):
-    import mmcpd.deploy.benchmark
-    monkeypatch.setattr(mmcpd.deploy.benchmark, 'export_onnx',
-                        _perturbing(mmcpd.deploy.benchmark.export_onnx))
+    import mmcpd.apis.benchmark
+    monkeypatch.setattr(mmcpd.apis.benchmark, 'export_onnx',
+                        _perturbing(mmcpd.apis.benchmark.export_onnx))
     code = _tool('benchmark_onnx').main([
         '--baseline', config_file, plain_checkpoint, '--shape', '32', '32',
         '--runs', '1', '--work-dir',

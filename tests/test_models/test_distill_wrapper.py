@@ -20,7 +20,7 @@ from mmseg.structures import SegDataSample
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmcpd.apis.config_transform import CPDRunner
+from mmcpd.engine.cpd_runner import CPDRunner
 from mmcpd.distill import Connector
 from mmcpd.models.distill_wrapper import DistillWrapper, unwrap_student
 
@@ -233,8 +233,8 @@ def test_runner_keeps_loaded_weights_in_the_teacher(tmp_path,
 
 
 @pytest.mark.parametrize('runner_cls,paramwise', [(Runner, False),
-                                                 (CPDRunner, False),
-                                                 (CPDRunner, True)])
+                                                  (CPDRunner, False),
+                                                  (CPDRunner, True)])
 def test_cpd_runner_keeps_the_teacher_out_of_the_optimizer(
         tmp_path, runner_cls, paramwise):
     samples = [

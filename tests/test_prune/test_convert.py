@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mmcpd.prune.convert import (convert_checkpoint, deploy_from_training,
+from mmcpd.apis.convert import convert_checkpoint
+from mmcpd.prune.convert import (deploy_from_training,
                                  student_state)
 from .toy import ToyNet
 

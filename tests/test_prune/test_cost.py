@@ -10,13 +10,13 @@ import copy
 import pytest
 import torch
 
-from mmcpd.api import comb_model
+from mmcpd.apis.pruning import comb_model
 from mmcpd.apis import build_model_from_cfg
 from mmcpd.comb import trace_groups
 from mmcpd.deploy import model_complexity
 from mmcpd.prune.cost import CostModel, model_cost
-from mmcpd.prune.physical import prune_units
-from mmcpd.prune.verify import random_units, randomize_model
+from mmcpd.prune.surgery.physical import prune_units
+from mmcpd.prune.surgery.verify import random_units, randomize_model
 from mmcpd.utils.config import load_config
 from .toy import ToyNet, toy_groups
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmcpd.prune.dead import DeadUnits
+from mmcpd.prune.surgery.dead import DeadUnits
 from .toy import ToyNet, toy_groups
 
 REMOVED = {0: [1, 4], 1: [0, 5, 6]}

@@ -11,7 +11,7 @@ import mmcpd
 from mmcpd.comb import trace_groups
 from mmcpd.deploy.latency_table import collect_layers
 from mmcpd.prune.cost import model_cost
-from mmcpd.prune.latency_cost import LatencyCost, interpolate, monotone
+from mmcpd.prune.cost.latency import LatencyCost, interpolate, monotone
 from .toy import ToyNet
 
 X = torch.randn(1, 3, 8, 8)

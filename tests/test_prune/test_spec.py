@@ -9,8 +9,8 @@ from torch import nn
 
 import mmcpd
 from mmcpd.prune.spec import PrunedSpec, apply_spec
-from mmcpd.prune.spec_check import check_applied
-from mmcpd.prune.verify import randomize_model
+from mmcpd.prune.spec.check import check_applied
+from mmcpd.prune.surgery.verify import randomize_model
 
 
 class Net(nn.Module):

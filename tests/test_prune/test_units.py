@@ -1,7 +1,7 @@
 import torch
 
 from mmcpd.comb.group import CoupledGroup, Member
-from mmcpd.prune.units import UnitMap
+from mmcpd.prune.importance.units import UnitMap
 
 
 def test_unit_sums_with_multi_index_units_and_any_dim():

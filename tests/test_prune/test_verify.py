@@ -10,8 +10,8 @@ import torch
 
 from mmcpd.comb import trace_groups
 from mmcpd.comb.handlers import layers
-from mmcpd.prune.verify import (RTOL_FLOAT64, in_float64, try_removal,
-                                verify_groups)
+from mmcpd.prune.surgery.verify import (RTOL_FLOAT64, in_float64, try_removal,
+                                        verify_groups)
 from ..test_comb.equivalence import randomise
 from ..test_comb.test_tokens import ObjectContext
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import mmcpd
-from mmcpd.prune.verify import randomize_model
+from mmcpd.prune.surgery.verify import randomize_model
 from mmcpd.prune.widths import (units_to_remove, warn_whole, whole_groups,
                                 width_quanta)
 

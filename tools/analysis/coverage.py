@@ -11,7 +11,7 @@ Each model runs in its own subprocess with a time limit: built with random
 weights (SyncBN as BN, nothing downloaded), every parameter and buffer
 randomised (norm affine and statistics, zero-initialised scales), combed,
 ``ratio`` of the units of each prunable group removed at random, and
-checked (:func:`mmcpd.apis.coverage.check_model`): masked == pruned, output
+checked (:func:`mmcpd.testing.coverage.check_model`): masked == pruned, output
 shapes, params and FLOPs fell, the comb's FLOPs match mmengine's counter
 within 2%, config + spec + weights rebuild the same outputs, the ONNX
 export matches torch in onnxruntime, and after ``--train-iters`` iterations
@@ -19,7 +19,7 @@ with CPDHook the deploy checkpoint computes what the masked student does.
 The kept widths follow mmcpd's width rule (``--round-to``, 1: free), and
 the original and pruned ONNX files are timed in onnxruntime (1 thread,
 batch 1, interleaved; ``--latency-runs 0`` skips it). ``--zoo`` runs the
-list of :mod:`mmcpd.apis.coverage_zoo` (one config per architecture folder
+list of :mod:`mmcpd.testing.coverage_zoo` (one config per architecture folder
 of both zoos). With ``--cache DIR`` each model's record is kept in
 ``DIR`` and reused by the next run with the same settings, so an
 interrupted run resumes where it stopped. Writes JSON and a markdown table.
@@ -40,7 +40,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='*', help='config files or pkg::')
     parser.add_argument('--zoo', action='store_true',
-                        help='also every config of mmcpd.apis.coverage_zoo')
+                        help='also every config of mmcpd.testing.coverage_zoo')
     parser.add_argument('--cache', default=None,
                         help='folder of per-model records to reuse')
     parser.add_argument('--round-to', type=int, default=None,
@@ -75,7 +75,7 @@ def split_size(config: str):
 
 
 def run_one(args) -> None:
-    from mmcpd.apis.coverage import check_model
+    from mmcpd.testing.coverage import check_model
     config, size = split_size(args.configs[0])
     rec = check_model(config, args.ratio, size or args.size, args.export_dir,
                       train_iters=args.train_iters, round_to=args.round_to,
@@ -154,10 +154,10 @@ INTRO = """# Coverage
 builds each model with random weights in its own process, **randomises every
 parameter and buffer** (norm scales and shifts, zero-initialised scales such
 as layer scale and GRN's gamma, BatchNorm statistics:
-`mmcpd.prune.verify.randomize_model`), combs it (`mmcpd.comb_model`, with
-verification), removes {ratio:.0%} of the units of every prunable group **at
-random**, the kept widths rounded by mmcpd's width rule (`round_to={round_to}`,
-`mmcpd/prune/widths.py`), and checks:
+`mmcpd.prune.surgery.verify.randomize_model`), combs it (`mmcpd.comb_model`,
+with verification), removes {ratio:.0%} of the units of every prunable group
+**at random**, the kept widths rounded by mmcpd's width rule
+(`round_to={round_to}`, `mmcpd/prune/widths.py`), and checks:
 
 - `masked`: the masked model (zeroed units, exact norms and channel mixes)
   computes what the physically pruned one does (rel. 1e-4 of the output's
@@ -189,7 +189,7 @@ run by run, up to 200 runs or 10 s), then the FLOPs speedup and the
 quartiles of the per-run speedups (each pruned run over the original's run
 next to it: how noisy the machine was). A latency speedup below 1 is bold.
 
-The list (`mmcpd/apis/coverage_zoo.py`, `--zoo`) has one config, the
+The list (`mmcpd/testing/coverage_zoo.py`, `--zoo`) has one config, the
 smallest variant, of every architecture folder of MMPretrain 1.2 and
 MMSegmentation 1.2.2, at 128x128 (224 where the model holds a fixed token
 grid, window or position table; 192 where pyramid pooling needs a map
@@ -200,7 +200,7 @@ run resumes.
 
 def skipped_section() -> str:
     """The folders without a config, and why, in markdown."""
-    from mmcpd.apis.coverage_zoo import SKIPPED
+    from mmcpd.testing.coverage_zoo import SKIPPED
     lines = ['## Folders not in the list', '',
              'These folders hold no supervised classifier or segmentor, or '
              'only fine-tunes of a model another folder covers:', '',
@@ -223,7 +223,7 @@ def why_failed(rec: dict) -> str:
 
 
 def write_reports(records, args) -> None:
-    from mmcpd.apis.coverage import markdown_table
+    from mmcpd.testing.coverage import markdown_table
     with open(args.out, 'w') as f:
         json.dump(records, f, indent=1)
     if not args.md:
@@ -254,10 +254,10 @@ def main(argv=None):
         args.round_to = ROUND_TO
     if args.one:
         return run_one(args)
-    from mmcpd.apis.coverage import markdown_table
+    from mmcpd.testing.coverage import markdown_table
     configs = list(args.configs)
     if args.zoo:
-        from mmcpd.apis.coverage_zoo import ZOO
+        from mmcpd.testing.coverage_zoo import ZOO
         configs += [c for c in ZOO if c not in configs]
     if not configs:
         raise SystemExit('give configs, or `--zoo`')

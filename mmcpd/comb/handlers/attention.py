@@ -13,10 +13,10 @@ width: a unit removes a head and keeps ``embed_dim == num_heads * head_dim``.
 """
 import numpy as np
 
-from ..couple import broadcast_keys, couple
-from ..labels import Block, dim_ids
-from .base import OpContext, function, register
-from .layers import attr_update
+from mmcpd.comb.couple import broadcast_keys, couple
+from mmcpd.comb.labels import Block, dim_ids
+from mmcpd.comb.handlers.base import OpContext, function, register
+from mmcpd.comb.handlers.layers import attr_update
 
 
 @register(function('scaled_dot_product_attention'))

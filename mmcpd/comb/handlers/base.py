@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from ..labels import LabelGraph
+from mmcpd.comb.labels import LabelGraph
 
 Handler = Callable[['OpContext'], None]
 HANDLERS: Dict[Any, Handler] = {}

@@ -19,10 +19,10 @@ Sizes and bounds computed in Python are checked by verification.
 import numpy as np
 import torch
 
-from ..couple import couple
-from ..labels import Block, axis_of, dim_ids
-from ..sizes import is_int
-from .base import OpContext, function, method, register
+from mmcpd.comb.couple import couple
+from mmcpd.comb.labels import Block, axis_of, dim_ids
+from mmcpd.comb.sizes import is_int
+from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 
 def _norm_dim(dim, nd):

@@ -9,8 +9,8 @@ within one operand (a diagonal) freeze what the op touches.
 """
 from typing import List, Optional, Tuple
 
-from ..couple import couple
-from .base import OpContext, function, register
+from mmcpd.comb.couple import couple
+from mmcpd.comb.handlers.base import OpContext, function, register
 
 
 def parse_einsum(equation: str, ndims: List[int]

@@ -7,10 +7,10 @@ those rows. Its input channels (weight dim 1) are tied to the input's.
 import numpy as np
 import torch
 
-from ..couple import broadcast_keys, couple
-from ..labels import (Block, carries_channels_off, dim_ids,
-                      rows_carry_channels)
-from .base import OpContext, function, method, register
+from mmcpd.comb.couple import broadcast_keys, couple
+from mmcpd.comb.labels import (Block, carries_channels_off, dim_ids,
+                               rows_carry_channels)
+from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 
 def _per_sample(ctx: OpContext, t: torch.Tensor, channel_dim: int) -> int:

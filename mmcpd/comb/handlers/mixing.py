@@ -7,9 +7,9 @@ channels zeroed, but still there) computes something other than the sliced
 one: a mean still divides by the old count, a max can pick a zero, a
 softmax gives the removed channels weight, a local response norm's window
 still spans them. Each such call is recorded as a site; under
-:func:`mmcpd.prune.mask.exact_norms` the masked model runs the op on the kept
-channels only (removed ones output zero where the channel dim survives),
-which is exactly what the sliced model computes.
+:func:`mmcpd.prune.surgery.mask.exact_norms` the masked model runs the op on
+the kept channels only (removed ones output zero where the channel dim
+survives), which is exactly what the sliced model computes.
 
 Where that cannot be done, the channels are frozen with a warning that names
 the op and the module: the op runs in the model's own forward (no module to
@@ -19,9 +19,9 @@ from typing import Sequence
 
 import torch
 
-from ..couple import couple
-from ..labels import Labels
-from .base import OpContext, function, method, register
+from mmcpd.comb.couple import couple
+from mmcpd.comb.labels import Labels
+from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 #: torch functions whose calls are counted per module call, so that a
 #: masked model finds the traced call again (see ``NormSite.index``).

@@ -8,13 +8,13 @@ LayerNorm over channels and space, as in PoolFormer) its channels go one by
 one, as a LayerNorm's do. LayerNorm over channels
 ties all of them into its statistics: the groups it normalises are recorded
 so that a masked model can compute the statistics over the kept channels
-only (see :func:`mmcpd.prune.mask.exact_norms`), which is what the sliced
-model computes.
+only (see :func:`mmcpd.prune.surgery.mask.exact_norms`), which is what the
+sliced model computes.
 """
-from ..couple import couple
-from ..labels import dim_ids
-from .base import OpContext, function, register
-from .layers import attr_update
+from mmcpd.comb.couple import couple
+from mmcpd.comb.labels import dim_ids
+from mmcpd.comb.handlers.base import OpContext, function, register
+from mmcpd.comb.handlers.layers import attr_update
 
 
 def _per_channel(ctx: OpContext, x, params) -> None:

@@ -2,19 +2,19 @@
 import torch
 import torch.nn.functional as F
 
-from ..couple import couple, tensor_items
-from .base import OpContext, function, method, register
+from mmcpd.comb.couple import couple, tensor_items
+from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 _BINARY = [
     'add', 'sub', 'mul', 'div', 'true_divide', 'floor_divide', 'remainder',
-    'fmod', 'pow', 'maximum', 'minimum', 'atan2', 'where',
-    'masked_fill', 'lerp', 'addcmul', 'addcdiv', 'eq', 'ne', 'lt', 'le', 'gt',
-    'ge', 'logical_and', 'logical_or', 'logical_xor', 'bitwise_and',
-    'bitwise_or', 'clamp', 'clip', 'clamp_min', 'clamp_max', 'hypot',
-    'copysign', 'rsub', 'copy_', 'mul_', 'add_', 'sub_', 'div_', 'masked_fill_',
-    'clamp_', 'lerp_', 'addcmul_', 'addcdiv_', 'pow_', 'sigmoid_', 'tanh_',
-    'relu_', 'exp_', 'neg_', 'abs_', 'sqrt_', 'fill_', 'zero_', 'clamp_min_',
-    'clamp_max_', 'mish', 'hardswish_', 'where_'
+    'fmod', 'pow', 'maximum', 'minimum', 'atan2', 'where', 'masked_fill',
+    'lerp', 'addcmul', 'addcdiv', 'eq', 'ne', 'lt', 'le', 'gt', 'ge',
+    'logical_and', 'logical_or', 'logical_xor', 'bitwise_and', 'bitwise_or',
+    'clamp', 'clip', 'clamp_min', 'clamp_max', 'hypot', 'copysign', 'rsub',
+    'copy_', 'mul_', 'add_', 'sub_', 'div_', 'masked_fill_', 'clamp_', 'lerp_',
+    'addcmul_', 'addcdiv_', 'pow_', 'sigmoid_', 'tanh_', 'relu_', 'exp_',
+    'neg_', 'abs_', 'sqrt_', 'fill_', 'zero_', 'clamp_min_', 'clamp_max_',
+    'mish', 'hardswish_', 'where_'
 ]
 _DUNDER = [
     '__add__', '__radd__', '__iadd__', '__sub__', '__rsub__', '__isub__',

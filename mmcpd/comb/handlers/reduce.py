@@ -13,9 +13,9 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..couple import couple
-from .base import OpContext, function, method, register
-from .mixing import counted, mix
+from mmcpd.comb.couple import couple
+from mmcpd.comb.handlers.base import OpContext, function, method, register
+from mmcpd.comb.handlers.mixing import counted, mix
 
 _REDUCE = [
     'mean', 'sum', 'nansum', 'amax', 'amin', 'std', 'var', 'norm',
@@ -64,7 +64,8 @@ def reduction(ctx: OpContext) -> None:
     reduction over channels is a channel-mixing site (see ``mix``)."""
     ins = ctx.inputs
     if ctx.name in ('max', 'min') and len(ins) > 1:
-        from .pointwise import pointwise  # elementwise max(a, b)
+        # elementwise max(a, b)
+        from mmcpd.comb.handlers.pointwise import pointwise
         return pointwise(ctx)
     x, outs = ins[0], ctx.outputs
     out_dims = outs[0].dim() if outs else 0

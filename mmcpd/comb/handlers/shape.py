@@ -13,10 +13,10 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..couple import broadcast_keys, couple
-from ..labels import Block, Labels
-from ..sizes import AttrInt, SIZED, sym_args, tie_sizes, untracked
-from .base import OpContext, function, method, register
+from mmcpd.comb.couple import broadcast_keys, couple
+from mmcpd.comb.labels import Block, Labels
+from mmcpd.comb.sizes import AttrInt, SIZED, sym_args, tie_sizes, untracked
+from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 
 def segments(in_shape: Sequence[int],
@@ -109,8 +109,8 @@ def _requested_sizes(ctx: OpContext):
 def _int_attrs(module) -> dict:
     """The module's int attributes, and the elements of its int lists as
     ``'name[i]'`` (``num_features[3]``), with the value they start from
-    (an element's own value: :mod:`mmcpd.prune.list_attrs` writes it back
-    into the list)."""
+    (an element's own value: :mod:`mmcpd.prune.surgery.list_attrs` writes it
+    back into the list)."""
     found = {}
     for k, v in vars(module).items():
         if k.startswith('_'):

@@ -4,7 +4,7 @@
 #       from .my_resnet18 import *  # your pure-Python config
 #       from mmcpd.configs._base_.cpd_hook import *
 #   cpd.update(target=0.7)
-from mmcpd.apis.config_transform import CPDRunner
+from mmcpd.engine.cpd_runner import CPDRunner
 
 runner_type = CPDRunner
 cpd = dict(

@@ -2,11 +2,11 @@
 
 Build one by name: ``IMPORTANCES.build(dict(type='hessian'))``.
 """
-from .base import BaseImportance, GradImportance
-from .hessian import HessianImportance
-from .magnitude import MagnitudeImportance
-from .random import RandomImportance
-from .taylor import TaylorImportance
+from mmcpd.prune.importance.base import BaseImportance, GradImportance
+from mmcpd.prune.importance.hessian import HessianImportance
+from mmcpd.prune.importance.magnitude import MagnitudeImportance
+from mmcpd.prune.importance.random import RandomImportance
+from mmcpd.prune.importance.taylor import TaylorImportance
 
 __all__ = [
     'BaseImportance', 'GradImportance', 'HessianImportance',

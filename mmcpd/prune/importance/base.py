@@ -8,13 +8,14 @@ from mmengine.dist import all_reduce, get_world_size
 from torch import nn
 
 from mmcpd.comb.group import CoupledGroup
-from ..units import UnitMap, named_tensors
+from mmcpd.prune.importance.units import UnitMap, named_tensors
 
 
 class BaseImportance(metaclass=ABCMeta):
     """Scores every unit of the prunable groups: low scores go first.
 
-    A score is built in three phases, driven by :class:`~mmcpd.hooks.CPDHook`:
+    A score is built in three phases, driven by
+    :class:`~mmcpd.engine.hooks.CPDHook`:
     :meth:`setup` once the groups are known, :meth:`accumulate` once per
     optimizer step, after AMP unscaling and before gradient clipping (only
     for scores with ``uses_grad = True``; a step whose gradients are not

@@ -2,7 +2,7 @@
 import torch
 
 from mmcpd.registry import IMPORTANCES
-from .base import GradImportance
+from mmcpd.prune.importance.base import GradImportance
 
 
 @IMPORTANCES.register_module(name='hessian')
@@ -34,7 +34,7 @@ class HessianImportance(GradImportance):
     The sum over ``i`` runs over every member of the group (producer
     weights and biases, norm affine parameters, consumer input weights):
     exactly the parameters that pruning the unit zeroes, so coupled channels
-    are scored as one. :class:`~mmcpd.hooks.CPDHook` reads the gradients
+    are scored as one. :class:`~mmcpd.engine.hooks.CPDHook` reads the gradients
     once per optimizer step, after AMP unscaling and before gradient
     clipping, so under gradient accumulation :math:`L_b` is the loss of the
     whole accumulated batch, the loss scale is removed, the clipping factor

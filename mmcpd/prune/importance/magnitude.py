@@ -2,7 +2,7 @@
 import torch
 
 from mmcpd.registry import IMPORTANCES
-from .base import BaseImportance
+from mmcpd.prune.importance.base import BaseImportance
 
 
 @IMPORTANCES.register_module(name='magnitude')

@@ -2,7 +2,7 @@
 import torch
 
 from mmcpd.registry import IMPORTANCES
-from .base import GradImportance
+from mmcpd.prune.importance.base import GradImportance
 
 
 @IMPORTANCES.register_module(name='taylor')

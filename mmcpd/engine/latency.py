@@ -1,0 +1,67 @@
+"""What a prune session is given to steer by latency: the latency table
+and the closed loop's meter, measured on rank 0 only.
+
+A :class:`~mmcpd.prune.session.PruneSession` imports no runtime: these
+functions build what it needs from :mod:`mmcpd.deploy` (onnxruntime) for
+``CPDHook`` and ``mmcpd.prune_model`` alike.
+"""
+import os.path as osp
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from mmcpd.deploy.latency_table import is_table, table_for
+from mmcpd.deploy.meter import check_onnxruntime, meter_for
+from mmcpd.prune.session import PruneSession, Sync
+from mmcpd.prune.settings import PruneSettings
+from mmcpd.utils.module import cpu_copy
+
+
+def latency_table_for(settings: PruneSettings, model: nn.Module,
+                      inputs: torch.Tensor,
+                      sync: Optional[Sync] = None) -> Optional[dict]:
+    """The model's latency table if ``settings`` need one (given, cached
+    or measured on a CPU copy at ``inputs``' shape), measured by rank 0
+    alone (one machine's numbers, timed without rivals) and sent to the
+    others; None if not needed."""
+    if not settings.needs_table:
+        return None
+    if is_table(settings.latency_table):
+        return settings.latency_table
+    sync = sync or Sync()
+    table = None
+    if sync.is_main():
+        table = table_for(
+            cpu_copy(model), inputs.detach().cpu(),
+            settings.latency_table)
+    return sync.broadcast(table)
+
+
+def closed_loop_meter(session: PruneSession,
+                      inputs: torch.Tensor,
+                      reference_onnx: Optional[str] = None,
+                      warn: Callable[[str], None] = print,
+                      what: str = '`closed_loop`'
+                      ) -> Optional[Callable[[nn.Module], float]]:
+    """The ``measure`` of the session's closed loop, on rank 0 (None on the
+    other ranks and without a loop): the unpruned model exported once
+    (kept in ``reference_onnx``, read back on resume) and timed against the
+    candidates in onnxruntime at ``inputs``, or ``closed_loop['measure']``.
+    """
+    loop = session.settings.loop
+    if loop is None or not session.sync.is_main():
+        return None
+    meter_kw = loop[1]
+    if 'measure' not in meter_kw:
+        check_onnxruntime(what)
+    reference = None if session.removed else session.model
+    if reference is None and 'measure' not in meter_kw and (
+            reference_onnx is None or not osp.exists(reference_onnx)):
+        warn(f'{reference_onnx} (the unpruned model, for the closed '
+             'latency loop) is missing on resume: the remaining steps stop '
+             'at the predicted latency')
+        return None
+    table = dict(machine=getattr(session.pruner.cost, 'machine', {}))
+    return meter_for(reference, inputs, meter_kw,
+                     table, reference_onnx=reference_onnx)
