@@ -6,7 +6,7 @@ functions build what it needs from :mod:`mmcpd.deploy` (onnxruntime) for
 ``CPDHook`` and ``mmcpd.prune_model`` alike.
 """
 import os.path as osp
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -18,8 +18,18 @@ from mmcpd.prune.settings import PruneSettings
 from mmcpd.utils.module import cpu_copy
 
 
+#: Example inputs, or what makes them when (and only where) they are needed:
+#: drawing random inputs on every rank, or when nothing is measured, would
+#: move the global random stream that dropout and drop-path draw from.
+Inputs = Union[torch.Tensor, Callable[[], torch.Tensor]]
+
+
+def _tensor(inputs: Inputs) -> torch.Tensor:
+    return inputs if isinstance(inputs, torch.Tensor) else inputs()
+
+
 def latency_table_for(settings: PruneSettings, model: nn.Module,
-                      inputs: torch.Tensor,
+                      inputs: Inputs,
                       sync: Optional[Sync] = None) -> Optional[dict]:
     """The model's latency table if ``settings`` need one (given, cached
     or measured on a CPU copy at ``inputs``' shape), measured by rank 0
@@ -33,13 +43,13 @@ def latency_table_for(settings: PruneSettings, model: nn.Module,
     table = None
     if sync.is_main():
         table = table_for(
-            cpu_copy(model), inputs.detach().cpu(),
+            cpu_copy(model), _tensor(inputs).detach().cpu(),
             settings.latency_table)
     return sync.broadcast(table)
 
 
 def closed_loop_meter(session: PruneSession,
-                      inputs: torch.Tensor,
+                      inputs: Inputs,
                       reference_onnx: Optional[str] = None,
                       warn: Callable[[str], None] = print,
                       what: str = '`closed_loop`'
@@ -63,5 +73,5 @@ def closed_loop_meter(session: PruneSession,
              'at the predicted latency')
         return None
     table = dict(machine=getattr(session.pruner.cost, 'machine', {}))
-    return meter_for(reference, inputs, meter_kw,
+    return meter_for(reference, _tensor(inputs), meter_kw,
                      table, reference_onnx=reference_onnx)

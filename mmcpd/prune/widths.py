@@ -40,11 +40,12 @@ is a group rounded up to its full width in silence.
 import dataclasses
 import math
 import warnings
-from typing import Dict, List, Mapping, Sequence, Union
+from typing import Dict, Mapping, Sequence, Union
 
 from torch import nn
 
 from mmcpd.comb.group import CoupledGroup
+from mmcpd.prune.surgery.positions import unit_channels
 
 #: The default channel multiple: the NCHWc block of AVX2 CPUs and a
 #: multiple of the tensor-core tile on GPUs.
@@ -63,13 +64,6 @@ def _grouped_convs(model: nn.Module) -> Dict[str, nn.Conv2d]:
     return out
 
 
-def _unit_counts(group: CoupledGroup) -> List[int]:
-    for member in group.members:
-        if member.role == 'out':
-            return list(member.counts)
-    return list(group.members[0].counts)
-
-
 def group_quantum(group: CoupledGroup,
                   grouped: Mapping[str, nn.Module],
                   round_to: int = ROUND_TO) -> int:
@@ -86,7 +80,7 @@ def group_quantum(group: CoupledGroup,
     """
     if round_to <= 1:
         return 1
-    counts = _unit_counts(group)
+    counts = unit_channels(group)
     quantum = round_to if sum(counts) >= round_to else 1
     if len(set(counts)) != 1:  # units of mixed widths: root channels only
         return quantum
@@ -180,7 +174,7 @@ def units_to_remove(group: CoupledGroup, ratio: float,
     Returns:
         int: Units to remove, the lowest-ranked first (0: none).
     """
-    counts = _unit_counts(group)
+    counts = unit_channels(group)
     n = group.num_units
     keep = max(1, n - int(ratio * n))
     if quantum <= 1 or len(set(counts)) != 1 or quantum % counts[0]:
@@ -198,7 +192,7 @@ def whole_groups(groups: Sequence[CoupledGroup], quanta: Quanta) -> list:
     """The groups that the width rule keeps whole (one multiple or less)."""
     return [
         g for g in groups
-        if sum(_unit_counts(g)) <= quantum_of(quanta, g.id)
+        if sum(unit_channels(g)) <= quantum_of(quanta, g.id)
         and quantum_of(quanta, g.id) > 1
     ]
 

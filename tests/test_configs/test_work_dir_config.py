@@ -41,8 +41,8 @@ test_dataloader = val_dataloader
 randomness = dict(seed=0)
 '''
 
-SEG_USER = f'''_base_ = [{osp.join(DEMO, 'unet-s4-d8_fcn_1xb16_digits-seg.py')!r},
-          'mmcpd::_base_/cpd_cwd.py']
+SEG_BASE = osp.join(DEMO, 'unet-s4-d8_fcn_1xb16_digits-seg.py')
+SEG_USER = f'''_base_ = [{SEG_BASE!r}, 'mmcpd::_base_/cpd_cwd.py']
 cpd = dict(interval=1, num_steps=1, target=0.3)
 train_cfg = dict(max_iters=2, val_interval=2)
 default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))

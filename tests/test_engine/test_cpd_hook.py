@@ -466,3 +466,28 @@ def test_allow_list_survives_a_safe_load(trained):
     load_checkpoint_file(str(work_dir / 'iter_6.pth'))
     ckpt = torch.load(work_dir / 'iter_6.pth', weights_only=True)
     assert 'message_hub' in ckpt
+
+
+class _RngState(Hook):
+    """The global random state when ``before_train`` reaches this hook."""
+
+    def __init__(self, priority):
+        self.priority = priority
+        self.state = None
+
+    def before_train(self, runner):
+        self.state = torch.get_rng_state()
+
+
+@pytest.mark.parametrize('shrink', ['physical', 'mask'])
+def test_before_train_draws_only_the_comb_input(tmp_path, shrink):
+    """Without a latency target the hook draws one random input (the comb's)
+    and nothing else from the global stream that dropout draws from."""
+    runner = make_runner(tmp_path, dict(HOOK, shrink=shrink), max_iters=1)
+    first, last = _RngState('HIGHEST'), _RngState('LOWEST')
+    runner.register_hook(first)
+    runner.register_hook(last)
+    runner.train()
+    torch.set_rng_state(first.state)
+    torch.randn(HOOK['input_shape'])
+    assert torch.equal(torch.get_rng_state(), last.state)

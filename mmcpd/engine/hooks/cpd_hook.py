@@ -236,7 +236,7 @@ class CPDHook(Hook):
                 f'{self.settings.ignore!r}); see the comb warnings above')
         reachable = session.begin(runner.max_iters)
         session.measure = closed_loop_meter(
-            session, torch.randn(self.input_shape),
+            session, self._example,
             osp.join(runner.work_dir, 'cpd_latency_reference.onnx'),
             lambda msg: runner.logger.warning(f'CPDHook: {msg}'),
             'CPDHook `closed_loop`')
@@ -276,8 +276,12 @@ class CPDHook(Hook):
 
     def _table(self) -> Optional[dict]:
         return latency_table_for(self.settings, self.student,
-                                 torch.randn(self.input_shape),
-                                 self.session.sync)
+                                 self._example, self.session.sync)
+
+    def _example(self) -> torch.Tensor:
+        """A random input of ``input_shape``, drawn only where it is used:
+        each draw moves the random stream that dropout draws from."""
+        return torch.randn(self.input_shape)
 
     # ------------------------------------------------------------------
     # every step
