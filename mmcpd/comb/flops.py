@@ -27,6 +27,11 @@ channels folded into its batch
 (mmengine has no handle for ``scaled_dot_product_attention``;
 :func:`mmcpd.deploy.model_complexity` adds one with the formula above.)
 
+An op whose outputs reach no output of the model (YOLOv3's MobileNetV2
+computes its last ``conv2`` and drops it) costs nothing, weight or not:
+mmengine's JIT trace drops such dead code, and after the forward
+:class:`~mmcpd.comb.liveness.Liveness` finds it and its costs are removed.
+
 Each count is split over the labelled dims of the op's index space (for a
 matmul: batch, rows, the contracted dim and columns): it is a product over
 those dims, so removing a channel removes its share, and

@@ -83,6 +83,14 @@ class LabelGraph:
         #: False while the forward runs what the deployed model does not
         #: (auxiliary heads): its ops are traced but cost nothing.
         self.counting = True
+        #: index of the op whose handler runs now (see
+        #: :class:`~mmcpd.comb.liveness.Liveness`), None outside them.
+        self.current_op: Optional[int] = None
+        #: each cost recorded, and the op it belongs to: (op, kind, args).
+        self._costs: List[Tuple[Optional[int], str, tuple]] = []
+        #: ops whose outputs reach no model output, so cost nothing
+        #: (their sites, or their weights' names).
+        self.dead: List[str] = []
         #: norms over channels: (module, ids of the normalised channels).
         self.channel_norms: List[Tuple[str, str, np.ndarray]] = []
         #: other ops mixing channels (softmax, reductions, ...): (module,
@@ -138,24 +146,62 @@ class LabelGraph:
         """Each element of weight ``name`` takes part in ``per_element``
         more multiply-accumulates per sample (an int where it is one)."""
         if self.counting:
-            if float(per_element).is_integer():
-                per_element = int(per_element)
-            self.param_macs[name] = self.param_macs.get(name, 0) + per_element
+            self._costs.append((self.current_op, 'param', (name, per_element)))
+            self._add_param_macs(name, per_element)
+
+    def _add_param_macs(self, name: str, per_element: float) -> None:
+        if float(per_element).is_integer():
+            per_element = int(per_element)
+        self.param_macs[name] = self.param_macs.get(name, 0) + per_element
 
     def add_channel_acts(self, name: str, dim: int, per_channel: int) -> None:
         """Each channel along ``dim`` of weight ``name`` writes
         ``per_channel`` more activation elements per sample."""
         if self.counting:
-            entry = self.channel_acts.setdefault(name, [dim, 0])
-            entry[1] += int(per_channel)
+            self._costs.append((self.current_op, 'acts',
+                                (name, dim, per_channel)))
+            self._add_channel_acts(name, dim, per_channel)
+
+    def _add_channel_acts(self, name: str, dim: int,
+                          per_channel: int) -> None:
+        entry = self.channel_acts.setdefault(name, [dim, 0])
+        entry[1] += int(per_channel)
 
     def add_op_macs(self, site: str, total: float,
                     factors: List[np.ndarray]) -> None:
         """An op of the traced batch costs ``total`` MACs, a product over
         the labelled dims whose ids are ``factors``."""
         if self.counting and total > 0:
-            self.op_macs.append((site, float(total) / max(self.batch, 1),
-                                 [f.ravel() for f in factors]))
+            entry = (site, float(total) / max(self.batch, 1),
+                     [f.ravel() for f in factors])
+            self._costs.append((self.current_op, 'op', entry))
+            self.op_macs.append(entry)
+
+    def drop_dead(self, live: Iterable[int]) -> List[str]:
+        """Keep the costs of the ``live`` ops only (and those recorded
+        outside any op); returns the sites of the ops dropped."""
+        live = set(live)
+        dead = [
+            c for c in self._costs if c[0] is not None and c[0] not in live
+        ]
+        if not dead:
+            return []
+        self.param_macs, self.channel_acts, self.op_macs = {}, {}, []
+        for op, kind, args in self._costs:
+            if op is not None and op not in live:
+                continue
+            if kind == 'param':
+                self._add_param_macs(*args)
+            elif kind == 'acts':
+                self._add_channel_acts(*args)
+            else:
+                self.op_macs.append(args)
+        sites = []
+        for _, kind, args in dead:
+            site = args[0] if kind == 'op' else f'`{args[0]}`'
+            if site not in sites:
+                sites.append(site)
+        return sites
 
     # tensors -----------------------------------------------------------
     def register_leaf(self, tensor: torch.Tensor, name: str) -> None:

@@ -90,6 +90,8 @@ class Provenance:
         self.serial = WeakIdKeyDictionary()
         self.read: Set[int] = set()
         self.escaped = ''
+        #: the first data flow the tracer could not see ('' while none).
+        self.unseen = ''
         self.calls: List[_Call] = [_Call('', [])]
         self._count = itertools.count()
         for t in itertools.chain(model.parameters(), model.buffers(),
@@ -206,6 +208,7 @@ class Provenance:
         labelled inputs, the labelled tensors made in it that no traced op
         read, and ``t``."""
         reason += ' (a C++ extension op, numpy or a cached tensor?)'
+        self.unseen = self.unseen or reason
         if call is not None:
             for block in call.inputs:
                 self.graph.freeze(block.ids, reason)

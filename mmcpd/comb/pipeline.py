@@ -57,6 +57,10 @@ def trace_groups(model: nn.Module,
     check_ignore(model, ignore)
     start = time.perf_counter()
     graph, _ = trace(model, example_inputs, forward_fn or default_forward)
+    if graph.dead:
+        MMLogger.get_current_instance().debug(
+            'comb: no output needs ' + ', '.join(graph.dead) +
+            ' (they cost nothing)')
     result = size_warnings(resolve(graph, model, ignore),
                            graph.size_reasons)
     logger = MMLogger.get_current_instance()

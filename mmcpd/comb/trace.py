@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 from mmcpd.comb.flops import count_flops
 from mmcpd.comb.handlers import COUNTED, HANDLERS, OpContext, handle_unknown
 from mmcpd.comb.labels import LabelGraph
+from mmcpd.comb.liveness import Liveness
 from mmcpd.comb.module_attrs import record_width_attrs
 from mmcpd.comb.opaque import Provenance, flat_tensors
 from mmcpd.comb.sizes import (SHAPED, SIZED, attribute_ints, sym_args,
@@ -53,12 +54,14 @@ _SETITEM = {torch.Tensor.__setitem__}
 class _Recorder(TorchFunctionMode):
 
     def __init__(self, graph: LabelGraph, stack: List[Tuple[str, Any]],
-                 calls: List[Counter], watch: Provenance):
+                 calls: List[Counter], watch: Provenance,
+                 flow: Liveness):
         super().__init__()
         self.graph = graph
         self.stack = stack
         self.calls = calls
         self.watch = watch
+        self.flow = flow
 
     def _labelled(self, value) -> bool:
         graph = self.graph
@@ -76,6 +79,7 @@ class _Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         where = f'`{name}` in `{scope or "model"}`'
         out = symbolic_shape(self.graph, func, args, out, where)
+        self.graph.current_op = self.flow.op(func, name, args, kwargs, out)
         index = 0
         try:
             if func in COUNTED:  # mixing ops: the masked model counts too
@@ -96,6 +100,7 @@ class _Recorder(TorchFunctionMode):
         if syms and not sized and name not in SHAPED:
             untracked(self.graph, syms, where)
         self.watch.after(func, name, scope, args, kwargs, out)
+        self.graph.current_op = None
         return out
 
     def _handle(self, handler, func, args, kwargs, out, scope, module, name,
@@ -236,10 +241,11 @@ def trace(model: nn.Module,
     model.eval()
     # after eval(): some modules cache tensors there (LeViT's biases)
     watch = Provenance(graph, model, inputs)
+    flow = Liveness(model, inputs)
     _ACTIVE.append(graph)
     try:
         with torch.no_grad(), attribute_ints(model, graph.attr_math), \
-                _Recorder(graph, stack, calls, watch):
+                _Recorder(graph, stack, calls, watch, flow):
             # again, traced: tensors that ``train(False)`` caches from
             # parameters (TinyViT's and LeViT's attention biases) follow
             # them; the pruner refreshes them the same way
@@ -261,4 +267,10 @@ def trace(model: nn.Module,
     for t in flat_tensors(out):
         for block in graph.get(t):
             graph.freeze(block.ids, 'model output')
+    # what no output needs costs nothing (mmengine's JIT trace drops it)
+    if watch.unseen:
+        flow.outputs_unknown(watch.unseen)
+    live = flow.live(out)
+    if live is not None:
+        graph.dead = graph.drop_dead(live)
     return graph, out

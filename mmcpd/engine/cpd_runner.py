@@ -135,7 +135,8 @@ class CPDRunner(Runner):
         holds no training state to resume from and is loaded instead (a
         config dumped by a resumed run keeps ``resume = True``, and
         MMPretrain's ``test.py`` hands it the checkpoint to test)."""
-        checkpoint = load_checkpoint_file(filename)
+        checkpoint = load_checkpoint_file(filename) if osp.isfile(
+            str(filename)) else {}
         if CHECKPOINT_KEY in checkpoint and 'optimizer' not in checkpoint \
                 and not is_training_checkpoint(checkpoint):
             self.logger.info(f'CPDRunner: {filename} is a pruned model, '
