@@ -178,6 +178,10 @@ class PruneSession:
             args = dict(self.schedule_args)
             start, interval = args.get('start', 0), args['interval']
             if args.get('end') is None and args.get('num_steps') is None:
+                if max_iters is None:
+                    raise ValueError(
+                        'the schedule has neither `end` nor `num_steps`: '
+                        'give `max_iters` (pruning ends at half of it)')
                 args['end'] = max(max_iters // 2, start + interval)
             self.schedule = PruneSchedule(settings.target, **args)
         return self.reachable

@@ -103,3 +103,16 @@ def test_bad_shrink_names_the_choices():
     with pytest.raises(ValueError, match="`shrink` should be one of"):
         Pruner(model, CombResult(toy_groups(model)), MagnitudeImportance(),
                shrink='cut')
+
+
+def test_session_schedule_needs_an_end():
+    from mmcpd.prune.session import PruneSession
+    from mmcpd.prune.settings import PruneSettings
+    model = ToyNet()
+    session = PruneSession(PruneSettings(0.5, importance='magnitude'),
+                           dict(interval=2))
+    session.start(model, CombResult(toy_groups(model)))
+    with pytest.raises(ValueError, match='neither `end` nor `num_steps`'):
+        session.begin()
+    session.begin(max_iters=10)
+    assert (session.schedule.start, session.schedule.end) == (0, 4)
