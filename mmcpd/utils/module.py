@@ -1,5 +1,7 @@
-"""Copies of modules."""
+"""Copies of modules, and callables named in configs."""
 import copy
+import importlib
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -19,3 +21,24 @@ def cpu_copy(model: nn.Module) -> nn.Module:
     for buffer in model.buffers():
         memo[id(buffer)] = buffer.detach().to('cpu', copy=True)
     return copy.deepcopy(model, memo)
+
+
+def import_callable(value: Union[str, Callable, None],
+                    name: str) -> Optional[Callable]:
+    """``value`` if callable (or None), else the callable at its import
+    path ``'package.module.attribute'``; errors name the field ``name``."""
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, str) or '.' not in value:
+        raise TypeError(f'`{name}` should be a callable or its import path '
+                        f"like 'package.module.function', but got {value!r}")
+    module, _, attr = value.rpartition('.')
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ImportError(f'`{name}`={value!r} cannot be imported: '
+                          f'{err}') from err
+    if not callable(found):
+        raise TypeError(f'`{name}`={value!r} is a {type(found).__name__}, '
+                        'not a callable')
+    return found

@@ -200,10 +200,13 @@ def test_importance_counted_once_per_optimizer_step(tmp_path, accumulate,
     (dict(max_ratio=0), '`max_ratio`'),
     (dict(round_to=0), '`round_to`'),
     (dict(num_steps=3, end=20), '`end` or `num_steps`'),
+    (dict(forward='tests.no_such_module.run'), "`forward`='tests.no_such"),
+    (dict(forward='comb'), '`forward` should be a callable'),
 ])
 def test_bad_config_fails_when_the_runner_is_built(tmp_path, kwargs,
                                                    message):
-    with pytest.raises((ValueError, KeyError), match=message):
+    with pytest.raises((ValueError, KeyError, TypeError, ImportError),
+                       match=message):
         make_runner(tmp_path, dict(HOOK, **kwargs))
 
 
@@ -491,3 +494,23 @@ def test_before_train_draws_only_the_comb_input(tmp_path, shrink):
     torch.set_rng_state(first.state)
     torch.randn(HOOK['input_shape'])
     assert torch.equal(torch.get_rng_state(), last.state)
+
+
+FORWARD_CALLS = []
+
+
+def recording_forward(model, inputs):
+    """A forward override: what a config names by import path."""
+    FORWARD_CALLS.append(tuple(inputs.shape))
+    return model(inputs, mode='tensor')
+
+
+def test_forward_override_by_import_path(tmp_path):
+    FORWARD_CALLS.clear()
+    path = f'{__name__}.recording_forward'
+    runner = make_runner(tmp_path, dict(HOOK, forward=path), max_iters=4)
+    assert _hook(runner).forward is recording_forward
+    runner.train()
+    # the comb traced and verified the student through it
+    assert FORWARD_CALLS and set(FORWARD_CALLS) == {HOOK['input_shape']}
+    assert _hook(runner).session.removed

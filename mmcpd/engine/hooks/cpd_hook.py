@@ -6,7 +6,7 @@ mmengine's ``EMAHook`` does with its averaged model) and follows each cut
 through what the runner holds.
 """
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import is_main_process
@@ -39,6 +39,7 @@ from mmcpd.prune.surgery.optim_state import shrink_optimizer
 from mmcpd.prune.widths import ROUND_TO
 from mmcpd.registry import HOOKS
 from mmcpd.utils.checkpoint import add_mmengine_safe_globals
+from mmcpd.utils.module import import_callable
 
 
 def find_student(model: nn.Module) -> nn.Module:
@@ -152,6 +153,12 @@ class CPDHook(Hook):
             match a module. Defaults to ().
         input_shape (Sequence[int]): Shape of the example input used to
             comb the model. Defaults to ``(1, 3, 224, 224)``.
+        forward (str | callable, optional): How the comb runs the student:
+            ``forward(model, inputs)`` returning the outputs whose shapes
+            never change, or its import path (``'my_pkg.module.fn'``, for
+            text configs). Defaults to None: the model's tensor mode
+            (detectors with data samples made from the input's shape, see
+            :mod:`mmcpd.comb.tensor_mode`).
         deploy_file (str, optional): File in ``work_dir`` for the deploy
             checkpoint written after training; None to skip. Defaults to
             ``'pruned_deploy.pth'``.
@@ -188,6 +195,7 @@ class CPDHook(Hook):
                  closed_loop: Union[bool, dict] = True,
                  ignore: Sequence[str] = (),
                  input_shape: Sequence[int] = (1, 3, 224, 224),
+                 forward: Union[str, Callable, None] = None,
                  deploy_file: Optional[str] = 'pruned_deploy.pth',
                  plot_file: Optional[str] = 'cpd_pruning.png'):
         check_schedule_args(target, interval, start, end, num_steps,
@@ -199,6 +207,7 @@ class CPDHook(Hook):
         self.schedule_args = dict(interval=interval, start=start, end=end,
                                   num_steps=num_steps, kind=schedule)
         self.input_shape = check_input_shape(input_shape)
+        self.forward = import_callable(forward, 'forward')
         # Resume and load_from read mmengine checkpoints with torch's
         # weights_only default: allow exactly the types mmengine writes.
         add_mmengine_safe_globals()
@@ -266,11 +275,14 @@ class CPDHook(Hook):
         student.eval()
         try:
             return verified_comb.comb_model(student, inputs,
+                                            forward_fn=self.forward,
                                             ignore=self.settings.ignore)
         except Exception as err:
             raise RuntimeError(
                 f'CPDHook cannot comb {type(student).__name__} with an '
-                f'input of `input_shape`={self.input_shape}: {err}') from err
+                f'input of `input_shape`={self.input_shape}: {err} (set '
+                '`forward` to a function(model, inputs) that runs it)'
+            ) from err
         finally:
             student.train(was_training)
 
