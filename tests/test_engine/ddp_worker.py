@@ -78,3 +78,7 @@ def main(work_dir: str, target: str = 'params') -> None:
 
 if __name__ == '__main__':
     main(*sys.argv[1:])
+    # a group left to interpreter exit can abort a rank ('terminate
+    # called without an active exception') after its work is done
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
