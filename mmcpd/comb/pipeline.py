@@ -57,13 +57,12 @@ def trace_groups(model: nn.Module,
     check_ignore(model, ignore)
     start = time.perf_counter()
     graph, _ = trace(model, example_inputs, forward_fn or default_forward)
+    logger = MMLogger.get_current_instance()
     if graph.dead:
-        MMLogger.get_current_instance().debug(
-            'comb: no output needs ' + ', '.join(graph.dead) +
-            ' (they cost nothing)')
+        logger.debug('comb: no output needs ' + ', '.join(graph.dead) +
+                     ' (they cost nothing)')
     result = size_warnings(resolve(graph, model, ignore),
                            graph.size_reasons)
-    logger = MMLogger.get_current_instance()
     logger.debug(f'comb: {len(result.groups)} groups in '
                  f'{time.perf_counter() - start:.2f}s')
     for message in result.warnings:

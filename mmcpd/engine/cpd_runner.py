@@ -21,7 +21,7 @@ from mmcpd.engine.config_transform import (deploy_config,
                                            remove_from_optimizer,
                                            transform_config)
 from mmcpd.engine.cpd_settings import is_cpd_hook
-from mmcpd.prune.session import is_training_checkpoint
+from mmcpd.prune.session import is_deploy_checkpoint
 from mmcpd.prune.spec import CHECKPOINT_KEY
 from mmcpd.utils.checkpoint import load_checkpoint_file
 
@@ -102,9 +102,7 @@ class CPDRunner(Runner):
         # read once; mmengine's "Loads checkpoint by ..." goes to the log
         checkpoint = _load_checkpoint(
             filename, map_location=map_location, logger='current')
-        deploy = isinstance(checkpoint, dict) and \
-            CHECKPOINT_KEY in checkpoint and \
-            not is_training_checkpoint(checkpoint)
+        deploy = is_deploy_checkpoint(checkpoint)
         if deploy:
             load_pruned_checkpoint(
                 unwrap_student(self.model),
@@ -137,8 +135,8 @@ class CPDRunner(Runner):
         MMPretrain's ``test.py`` hands it the checkpoint to test)."""
         checkpoint = load_checkpoint_file(filename) if osp.isfile(
             str(filename)) else {}
-        if CHECKPOINT_KEY in checkpoint and 'optimizer' not in checkpoint \
-                and not is_training_checkpoint(checkpoint):
+        if is_deploy_checkpoint(checkpoint) and \
+                'optimizer' not in checkpoint:
             self.logger.info(f'CPDRunner: {filename} is a pruned model, '
                              'not a training checkpoint: loaded, not '
                              'resumed')

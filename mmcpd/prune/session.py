@@ -37,7 +37,7 @@ from mmcpd.prune.pruner import Pruner
 from mmcpd.prune.schedule import PruneSchedule
 from mmcpd.prune.selection import select_ratio
 from mmcpd.prune.settings import PruneSettings
-from mmcpd.prune.spec import PrunedSpec
+from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec
 from mmcpd.prune.surgery.mask import exact_norms
 from mmcpd.prune.surgery.physical import Replaced
 from mmcpd.prune.widths import with_quanta
@@ -434,6 +434,13 @@ def is_training_checkpoint(checkpoint: Any) -> bool:
     """Whether ``checkpoint`` holds a CPD session (a training checkpoint,
     full-size or cut), not only a pruned model."""
     return isinstance(checkpoint, Mapping) and STATE_KEY in checkpoint
+
+
+def is_deploy_checkpoint(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` holds a pruned model (its spec) and no CPD
+    session: a deploy checkpoint, loaded by resizing the model first."""
+    return isinstance(checkpoint, Mapping) and \
+        CHECKPOINT_KEY in checkpoint and STATE_KEY not in checkpoint
 
 
 def removed_units(state: Mapping) -> Dict[int, List[int]]:

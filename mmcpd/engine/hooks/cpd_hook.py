@@ -31,7 +31,8 @@ from mmcpd.prune import verified_comb  # looked up at call time (tests)
 from mmcpd.prune.convert import small_checkpoint
 from mmcpd.prune.cost import ACT_WEIGHT
 from mmcpd.prune.schedule import check_schedule_args
-from mmcpd.prune.session import (STATE_KEY, PruneSession, pack_state,
+from mmcpd.prune.session import (STATE_KEY, PruneSession,
+                                 is_deploy_checkpoint, pack_state,
                                  unpack_state)
 from mmcpd.prune.settings import PruneSettings, check_input_shape
 from mmcpd.prune.spec import CHECKPOINT_KEY
@@ -40,12 +41,6 @@ from mmcpd.prune.widths import ROUND_TO
 from mmcpd.registry import HOOKS
 from mmcpd.utils.checkpoint import add_mmengine_safe_globals
 from mmcpd.utils.module import import_callable
-
-
-def find_student(model: nn.Module) -> nn.Module:
-    """The model that is pruned: the student of a ``DistillWrapper``, or
-    the model itself (model wrappers such as DDP are looked through)."""
-    return unwrap_student(model)
 
 
 @HOOKS.register_module()
@@ -265,7 +260,8 @@ class CPDHook(Hook):
 
     def _find_student(self, runner) -> None:
         self._runner = runner
-        self.student = find_student(runner.model)
+        # the student of a DistillWrapper, or the model (DDP looked through)
+        self.student = unwrap_student(runner.model)
         self.student_prefix = student_prefix(runner.model, self.student)
 
     def _trace(self, student: nn.Module):
@@ -446,7 +442,7 @@ class CPDHook(Hook):
         weights."""
         entry = checkpoint.get(STATE_KEY)
         if entry is None:
-            if CHECKPOINT_KEY in checkpoint and not getattr(
+            if is_deploy_checkpoint(checkpoint) and not getattr(
                     runner, 'applies_cpd_fields', False):
                 self._load_pruned(runner, checkpoint)
             return
