@@ -3,17 +3,20 @@
     python tools/benchmark_onnx.py \\
         --baseline CONFIG [CHECKPOINT] --pruned CONFIG CHECKPOINT \\
         [--shape 3 224 224] [--batch 1] [--warmup 50] [--runs 1000] \\
-        [--threads N] [--provider cpu|cuda|tensorrt] [--work-dir DIR]
+        [--threads N] [--provider cpu|cuda|tensorrt] [--work-dir DIR] \\
+        [--forward my_pkg.module.fn]
 
     python tools/benchmark_onnx.py --baseline a.onnx --pruned b.onnx
 
 Each model given as a config is built (pruned checkpoints are rebuilt from
 their spec, DistillWrapper ones yield the student), exported, checked
 against torch and timed; ``.onnx`` files are timed as they are. ``--pruned``
-may be left out to time one model. Writes ``benchmark.json`` (system, CPU,
-threads, onnxruntime version, provider, params, FLOPs, latency statistics,
-speedups) and ``latency.png`` (both distributions) to ``--work-dir`` and
-prints a table.
+may be left out to time one model. A config's model is exported in tensor
+mode (a detector's raw head outputs), or through ``--forward`` (the import
+path of a ``forward(model, inputs)``), else its CPDHook's ``forward``.
+Writes ``benchmark.json`` (system, CPU, threads, onnxruntime version,
+provider, params, FLOPs, latency statistics, speedups) and ``latency.png``
+(both distributions) to ``--work-dir`` and prints a table.
 """
 import argparse
 import os.path as osp
@@ -69,6 +72,12 @@ def parse_args(argv=None):
         choices=['cpu', 'cuda', 'tensorrt'],
         help='execution provider (default: %(default)s)')
     add_onnx_options(parser)
+    parser.add_argument(
+        '--forward',
+        default=None,
+        help='import path of a forward(model, inputs) to export the configs '
+        "with instead of tensor mode (default: each config's CPDHook's "
+        'forward, if any)')
     parser.add_argument(
         '--simplify',
         action=argparse.BooleanOptionalAction,
@@ -126,14 +135,17 @@ def main(argv=None) -> int:
     from mmcpd.apis.benchmark import ModelSource, benchmark_models
     from mmcpd.deploy import plot_latency, result_table, write_json
     from mmcpd.utils.checkpoint import CheckpointError
+    from mmcpd.utils.module import import_callable
 
     # Not a terminal (a log file): wide enough for the table anyway.
     console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
         shape = input_shape(args.shape, args.batch)
-        sources = [ModelSource.from_args('baseline', args.baseline)]
+        forward = import_callable(args.forward, '--forward')
+        sources = [ModelSource.from_args('baseline', args.baseline, forward)]
         if args.pruned:
-            sources.append(ModelSource.from_args('pruned', args.pruned))
+            sources.append(
+                ModelSource.from_args('pruned', args.pruned, forward))
         result = benchmark_models(
             sources,
             shape,
@@ -151,8 +163,8 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             interleave=args.interleave,
             spin=args.spin)
-    except (ValueError, FileNotFoundError, CheckpointError,
-            RuntimeError) as err:
+    except (ValueError, FileNotFoundError, CheckpointError, RuntimeError,
+            ImportError) as err:
         console.print(f'[red]error:[/red] {escape(str(err))}', highlight=False)
         return 1
     json_path = write_json(

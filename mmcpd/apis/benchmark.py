@@ -11,22 +11,59 @@ JSON): the system (CPU, threads, onnxruntime version, provider), the
 settings, per model its params, FLOPs and latency statistics, and the
 speedups ``baseline / pruned`` of latency and FLOPs, with their ratio
 (1.0 means latency fell as much as FLOPs did).
+
+What is exported is the model's tensor mode (a detector's raw head outputs),
+or a forward override: ``forward(model, inputs)`` or its import path, given
+as :class:`ModelSource`'s ``forward`` or, failing that, the ``forward`` of
+the config's CPDHook (:func:`config_forward`), so that a model is timed on what
+it was combed and pruned on.
 """
 import os
 import os.path as osp
 import platform
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from mmcpd.apis.experiment import find_cpd_hook
 from mmcpd.deploy.complexity import model_complexity, onnx_complexity
 from mmcpd.deploy.latency import LatencyResult, measure_latencies
 from mmcpd.deploy.onnx_export import export_onnx, verify_onnx
 from mmcpd.deploy.simplify import simplify_onnx
 from mmcpd.models.loading import init_model
+from mmcpd.utils.config import load_config
+from mmcpd.utils.module import Forward, callable_name, import_callable
 
-__all__ = ['ModelSource', 'prepare_onnx', 'benchmark_models', 'speedups']
+__all__ = [
+    'ModelSource', 'prepare_onnx', 'benchmark_models', 'speedups',
+    'config_forward'
+]
+
+#: A forward override: ``forward(model, inputs)`` or its import path.
+
+
+def config_forward(cfg, forward: Forward = None) -> Optional[Callable]:
+    """The forward to export a config's model with: ``forward`` if given,
+    else its CPDHook's ``forward`` (``cfg.cpd`` or the CPDHook entry of
+    ``cfg.custom_hooks``), else None (tensor mode).
+
+    Args:
+        cfg (str | Config): The config or its path (``pkg::path`` too).
+        forward (str | callable, optional): An override of the override.
+            Defaults to None.
+
+    Returns:
+        callable | None: Imported if it was given as an import path.
+
+    Raises:
+        ImportError: The import path does not import; the message names
+            where it came from.
+    """
+    if forward is not None:
+        return import_callable(forward, 'forward')
+    hook = find_cpd_hook(load_config(cfg)) or {}
+    return import_callable(hook.get('forward'), 'forward of the CPDHook')
 
 
 @dataclass
@@ -40,11 +77,15 @@ class ModelSource:
             weights (fine for latency). Defaults to None.
         onnx (str, optional): An ``.onnx`` file instead of a config.
             Defaults to None.
+        forward (str | callable, optional): How a config's model is run
+            for export, see :func:`config_forward`. Defaults to None: the
+            CPDHook's of the config, else tensor mode.
     """
     name: str
     config: Optional[str] = None
     checkpoint: Optional[str] = None
     onnx: Optional[str] = None
+    forward: Forward = None
 
     def __post_init__(self):
         if (self.config is None) == (self.onnx is None):
@@ -53,10 +94,17 @@ class ModelSource:
         if self.onnx is not None and self.checkpoint is not None:
             raise ValueError(f'model `{self.name}` is an ONNX file: it takes '
                              f'no checkpoint, but got {self.checkpoint}')
+        if self.onnx is not None and self.forward is not None:
+            raise ValueError(f'model `{self.name}` is an ONNX file: it takes '
+                             f'no forward, but got {self.forward!r}')
 
     @classmethod
-    def from_args(cls, name: str, args: Sequence[str]) -> 'ModelSource':
-        """``[model.onnx]``, ``[config.py]`` or ``[config.py, ckpt.pth]``."""
+    def from_args(cls,
+                  name: str,
+                  args: Sequence[str],
+                  forward: Forward = None) -> 'ModelSource':
+        """``[model.onnx]``, ``[config.py]`` or ``[config.py, ckpt.pth]``;
+        ``forward`` is kept for configs only."""
         args = list(args)
         if len(args) == 1 and args[0].endswith('.onnx'):
             return cls(name, onnx=args[0])
@@ -64,14 +112,18 @@ class ModelSource:
             return cls(
                 name,
                 config=args[0],
-                checkpoint=args[1] if len(args) == 2 else None)
+                checkpoint=args[1] if len(args) == 2 else None,
+                forward=forward)
         raise ValueError(f'`--{name}` should be an ONNX file, or a config '
                          f'and optionally a checkpoint, but got {args}')
 
     def describe(self) -> dict:
         if self.onnx is not None:
             return dict(onnx=self.onnx)
-        return dict(config=self.config, checkpoint=self.checkpoint)
+        return dict(
+            config=self.config,
+            checkpoint=self.checkpoint,
+            forward=callable_name(self.forward))
 
 
 def prepare_onnx(source: ModelSource,
@@ -98,8 +150,10 @@ def prepare_onnx(source: ModelSource,
 
     Returns:
         dict: ``onnx`` (path to time), ``exported`` (path before slimming),
-        ``params``, ``flops``, ``flops_counter`` and ``verify`` (max
-        differences to torch; None for ONNX inputs).
+        ``params``, ``flops``, ``flops_counter``, ``verify`` (max
+        differences to torch; None for ONNX inputs) and, for configs,
+        ``forward`` (the import path of the forward override exported,
+        None for tensor mode).
     """
     os.makedirs(work_dir, exist_ok=True)
     if source.onnx is not None:
@@ -110,22 +164,32 @@ def prepare_onnx(source: ModelSource,
         info.update(onnx=source.onnx, exported=source.onnx, verify=None)
         model = inputs = None
     else:
-        model = init_model(source.config, source.checkpoint, device='cpu')
+        cfg = load_config(source.config)
+        forward = config_forward(cfg, source.forward)
+        model = init_model(cfg, source.checkpoint, device='cpu')
         inputs = torch.randn(
             *shape, generator=torch.Generator().manual_seed(0))
         path = osp.join(work_dir, f'{source.name}.onnx')
-        export_onnx(model, inputs, path, opset=opset, exporter=exporter)
-        info = dict(model_complexity(model, inputs))
+        export_onnx(
+            model,
+            inputs,
+            path,
+            opset=opset,
+            exporter=exporter,
+            forward=forward)
+        info = dict(model_complexity(model, inputs, forward=forward))
         info.update(
             onnx=path,
             exported=path,
-            verify=verify_onnx(path, model, inputs, rtol=rtol, atol=atol))
+            forward=callable_name(forward),
+            verify=verify_onnx(
+                path, model, inputs, rtol=rtol, atol=atol, forward=forward))
     if simplify:
         slim = simplify_onnx(info['exported'],
                              osp.join(work_dir, f'{source.name}.slim.onnx'))
         if model is not None:
             info['verify_slim'] = verify_onnx(
-                slim, model, inputs, rtol=rtol, atol=atol)
+                slim, model, inputs, rtol=rtol, atol=atol, forward=forward)
         info['onnx'] = slim
     return info
 
@@ -207,9 +271,9 @@ def benchmark_models(sources: List[ModelSource],
             to False.
 
     Returns:
-        dict: ``system``, ``settings``, ``models`` (by name: source, params,
-        FLOPs, latency stats, raw ``times_ms``) and, for two models,
-        ``speedup`` (see :func:`speedups`).
+        dict: ``system``, ``settings``, ``models`` (by name: source, the
+        forward exported, params, FLOPs, latency stats, raw ``times_ms``)
+        and, for two models, ``speedup`` (see :func:`speedups`).
     """
     if not 1 <= len(sources) <= 2:
         raise ValueError('`sources` should hold 1 or 2 models, but got '
@@ -241,6 +305,7 @@ def benchmark_models(sources: List[ModelSource],
         timed = timings[k * per_model]
         entry = dict(
             source=source.describe(),
+            forward=info.get('forward'),
             onnx=timed.path,
             params=info['params'],
             flops=info['flops'],

@@ -156,12 +156,14 @@ def prune_model(model: nn.Module,
         result = comb_model(
             model, example_inputs, forward_fn=forward_fn, ignore=ignore)
     session.start(model, result,
-                  latency_table_for(settings, model, example_inputs))
+                  latency_table_for(settings, model, example_inputs,
+                                    forward=forward_fn))
     if ratio is not None:
         done = session.prune_to(ratio, ratio=ratio)
     else:
         session.begin()
-        session.measure = closed_loop_meter(session, example_inputs)
+        session.measure = closed_loop_meter(session, example_inputs,
+                                            forward=forward_fn)
         done = session.prune_to(target)
     if done.loop_log is not None:
         record = done.loop_log

@@ -50,6 +50,12 @@ class LabelGraph:
         self._union_via: List[Tuple[np.ndarray, str]] = []
         self.frozen: List[Tuple[np.ndarray, str]] = []
         self._labels = WeakIdKeyDictionary()
+        #: zero-filled buffers made by ``new_zeros`` from labelled tensors
+        #: -> the sizes asked for (see ``handlers.concat.setitem``).
+        self.zero_buffers = WeakIdKeyDictionary()
+        #: tensors of sizes made by ``torch._shape_as_tensor`` -> {position:
+        #: ids of the channels whose width it holds} (handlers.shape).
+        self.shape_data = WeakIdKeyDictionary()
         #: (tensor name, dim) -> ids of a parameter or buffer dimension.
         self.leaf_ids: Dict[Tuple[str, int], np.ndarray] = {}
         #: (tensor name, dim) -> role ('out', 'in' or 'param').

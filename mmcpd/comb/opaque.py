@@ -175,6 +175,13 @@ class Provenance:
                              f'{self.escaped} took data out of torch')
         self._made(out, self.calls[-1])
 
+    def traced(self, output) -> None:
+        """``output`` of a module call is accounted for by a rule of its
+        own (:mod:`mmcpd.comb.module_rules`), however it was written."""
+        for t in flat_tensors(output):
+            self.blank.pop(t, None)
+            self.known[t] = True
+
     # helpers -----------------------------------------------------------
     def _hidden(self, t: torch.Tensor) -> bool:
         """Made or written outside torch."""

@@ -20,6 +20,9 @@ from typing import Any, List, Optional
 import torch
 from torch import nn
 
+from mmcpd.comb.query_selection import fixed_query_forward, selects_queries
+from mmcpd.comb.two_stage import selects_proposals, two_stage_forward
+
 __all__ = ['is_mmdet_detector', 'image_metainfo', 'det_data_samples',
            'tensor_mode_samples', 'tensor_forward']
 
@@ -62,15 +65,20 @@ def det_data_samples(inputs: torch.Tensor) -> list:
     return [DetDataSample(metainfo=meta) for meta in image_metainfo(inputs)]
 
 
+def _detector(model: nn.Module) -> nn.Module:
+    """``model``, or the ``student`` a wrapper sends tensor mode to."""
+    student = getattr(model, 'student', None)
+    if isinstance(student, nn.Module) and not is_mmdet_detector(model):
+        return student
+    return model
+
+
 def tensor_mode_samples(model: nn.Module,
                         inputs: torch.Tensor) -> Optional[list]:
     """The ``data_samples`` that ``model(inputs, data_samples,
     mode='tensor')`` needs: detectors' (also behind a wrapper that sends
     tensor mode to its ``student``, as ``DistillWrapper`` does), else None."""
-    target = model
-    student = getattr(model, 'student', None)
-    if isinstance(student, nn.Module) and not is_mmdet_detector(model):
-        target = student
+    target = _detector(model)
     if is_mmdet_detector(target):
         return det_data_samples(inputs)
     return None
@@ -79,8 +87,18 @@ def tensor_mode_samples(model: nn.Module,
 def tensor_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     """``model(inputs, mode='tensor')``, with the data samples a detector
     needs (:func:`tensor_mode_samples`): the raw outputs of its heads, as
-    its ``_forward`` returns them."""
+    its ``_forward`` returns them. A two-stage detector whose RPN selects
+    its proposals by NMS runs :func:`~mmcpd.comb.two_stage.
+    two_stage_forward` instead (its RPN's raw outputs, and its RoI head on
+    fixed proposals), and DINO or a two-stage Deformable DETR decodes
+    fixed queries (:func:`~mmcpd.comb.query_selection.
+    fixed_query_forward`): no round-off can make them jump."""
     samples = tensor_mode_samples(model, inputs)
     if samples is None:
         return model(inputs, mode='tensor')
+    target = _detector(model)
+    if selects_proposals(target):
+        return two_stage_forward(target, inputs, samples)
+    if selects_queries(target):
+        return fixed_query_forward(target, inputs, samples)
     return model(inputs, samples, mode='tensor')

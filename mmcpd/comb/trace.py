@@ -5,7 +5,10 @@ torch function the forward calls, whatever Python control flow leads there,
 and hands each call to the handler registered for it. Forward hooks on the
 modules tell which module made each call. Data that leaves torch or comes
 from where the tracer cannot see (numpy, ``.item()``, C++ extension ops) is
-caught by :class:`~mmcpd.comb.opaque.Provenance`.
+caught by :class:`~mmcpd.comb.opaque.Provenance`, except where a module
+(:mod:`~mmcpd.comb.module_rules`: mmcv's RoIAlign) or a function
+(:mod:`~mmcpd.comb.stand_ins`: mmcv's deformable attention) whose channel
+flow is known has a rule of its own.
 """
 import contextlib
 from collections import Counter
@@ -17,10 +20,13 @@ from torch.overrides import TorchFunctionMode
 
 from mmcpd.comb.flops import count_flops
 from mmcpd.comb.handlers import COUNTED, HANDLERS, OpContext, handle_unknown
+from mmcpd.comb.handlers.shape import read_shape_data
 from mmcpd.comb.labels import LabelGraph
 from mmcpd.comb.liveness import Liveness
 from mmcpd.comb.module_attrs import record_width_attrs
+from mmcpd.comb.module_rules import module_rule
 from mmcpd.comb.opaque import Provenance, flat_tensors
+from mmcpd.comb.stand_ins import stand_ins
 from mmcpd.comb.sizes import (SHAPED, SIZED, attribute_ints, sym_args,
                               symbolic_shape, untracked)
 from mmcpd.comb.tensor_mode import tensor_forward
@@ -55,8 +61,13 @@ class _Recorder(TorchFunctionMode):
 
     def __init__(self, graph: LabelGraph, stack: List[Tuple[str, Any]],
                  calls: List[Counter], watch: Provenance,
-                 flow: Liveness):
+                 flow: Liveness, ruled: List[int]):
         super().__init__()
+        #: ``[n]``: inside ``n`` calls of modules with a rule of their own
+        #: (:mod:`mmcpd.comb.module_rules`), whose ops are not handled
+        self.ruled = ruled
+        #: the op that raised, for the TraceError ('' while none)
+        self.failed = ''
         self.graph = graph
         self.stack = stack
         self.calls = calls
@@ -76,8 +87,20 @@ class _Recorder(TorchFunctionMode):
         scope, module = self.stack[-1]
         name = op_name(func)
         self.watch.before(name, scope, args, kwargs)
-        out = func(*args, **kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except Exception:
+            self.failed = self.failed or f'op `{name}` '
+            raise
+        if self.ruled[0]:  # the module's rule labels what it returns
+            self.graph.current_op = self.flow.op(func, name, args, kwargs,
+                                                 out)
+            self.watch.after(func, name, scope, args, kwargs, out)
+            self.graph.current_op = None
+            return out
         where = f'`{name}` in `{scope or "model"}`'
+        if self.graph.shape_data:
+            read_shape_data(self.graph, func, name, args, kwargs, where)
         out = symbolic_shape(self.graph, func, args, out, where)
         self.graph.current_op = self.flow.op(func, name, args, kwargs, out)
         index = 0
@@ -94,10 +117,15 @@ class _Recorder(TorchFunctionMode):
                     kwargs.values()))):
             self._handle(handler, func, args, kwargs, out, scope, module,
                          name, index)
+            labelled = True
         else:
-            sized = False
+            sized = labelled = False
         syms = sym_args((args, kwargs))
         if syms and not sized and name not in SHAPED:
+            if not labelled and _has_tensor(args):  # DETR's pos. embedding
+                where += (' sizes a tensor without channels (a positional '
+                          'embedding or another constant, which cannot '
+                          'follow the width) and')
             untracked(self.graph, syms, where)
         self.watch.after(func, name, scope, args, kwargs, out)
         self.graph.current_op = None
@@ -176,8 +204,9 @@ def default_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     feeds them are traced :func:`not_deployed`, so the FLOPs are those of
     the deployed forward. MMDetection's detectors get data samples made
     from the input's shape (:func:`~mmcpd.comb.tensor_mode.tensor_forward`)
-    and return their heads' raw outputs (a two-stage detector: its RoI
-    head's only).
+    and return their heads' raw outputs (a two-stage detector: its RPN
+    head's, and its RoI head's on fixed proposals,
+    :mod:`mmcpd.comb.two_stage`).
     """
     if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
         outs = _cascade_forward(model, inputs)
@@ -219,17 +248,27 @@ def trace(model: nn.Module,
             graph.register_leaf(b, name)
     stack: List[Tuple[str, Any]] = [('', model)]
     calls: List[Counter] = [Counter()]
+    ruled = [0]
     handles = []
     for name, module in model.named_modules():
         if not name:
             continue
 
-        def pre(mod, args, name=name):
+        rule = module_rule(module)
+
+        def pre(mod, args, name=name, rule=rule):
             stack.append((name, mod))
             calls.append(Counter())
             watch.enter(name, args)
+            ruled[0] += rule is not None
 
-        def post(mod, args, output, name=name):
+        def post(mod, args, output, name=name, rule=rule):
+            if rule is not None:
+                ruled[0] -= 1
+                if not ruled[0]:
+                    with torch._C.DisableTorchFunction():
+                        rule(graph, name, mod, args, output)
+                    watch.traced(output)
             record_width_attrs(graph, name, mod, args, output)
             stack.pop()
             calls.pop()
@@ -243,9 +282,10 @@ def trace(model: nn.Module,
     watch = Provenance(graph, model, inputs)
     flow = Liveness(model, inputs)
     _ACTIVE.append(graph)
+    recorder = _Recorder(graph, stack, calls, watch, flow, ruled)
     try:
         with torch.no_grad(), attribute_ints(model, graph.attr_math), \
-                _Recorder(graph, stack, calls, watch, flow):
+                stand_ins(), recorder:
             # again, traced: tensors that ``train(False)`` caches from
             # parameters (TinyViT's and LeViT's attention biases) follow
             # them; the pruner refreshes them the same way
@@ -257,8 +297,10 @@ def trace(model: nn.Module,
         where = stack[-1][0] or type(model).__name__
         raise TraceError(
             f'the model could not run on the example inputs: '
-            f'{type(e).__name__} in module `{where}` '
-            f'({type(stack[-1][1]).__name__}): {e}') from e
+            f'{type(e).__name__} in {recorder.failed}in module `{where}` '
+            f'({type(stack[-1][1]).__name__}): {e}; to comb another '
+            f'forward, pass `forward_fn(model, inputs)` (CPDHook: '
+            f'`forward=`)') from e
     finally:
         _ACTIVE.remove(graph)
         for h in handles:

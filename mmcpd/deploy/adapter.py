@@ -18,15 +18,21 @@ mode)``; in ``mode='tensor'`` they return the raw network output:
 A ``DistillWrapper`` sends ``tensor`` mode to its student, so it exports as
 the student does. Plain ``nn.Module`` s without a ``mode`` argument are
 called as ``model(inputs)``.
+
+A model that none of these run as it should (a detector whose raw outputs
+are wanted otherwise, a custom model) takes a forward override,
+``forward(model, inputs)``, or its import path for text configs: the same
+``forward`` that :class:`~mmcpd.engine.hooks.CPDHook` combs with.
 """
 import inspect
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmcpd.comb.tensor_mode import tensor_forward
+from mmcpd.utils.module import Forward, import_callable
 
 __all__ = ['TensorModeAdapter']
 
@@ -48,20 +54,32 @@ class TensorModeAdapter(nn.Module):
         resize_to_input (bool): Resize 4-d outputs (segmentation logits)
             bilinearly to the input's height and width, as mmseg's
             ``predict`` does. Defaults to False.
+        forward (str | callable, optional): ``forward(model, inputs)``
+            returning the tensors (nested in lists and tuples) to export,
+            or its import path (``'my_pkg.module.fn'``). Defaults to None:
+            tensor mode as above.
 
     Examples:
         >>> adapter = TensorModeAdapter(classifier)
         >>> logits, = adapter(torch.rand(1, 3, 224, 224))
+        >>> adapter = TensorModeAdapter(detector, forward='my_pkg.fwd.raw')
     """
 
-    def __init__(self, model: nn.Module, resize_to_input: bool = False):
+    def __init__(self,
+                 model: nn.Module,
+                 resize_to_input: bool = False,
+                 forward: Forward = None):
         super().__init__()
         self.model = model.eval()
         self.resize_to_input = resize_to_input
+        self.forward_fn: Optional[Callable] = import_callable(
+            forward, 'forward')
         self._takes_mode = _takes_mode(model)
 
     def forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if self._takes_mode:
+        if self.forward_fn is not None:
+            out = self.forward_fn(self.model, inputs)
+        elif self._takes_mode:
             out = tensor_forward(self.model, inputs)
         else:
             out = self.model(inputs)
@@ -84,6 +102,7 @@ def _flatten(out) -> Tuple[torch.Tensor, ...]:
         for item in out:
             flat.extend(_flatten(item))
         return tuple(flat)
-    raise TypeError('tensor mode should return tensors, but the model '
-                    f'returned a {type(out).__name__}; is it an '
-                    'mmpretrain/mmseg/mmdet model?')
+    raise TypeError('the forward should return tensors (in lists and '
+                    f'tuples), but it returned a {type(out).__name__}; for '
+                    'tensor mode, is it an mmpretrain/mmseg/mmdet model? '
+                    'Else give a `forward` that returns its output tensors')

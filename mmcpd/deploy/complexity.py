@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmcpd.deploy.adapter import TensorModeAdapter
+from mmcpd.utils.module import Forward
 
 __all__ = [
     'model_complexity', 'onnx_complexity', 'onnx_node_macs', 'sdpa_flop_jit',
@@ -51,7 +52,9 @@ def conv_mode_flop_jit(inputs, outputs) -> int:
         transposed=False)
 
 
-def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
+def model_complexity(model: nn.Module,
+                     inputs: torch.Tensor,
+                     forward: Forward = None) -> dict:
     """Parameters and FLOPs of ``model`` in tensor mode on ``inputs``.
 
     FLOPs are :class:`mmengine.analysis.FlopAnalyzer`'s (its handles for
@@ -60,8 +63,12 @@ def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
     :func:`conv_mode_flop_jit` (convolutions with ``padding='same'``).
 
     Args:
-        model (nn.Module): An MMPretrain/MMSeg model or plain module.
+        model (nn.Module): An MMPretrain/MMSeg/MMDetection model or plain
+            module.
         inputs (torch.Tensor): An input batch.
+        forward (str | callable, optional): ``forward(model, inputs)`` or
+            its import path, as :class:`TensorModeAdapter` takes it.
+            Defaults to None: tensor mode.
 
     Returns:
         dict: ``params`` (int), ``flops`` (int, multiply-adds of the whole
@@ -71,7 +78,7 @@ def model_complexity(model: nn.Module, inputs: torch.Tensor) -> dict:
     from mmengine.logging import MMLogger
 
     adapter = model if isinstance(model, TensorModeAdapter) else \
-        TensorModeAdapter(model)
+        TensorModeAdapter(model, forward=forward)
     # mmengine warns once per op kind it has no handler for (e.g. ReLU).
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -129,7 +136,6 @@ def _node_macs(node, shapes) -> int:
         weight = ins[1]
         if not _known(weight):
             return 0
-        group = _attr(node, 'group', 1)
         kernel = int(np.prod(weight[2:]))
         if node.op_type == 'Conv':  # weight: Cout, Cin/g, k...
             return int(np.prod(out)) * weight[1] * kernel

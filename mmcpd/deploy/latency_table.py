@@ -49,6 +49,7 @@ from torch import nn
 
 from mmcpd.deploy.latency import (PROVIDERS, _bind, _check_settings,
                                   cache_root, cpu_model, gpu_model)
+from mmcpd.utils.module import Forward, callable_name
 
 __all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
 
@@ -142,8 +143,10 @@ def _onnx_pads(conv: nn.Module) -> List[int]:
     return list(conv.padding) * 2
 
 
-def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
-    """Conv and linear layers the deployed forward calls, with shapes.
+def collect_layers(model: nn.Module, inputs: torch.Tensor,
+                   forward: Forward = None) -> List[dict]:
+    """Conv and linear layers the deployed forward (tensor mode, or
+    ``forward(model, inputs)``) calls, with shapes.
 
     Returns:
         list[dict]: ``param`` (the weight's name), ``kind``, ``out`` and
@@ -192,7 +195,7 @@ def collect_layers(model: nn.Module, inputs: torch.Tensor) -> List[dict]:
     was_training = model.training
     try:
         with torch.no_grad():
-            TensorModeAdapter(model)(inputs)
+            TensorModeAdapter(model, forward=forward)(inputs)
     finally:
         for h in handles:
             h.remove()
@@ -371,11 +374,12 @@ def _save(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _model_ms(model, inputs, provider, threads) -> float:
+def _model_ms(model, inputs, provider, threads, forward=None) -> float:
     from mmcpd.deploy.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as folder:
-        path = export_onnx(model, inputs, osp.join(folder, 'model.onnx'))
+        path = export_onnx(model, inputs, osp.join(folder, 'model.onnx'),
+                           forward=forward)
         return _time_files([path], provider, threads, 0.0, folder,
                            min_runs=20, skip_ops=())[0]
 
@@ -389,7 +393,8 @@ def latency_table(model: nn.Module,
                   budget_s: float = 0.5,
                   cache: Optional[str] = None,
                   refresh: bool = False,
-                  progress: bool = False) -> dict:
+                  progress: bool = False,
+                  forward: Forward = None) -> dict:
     """The measured latency table of ``model`` on this machine.
 
     Args:
@@ -411,6 +416,10 @@ def latency_table(model: nn.Module,
             False.
         progress (bool): A progress bar over layer shapes. Defaults to
             False.
+        forward (str | callable, optional): What is deployed,
+            ``forward(model, inputs)`` or its import path (as
+            :class:`~mmcpd.deploy.TensorModeAdapter` takes it). Defaults to
+            None: tensor mode.
 
     Returns:
         dict: ``machine`` (what the numbers depend on), ``input_shape``,
@@ -432,7 +441,7 @@ def latency_table(model: nn.Module,
     path = osp.join(cache or cache_dir(), f'{_key(info)}.json')
     data = dict(machine=info, layers={}, models={}) if refresh else _load(
         path, info)
-    layers = collect_layers(model, inputs)
+    layers = collect_layers(model, inputs, forward)
     load, cores = machine_load()
     busy = is_busy(load, cores)
 
@@ -450,7 +459,8 @@ def latency_table(model: nn.Module,
         if stale(data['layers'].get(sig)):
             todo[sig] = layer
     shapes = [(k, list(v.shape)) for k, v in model.named_parameters()]
-    model_key = _key([type(model).__name__, shapes, list(inputs.shape)])
+    model_key = _key([type(model).__name__, shapes, list(inputs.shape)] +
+                     ([callable_name(forward)] if forward else []))
     measure_model = stale(data['models'].get(model_key))
     if busy and (todo or measure_model):
         warnings.warn(
@@ -469,7 +479,7 @@ def latency_table(model: nn.Module,
     changed = bool(todo) or refresh or not osp.exists(path)
     if measure_model:
         data['models'][model_key] = dict(
-            ms=_model_ms(model, inputs, key, threads),
+            ms=_model_ms(model, inputs, key, threads, forward),
             load=round(machine_load()[0], 2))
         changed = True
     if changed:
@@ -497,10 +507,11 @@ def is_table(table) -> bool:
 
 
 def table_for(model: nn.Module, inputs: torch.Tensor,
-              table: Optional[dict] = None) -> dict:
+              table: Optional[dict] = None,
+              forward: Forward = None) -> dict:
     """``table`` if it is a measured table, else one measured (or read from
     the cache) by :func:`latency_table` with ``table`` as its keyword
-    arguments."""
+    arguments, through ``forward``."""
     if is_table(table):
         return table
-    return latency_table(model, inputs, **(table or {}))
+    return latency_table(model, inputs, forward=forward, **(table or {}))

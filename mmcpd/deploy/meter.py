@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmcpd.utils.module import cpu_copy
+from mmcpd.utils.module import Forward, cpu_copy, import_callable
 
 __all__ = ['LatencyMeter', 'check_onnxruntime', 'meter_for']
 
@@ -58,6 +58,9 @@ class LatencyMeter:
         reference_onnx (str, optional): The reference's ONNX file, to
             reuse (e.g. on resume); written there when ``reference`` is
             given. Defaults to None (a temporary file).
+        forward (str | callable, optional): ``forward(model, inputs)`` or
+            its import path: what is exported (as CPDHook's ``forward``).
+            Defaults to None: tensor mode.
 
     Attributes:
         calls (int): Measurements made.
@@ -73,13 +76,15 @@ class LatencyMeter:
                  runs: int = 50,
                  warmup: int = 10,
                  provider: str = 'cpu',
-                 reference_onnx: Optional[str] = None):
+                 reference_onnx: Optional[str] = None,
+                 forward: Forward = None):
         from mmcpd.deploy.latency import _check_settings
         check_onnxruntime('the closed latency loop')
         self.provider, self.threads = _check_settings(
             warmup, runs, threads, provider)
         self.runs, self.warmup = runs, warmup
         self.inputs = inputs.detach().cpu()
+        self.forward = import_callable(forward, 'forward')
         self.folder = tempfile.mkdtemp(prefix='mmcpd_meter_')
         self.calls, self.seconds, self.last = 0, 0.0, {}
         if reference is None:
@@ -96,7 +101,7 @@ class LatencyMeter:
     def _export(self, model: nn.Module, path: str) -> str:
         from mmcpd.deploy.onnx_export import export_onnx
         model = cpu_copy(model).eval()
-        return export_onnx(model, self.inputs, path)
+        return export_onnx(model, self.inputs, path, forward=self.forward)
 
     def __call__(self, model: nn.Module) -> float:
         """Latency of ``model`` over the reference's: the median of the
@@ -131,11 +136,12 @@ def meter_for(model: nn.Module,
               inputs: torch.Tensor,
               settings: dict,
               table: Optional[dict] = None,
-              reference_onnx: Optional[str] = None):
+              reference_onnx: Optional[str] = None,
+              forward: Forward = None):
     """The ``measure`` of a closed loop: ``settings['measure']`` if given,
     else a :class:`LatencyMeter` of ``model`` with ``settings`` (threads
     and provider default to the latency table's, so that the loop measures
-    what the table predicts)."""
+    what the table predicts) that exports through ``forward``."""
     if settings.get('measure') is not None:
         return settings['measure']
     kwargs = dict(settings)
@@ -144,4 +150,4 @@ def meter_for(model: nn.Module,
     kwargs.setdefault('threads', machine.get('threads'))
     kwargs.setdefault('provider', machine.get('provider', 'cpu'))
     return LatencyMeter(model, inputs, reference_onnx=reference_onnx,
-                        **kwargs)
+                        forward=forward, **kwargs)

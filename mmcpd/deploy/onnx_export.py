@@ -9,6 +9,14 @@ needs the ``onnxscript`` package and traces through mmengine's Python-side
 checks less forgivingly; choose it with ``exporter='dynamo'``. Either way
 the file records which exporter and opset made it (``metadata_props``).
 
+MMDetection detectors export their heads' raw outputs (tensor mode, see
+:class:`TensorModeAdapter`, or a ``forward`` override). Two things of
+mmdet 3.3 and mmcv 2.1 break the legacy exporter, and are mended for the
+time of the export only (:func:`exportable`): box decoders import the
+removed ``mmdet.core.export`` (:mod:`mmcpd.deploy.mmdet_clip`), and mmcv's
+``RoIAlign`` writes an invalid ``Squeeze`` at opset 13 and up
+(:mod:`mmcpd.deploy.roi_align`).
+
 Every export runs ``onnx.checker.check_model``; :func:`verify_onnx` then runs
 the file in onnxruntime on the same input and raises
 :class:`ONNXMismatchError`, with the largest absolute and relative
@@ -19,21 +27,26 @@ Examples:
     >>> export_onnx(model, x, 'model.onnx', opset=17, exporter='legacy')
     >>> verify_onnx('model.onnx', model, x, rtol=1e-3, atol=1e-4)
 """
+import contextlib
 import os
 import os.path as osp
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
 from torch import nn
 
 from mmcpd.deploy.adapter import TensorModeAdapter
+from mmcpd.deploy.mmdet_clip import mmdet_core_export
 from mmcpd.deploy.providers import provider_options
+from mmcpd.deploy.roi_align import mmcv_roi_align_exportable
+from mmcpd.utils.module import Forward
 
 __all__ = [
     'export_onnx', 'verify_onnx', 'ONNXMismatchError', 'EXPORTERS',
-    'INPUT_NAME'
+    'INPUT_NAME', 'exportable'
 ]
 
 INPUT_NAME = 'input'
@@ -108,10 +121,32 @@ EXPORTERS: Dict[str, Callable] = {
 }
 
 
-def _as_adapter(model: nn.Module, resize_to_input: bool) -> TensorModeAdapter:
+def _as_adapter(model: nn.Module, resize_to_input: bool,
+                forward: Forward = None) -> TensorModeAdapter:
     if isinstance(model, TensorModeAdapter):
+        if forward is not None:
+            raise ValueError('`forward` should be None for a model that is '
+                             'a TensorModeAdapter already (it has its own), '
+                             f'but got {forward!r}')
         return model
-    return TensorModeAdapter(model, resize_to_input=resize_to_input)
+    return TensorModeAdapter(
+        model, resize_to_input=resize_to_input, forward=forward)
+
+
+@contextlib.contextmanager
+def exportable(opset: int) -> Iterator[None]:
+    """Within the block, OpenMMLab code that torch's legacy exporter cannot
+    trace as it is installed exports: mmdet 3.3's box decoders find
+    ``mmdet.core.export`` (:func:`~mmcpd.deploy.mmdet_clip.
+    mmdet_core_export`), mmcv's ``RoIAlign`` writes a valid ``RoiAlign``
+    (:func:`~mmcpd.deploy.roi_align.mmcv_roi_align_exportable`). Nothing
+    is changed outside the block, nor in any installed file.
+
+    Args:
+        opset (int): The opset being exported.
+    """
+    with mmdet_core_export(), mmcv_roi_align_exportable(opset):
+        yield
 
 
 def _check_args(inputs: torch.Tensor, opset: int, exporter: str) -> None:
@@ -133,12 +168,13 @@ def export_onnx(model: nn.Module,
                 opset: int = 17,
                 dynamic_batch: bool = False,
                 exporter: str = 'legacy',
-                resize_to_input: bool = False) -> str:
+                resize_to_input: bool = False,
+                forward: Forward = None) -> str:
     """Export ``model`` in tensor mode to an ONNX file and check it.
 
     Args:
         model (nn.Module): An MMPretrain classifier, MMSeg segmentor,
-            DistillWrapper or plain module; wrapped in
+            MMDetection detector, DistillWrapper or plain module; wrapped in
             :class:`TensorModeAdapter`.
         inputs (torch.Tensor): An example input, e.g. ``(1, 3, 224, 224)``,
             already normalised (the data preprocessor is not exported).
@@ -150,25 +186,30 @@ def export_onnx(model: nn.Module,
             (``torch.export``). Defaults to ``'legacy'``.
         resize_to_input (bool): Resize segmentation logits to the input size
             inside the graph. Defaults to False.
+        forward (str | callable, optional): ``forward(model, inputs)``
+            returning the tensors to export, or its import path; as
+            CPDHook's ``forward``. Defaults to None: tensor mode.
 
     Returns:
         str: ``path``.
 
     Raises:
-        ValueError: Unknown exporter or an opset it cannot write.
+        ValueError: Unknown exporter or an opset it cannot write, or an
+            op that cannot be exported at it (mmcv's RoIAlign below opset
+            16 or in max mode).
         onnx.checker.ValidationError: The written file is not valid ONNX.
     """
     import onnx
 
     _check_args(inputs, opset, exporter)
-    module = _as_adapter(model, resize_to_input)
+    module = _as_adapter(model, resize_to_input, forward)
     with torch.no_grad():
         num_outputs = len(module(inputs))
     names = _output_names(num_outputs)
     path = str(path)
     if osp.dirname(path):
         os.makedirs(osp.dirname(path), exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), exportable(opset):
         EXPORTERS[exporter](module, inputs, path, opset, dynamic_batch, names)
     proto = onnx.load(path)
     _set_metadata(
@@ -300,7 +341,8 @@ def verify_onnx(path: str,
                 rtol: float = 1e-3,
                 atol: float = 1e-4,
                 providers: Optional[Sequence[str]] = None,
-                resize_to_input: bool = False) -> Dict[str, Dict[str, float]]:
+                resize_to_input: bool = False,
+                forward: Forward = None) -> Dict[str, Dict[str, float]]:
     """Check that onnxruntime reproduces the torch model on ``inputs``.
 
     An element passes when ``|onnx - torch| <= atol + rtol * |torch|``
@@ -317,6 +359,8 @@ def verify_onnx(path: str,
             Defaults to the CPU provider.
         resize_to_input (bool): As given to :func:`export_onnx`. Defaults to
             False.
+        forward (str | callable, optional): As given to
+            :func:`export_onnx`. Defaults to None.
 
     Returns:
         dict: ``{output name: {'max_abs': float, 'max_rel': float,
@@ -333,7 +377,7 @@ def verify_onnx(path: str,
     for name, value in (('rtol', rtol), ('atol', atol)):
         if not value >= 0:
             raise ValueError(f'`{name}` should be >= 0, but got {value}')
-    module = _as_adapter(model, resize_to_input)
+    module = _as_adapter(model, resize_to_input, forward)
     with torch.no_grad():
         want = [t.detach().cpu().numpy() for t in module(inputs)]
     session = make_session(path, providers)

@@ -15,7 +15,7 @@ from mmcpd.deploy.latency_table import is_table, table_for
 from mmcpd.deploy.meter import check_onnxruntime, meter_for
 from mmcpd.prune.session import PruneSession, Sync
 from mmcpd.prune.settings import PruneSettings
-from mmcpd.utils.module import cpu_copy
+from mmcpd.utils.module import Forward, cpu_copy
 
 
 #: Example inputs, or what makes them when (and only where) they are needed:
@@ -30,11 +30,12 @@ def _tensor(inputs: Inputs) -> torch.Tensor:
 
 def latency_table_for(settings: PruneSettings, model: nn.Module,
                       inputs: Inputs,
-                      sync: Optional[Sync] = None) -> Optional[dict]:
+                      sync: Optional[Sync] = None,
+                      forward: Forward = None) -> Optional[dict]:
     """The model's latency table if ``settings`` need one (given, cached
-    or measured on a CPU copy at ``inputs``' shape), measured by rank 0
-    alone (one machine's numbers, timed without rivals) and sent to the
-    others; None if not needed."""
+    or measured on a CPU copy at ``inputs``' shape, deployed through
+    ``forward``), measured by rank 0 alone (one machine's numbers, timed
+    without rivals) and sent to the others; None if not needed."""
     if not settings.needs_table:
         return None
     if is_table(settings.latency_table):
@@ -44,7 +45,7 @@ def latency_table_for(settings: PruneSettings, model: nn.Module,
     if sync.is_main():
         table = table_for(
             cpu_copy(model), _tensor(inputs).detach().cpu(),
-            settings.latency_table)
+            settings.latency_table, forward=forward)
     return sync.broadcast(table)
 
 
@@ -52,12 +53,14 @@ def closed_loop_meter(session: PruneSession,
                       inputs: Inputs,
                       reference_onnx: Optional[str] = None,
                       warn: Callable[[str], None] = print,
-                      what: str = '`closed_loop`'
+                      what: str = '`closed_loop`',
+                      forward: Forward = None
                       ) -> Optional[Callable[[nn.Module], float]]:
     """The ``measure`` of the session's closed loop, on rank 0 (None on the
     other ranks and without a loop): the unpruned model exported once
     (kept in ``reference_onnx``, read back on resume) and timed against the
-    candidates in onnxruntime at ``inputs``, or ``closed_loop['measure']``.
+    candidates in onnxruntime at ``inputs``, both exported through
+    ``forward``, or ``closed_loop['measure']``.
     """
     loop = session.settings.loop
     if loop is None or not session.sync.is_main():
@@ -74,4 +77,4 @@ def closed_loop_meter(session: PruneSession,
         return None
     table = dict(machine=getattr(session.pruner.cost, 'machine', {}))
     return meter_for(reference, _tensor(inputs), meter_kw,
-                     table, reference_onnx=reference_onnx)
+                     table, reference_onnx=reference_onnx, forward=forward)

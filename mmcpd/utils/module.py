@@ -6,6 +6,9 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+#: A forward override: ``forward(model, inputs)``, its import path, or None.
+Forward = Union[str, Callable, None]
+
 
 @torch.no_grad()
 def cpu_copy(model: nn.Module) -> nn.Module:
@@ -42,3 +45,11 @@ def import_callable(value: Union[str, Callable, None],
         raise TypeError(f'`{name}`={value!r} is a {type(found).__name__}, '
                         'not a callable')
     return found
+
+
+def callable_name(value: Forward) -> Optional[str]:
+    """The import path of a callable (as a config would name it), the path
+    itself if ``value`` is one, or None."""
+    if value is None or isinstance(value, str):
+        return value
+    return f'{value.__module__}.{value.__qualname__}'

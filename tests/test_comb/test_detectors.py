@@ -13,6 +13,7 @@ from mmcpd.apis import build_model_from_cfg
 from mmcpd.comb import default_forward, trace_groups
 from mmcpd.comb.opaque import flat_tensors
 from mmcpd.comb.tensor_mode import det_data_samples
+from mmcpd.comb.two_stage import two_stage_forward
 from mmcpd.deploy import TensorModeAdapter
 from mmcpd.utils.config import load_config
 
@@ -25,6 +26,11 @@ CONFIGS = {
     'detr': ('mmdet::detr/detr_r50_8xb2-150e_coco.py', {
         'model.backbone.depth': 18,
         'model.neck.in_channels': [512]
+    }),
+    'dino': ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', {
+        'model.backbone.depth': 18,
+        'model.neck.in_channels': [128, 256, 512],
+        'model.num_queries': 50,  # of 340 positions at 128 x 128
     }),
 }
 SIZE = 128
@@ -56,14 +62,18 @@ def _check_head_outputs(name, out):
         assert len(cls_scores) == len(bbox_preds) == 5
         assert cls_scores[0].shape == (1, 9 * 80, SIZE // 8, SIZE // 8)
         assert bbox_preds[0].shape == (1, 9 * 4, SIZE // 8, SIZE // 8)
-    elif name == 'faster_rcnn':  # the RoI head's, per proposal
-        (cls_score, bbox_pred), = out
+    elif name == 'faster_rcnn':  # the RPN's per level, the RoI head's
+        (rpn_scores, rpn_deltas), (cls_score, bbox_pred) = out
+        assert len(rpn_scores) == len(rpn_deltas) == 5
+        assert rpn_scores[0].shape == (1, 3, SIZE // 4, SIZE // 4)
         assert cls_score.shape[1] == 81 and bbox_pred.shape[1] == 80 * 4
-        assert cls_score.shape[0] == bbox_pred.shape[0] > 0
-    else:  # DETR: per decoder layer and query
+        # on the fixed proposals: 4 sides x 4 centres
+        assert cls_score.shape[0] == bbox_pred.shape[0] == 16
+    else:  # DETR, DINO: per decoder layer and query
         cls_scores, bbox_preds = out
-        assert cls_scores.shape == (6, 1, 100, 81)
-        assert bbox_preds.shape == (6, 1, 100, 4)
+        queries, classes = (100, 81) if name == 'detr' else (50, 80)
+        assert cls_scores.shape == (6, 1, queries, classes)
+        assert bbox_preds.shape == (6, 1, queries, 4)
 
 
 @pytest.mark.parametrize('name', list(CONFIGS))
@@ -94,7 +104,10 @@ def test_samples_are_those_of_mmdets_own_data_path(detectors, name):
     for key, value in samples[0].metainfo.items():
         assert tuple(built.metainfo[key]) == tuple(value), key
     with torch.no_grad():
-        expected = model(inputs, samples, mode='tensor')
+        if name == 'faster_rcnn':  # no proposals picked (issue 25, item 2)
+            expected = two_stage_forward(model, inputs, samples)
+        else:
+            expected = model(inputs, samples, mode='tensor')
         got = default_forward(model, inputs)
     for e, g in zip(flat_tensors(expected), flat_tensors(got)):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
@@ -136,11 +149,16 @@ def test_comb_finds_the_groups_of_a_single_stage_detector(detectors):
 
 @pytest.mark.parametrize('name', ['faster_rcnn', 'detr'])
 def test_comb_traces_detectors_that_need_image_metas(detectors, name):
-    """They ran in no tensor mode before; what they prune inside the forward
-    (proposals, NMS) is issue 25's item 2."""
+    """They ran in no tensor mode before. Faster R-CNN's FPN reaches its
+    RoI head through RoIAlign and a ``new_zeros`` buffer (issue 25, item
+    3): prunable, with nothing opaque."""
     result = trace_groups(detectors(name), _image())
     names = _prunable_names(result)
     assert 'backbone.layer1.0.conv1.weight' in names
+    if name == 'faster_rcnn':
+        assert 'neck.fpn_convs.0.conv.weight' in names
+        assert 'roi_head.bbox_head.shared_fcs.0.weight' in names
+        assert not result.warnings, result.warnings
     # what the heads predict per anchor, class or box never shrinks
     heads = ('rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'bbox_head.fc_cls',
              'bbox_head.fc_reg')
@@ -148,3 +166,45 @@ def test_comb_traces_detectors_that_need_image_metas(detectors, name):
         for member in group.members:
             if member.name.rpartition('.')[0].endswith(heads):
                 assert member.role == 'in', member  # their inputs only
+
+
+def test_two_stage_comb_is_exact_and_verified(detectors):
+    """Issue 25, item 2: on fixed proposals nothing is picked by score, so
+    verification keeps Faster R-CNN's groups (it froze 16 of 21, at random,
+    when NMS picked the proposals) and masked == pruned with random units
+    of every group removed."""
+    from mmcpd.prune.verified_comb import comb_model
+    from .equivalence import (assert_masked_equals_pruned, random_removal,
+                              randomise)
+    model = randomise(detectors('faster_rcnn'))
+    x = _image()
+    result = comb_model(model, x)
+    assert not [g for g in result.frozen if 'verification' in str(g.frozen)]
+    names = _prunable_names(result)
+    assert 'neck.fpn_convs.3.conv.weight' in names
+    assert len(result.prunable) == 17
+    assert_masked_equals_pruned(model, result, x, random_removal(result, .4),
+                                forward=default_forward)
+
+
+def test_dino_decodes_queries_that_no_score_picks(detectors):
+    """Issue 25, item 2: DINO's queries are fixed positions, spread over
+    all levels, not the ``topk`` of its encoder's scores, so the masked
+    and the pruned model decode the same ones: changing the weights that
+    score the positions changes no output."""
+    from mmcpd.comb.query_selection import FixedTopk
+    with FixedTopk():
+        values, index = torch.topk(torch.randn(2, 9, 3), 4, dim=1)
+    assert index[:, :, 0].tolist() == [[0, 3, 5, 8]] * 2
+    assert torch.equal(index[..., 0], index[..., 2])
+    model = detectors('dino').eval()
+    x = _image()
+    scorer = model.bbox_head.cls_branches[model.decoder.num_layers]
+    with torch.no_grad():
+        before = flat_tensors(default_forward(model, x))
+        scorer.weight.normal_()
+        after = flat_tensors(default_forward(model, x))
+        picked = flat_tensors(model(x, det_data_samples(x), mode='tensor'))
+    for b, a in zip(before, after):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, p) for a, p in zip(after, picked))

@@ -142,3 +142,35 @@ def test_busy_tables_warn_and_are_measured_again_when_quiet(
     lt.latency_table(resnet18, X, threads=1, points=2, budget_s=0.01,
                      cache=str(tmp_path))
     assert measured == []
+
+
+def neck_only(model, inputs):
+    """A forward override that deploys the backbone alone."""
+    return model.backbone(inputs)
+
+
+def test_table_measures_what_the_forward_deploys(resnet18, tmp_path):
+    # what a detector's CPDHook(forward=...) deploys: the layers it calls,
+    # and the whole model's time cached apart from tensor mode's
+    table = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path),
+                             forward=neck_only)
+    backbone = {
+        f'backbone.{n}.weight'
+        for n, m in resnet18.backbone.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    assert {layer['param'] for layer in table['layers']} == backbone
+    with open(table['cache']) as f:
+        assert len(json.load(f)['models']) == 1
+    whole = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path))
+    assert 'head.fc.weight' in {layer['param'] for layer in whole['layers']}
+    with open(whole['cache']) as f:
+        assert len(json.load(f)['models']) == 2
+    # by import path, as a text config names it: the same table
+    again = lt.latency_table(resnet18, X, threads=1, points=2,
+                             budget_s=0.01, cache=str(tmp_path),
+                             forward=f'{__name__}.neck_only')
+    assert [e['param'] for e in again['layers']] == \
+        [e['param'] for e in table['layers']]

@@ -8,6 +8,6 @@ masked model can find each traced call again.
 """
 from mmcpd.comb.handlers.base import HANDLERS, OpContext, handle_unknown, register  # noqa
 from mmcpd.comb.handlers.mixing import COUNTED  # noqa
-from mmcpd.comb.handlers import attention, concat, einsum, layers, mixing, norms, pointwise, reduce, shape  # noqa: F401,E501,I001
+from mmcpd.comb.handlers import attention, concat, einsum, layers, mixing, norms, pointwise, reduce, scatter, shape  # noqa: F401,E501,I001
 
 __all__ = ['HANDLERS', 'COUNTED', 'OpContext', 'handle_unknown', 'register']

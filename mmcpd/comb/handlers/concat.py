@@ -252,7 +252,7 @@ def getitem(ctx: OpContext) -> None:
             in_dim += 1
             continue
         start, stop, step = item.indices(x.shape[in_dim])
-        where[in_dim] = (out_dim, range(start, stop, step))
+        where[in_dim] = (out_dim, range(start, stop, step), item)
         in_dim += 1
         out_dim += 1
     new = []
@@ -269,11 +269,12 @@ def getitem(ctx: OpContext) -> None:
                                  f'{ctx.via}')
                 index_nd.append(selected[d])
                 continue
-            od, rng = where[d]
+            od, rng, item = where[d]
             if len(rng) != x.shape[d]:
                 if len(block.dims) > 1:
                     graph.union_along(ids, [axis])
-                elif not _equal_part(graph, ids, rng, ctx.via):
+                elif not (_equal_part(graph, ids, rng, ctx.via)
+                          or _anchored(graph, ids, item, ctx.via)):
                     graph.freeze(ids, f'fixed slice of channels in '
                                  f'{ctx.via}')
             index_nd.append(np.asarray(rng))
@@ -299,6 +300,26 @@ def _equal_part(graph, ids: np.ndarray, rng: range, via: str) -> bool:
         return False
     parts = ids.reshape(size // length, length)
     graph.union(parts, parts[:1], via)
+    return True
+
+
+def _anchored(graph, ids: np.ndarray, item: slice, via: str) -> bool:
+    """A slice with literal bounds (``x[:, :-2]``, ``x[:, 3:]``) picks the
+    same channels after pruning if the positions between each bound and
+    the end it counts from never go: those are frozen, the others pass
+    (SOLOv2 drops the two coordinate channels it concatenated,
+    ``kernel_feat[:, :-2]``, and prunes the features before them). A
+    bound computed in Python from a width, that is no equal part, is
+    caught by verification."""
+    if item.step not in (None, 1):
+        return False
+    bounds = [b for b in (item.start, item.stop) if b is not None]
+    if not all(type(b) is int for b in bounds):
+        return False
+    size = len(ids)
+    for bound in bounds:
+        fixed = ids[:min(bound, size)] if bound >= 0 else ids[bound:]
+        graph.freeze(fixed, f'fixed bound of a slice in {via}')
     return True
 
 
@@ -339,13 +360,6 @@ def _advanced_index(ctx: OpContext, x, out, index) -> None:
         return
     ctx.freeze_inputs(f'advanced indexing in {ctx.via}')
     ctx.frozen_output(f'advanced indexing in {ctx.via}')
-
-
-@register(method('__setitem__'), method('index_put_'),
-          method('masked_scatter_'), method('scatter_'))
-def setitem(ctx: OpContext) -> None:
-    """Writes into parts of a tensor: what meets there is frozen."""
-    ctx.freeze_inputs(f'in-place write in {ctx.via}')
 
 
 @register(method('narrow'), function('narrow'), method('select'),

@@ -86,7 +86,14 @@ def pass_first(ctx: OpContext) -> None:
     method('new_zeros'), method('new_ones'), method('new_full'),
     method('new_empty'), method('new_tensor'))
 def factory(ctx: OpContext) -> None:
-    """New tensors whose sizes are given: unlabelled, nothing to tie."""
+    """New tensors whose sizes are given: unlabelled, nothing to tie. A
+    zero-filled one is remembered with its sizes: channels scattered into
+    it can pass (``handlers.concat.setitem``)."""
+    if ctx.name == 'new_zeros' and ctx.outputs:
+        sizes = ctx.args[1:] or (ctx.kwargs.get('size'), )
+        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+            sizes = tuple(sizes[0])
+        ctx.graph.zero_buffers[ctx.outputs[0]] = tuple(sizes)
 
 
 @register(function('prelu'))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmcpd.comb.couple import broadcast_keys, couple
-from mmcpd.comb.labels import Block, Labels
+from mmcpd.comb.labels import Block, Labels, dim_ids
 from mmcpd.comb.sizes import AttrInt, SIZED, sym_args, tie_sizes, untracked
 from mmcpd.comb.handlers.base import OpContext, function, method, register
 
@@ -132,8 +132,6 @@ def _attr_rules(ctx: OpContext, labels: Labels) -> None:
         return
     sizes = _requested_sizes(ctx)
     attrs = _int_attrs(module)
-    if not attrs:
-        return
     for block in labels:
         for axis, dim in enumerate(block.dims):
             if dim >= len(sizes) or type(sizes[dim]) not in (int, AttrInt):
@@ -286,3 +284,51 @@ def unfold(ctx: OpContext) -> None:
                   [Block((1, ), np.repeat(found[0].ids, per_channel))])
     else:
         ctx.frozen_output(f'{ctx.via} moves channels')
+
+
+@register(getattr(torch, '_shape_as_tensor', None))
+def shape_as_tensor(ctx: OpContext) -> None:
+    """``torch._shape_as_tensor(x)`` (Deformable DETR's spatial shapes,
+    written so for ONNX): a tensor of ``x``'s sizes, no channels. Where it
+    holds a channel width, that position is remembered: a read of it as
+    data freezes the channels (:func:`read_shape_data`); ``[2:]`` does
+    not read it."""
+    x, out = ctx.inputs[0], ctx.outputs[0]
+    widths = {}
+    for block in ctx.graph.get(x):
+        for d in block.dims:
+            widths[d] = dim_ids(ctx.graph, ctx.graph.get(x), d)
+    ctx.graph.shape_data[out] = widths
+
+
+def _kept_positions(index, n: int):
+    """Positions of a 1-D tensor of ``n`` that ``t[index]`` keeps, or None
+    where the index is no int or slice."""
+    if isinstance(index, tuple) and len(index) == 1:
+        index = index[0]
+    if isinstance(index, slice):
+        return set(range(*index.indices(n)))
+    if type(index) is int:
+        return {index % n}
+    return None
+
+
+def read_shape_data(graph, func, name: str, args, kwargs, where: str):
+    """Freeze the channel widths that an op reads off a tensor of
+    :func:`shape_as_tensor`, unless it is a slice that leaves them out."""
+    for t in [a for a in list(args) + list(kwargs.values())
+              if isinstance(a, torch.Tensor)]:
+        widths = graph.shape_data.get(t)
+        if not widths:
+            continue
+        kept = None
+        if name == '__getitem__' and args and t is args[0] and len(args) > 1:
+            kept = _kept_positions(args[1], t.shape[0])
+        read = widths if kept is None else {
+            d: ids for d, ids in widths.items() if d in kept}
+        for ids in read.values():
+            graph.freeze(ids, f'{where} reads a channel width of '
+                         '`_shape_as_tensor` as data')
+        if read:
+            graph.warnings.append(f'{where} reads a channel width of '
+                                  '`_shape_as_tensor` as data')

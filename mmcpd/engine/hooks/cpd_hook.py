@@ -243,7 +243,7 @@ class CPDHook(Hook):
             session, self._example,
             osp.join(runner.work_dir, 'cpd_latency_reference.onnx'),
             lambda msg: runner.logger.warning(f'CPDHook: {msg}'),
-            'CPDHook `closed_loop`')
+            'CPDHook `closed_loop`', forward=self.forward)
         self._register_optimizer_hooks(runner)
         if session.pruner.mode.keeps_shapes:
             self._follow_cut(runner, {})
@@ -284,7 +284,8 @@ class CPDHook(Hook):
 
     def _table(self) -> Optional[dict]:
         return latency_table_for(self.settings, self.student,
-                                 self._example, self.session.sync)
+                                 self._example, self.session.sync,
+                                 forward=self.forward)
 
     def _example(self) -> torch.Tensor:
         """A random input of ``input_shape``, drawn only where it is used:

@@ -1,0 +1,81 @@
+"""A deterministic tensor-mode forward for DETRs that select their queries.
+
+DINO and two-stage Deformable DETR pick their decoder queries among the
+encoder's positions by score (``torch.topk`` in ``pre_decoder``). As an
+RPN's NMS (:mod:`mmcpd.comb.two_stage`), such a selection jumps when
+round-off reorders two scores, so the masked and the pruned model may
+decode other positions. Here ``pre_decoder`` runs with every ``topk``
+replaced by a fixed pick: ``k`` positions evenly spread over the
+candidates (over every feature level), their values gathered from the
+scores. The rest of the forward (encoder, decoder, heads) is the model's
+own, so every weight is traced and counted.
+"""
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ['selects_queries', 'fixed_query_forward', 'FixedTopk']
+
+
+def selects_queries(model: nn.Module) -> bool:
+    """Whether ``model`` is an MMDetection Deformable DETR (DINO and other
+    subclasses included) that selects its queries (``as_two_stage``)."""
+    names = [c.__name__ for c in type(model).__mro__
+             if c.__module__.split('.')[0] == 'mmdet']
+    return 'DeformableDETR' in names and bool(
+        getattr(model, 'as_two_stage', False))
+
+
+def fixed_indices(n: int, k: int, like: torch.Tensor) -> torch.Tensor:
+    """``k`` of ``n`` positions, evenly spread: ``round(i * (n - 1) / (k
+    - 1))`` (distinct while ``k <= n``)."""
+    if k == 1:
+        return torch.zeros(1, dtype=torch.long, device=like.device)
+    return torch.linspace(0, n - 1, k, device=like.device).round().long()
+
+
+class FixedTopk(TorchFunctionMode):
+    """Inside, ``torch.topk(x, k, dim)`` returns :func:`fixed_indices`
+    along ``dim`` (the same for every other position) and the values of
+    ``x`` there; other ops run as they are (traced, if a trace runs)."""
+
+    _TOPK = {torch.topk, torch.Tensor.topk}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self._TOPK:
+            return func(*args, **kwargs)
+        x = args[0]
+        k = args[1] if len(args) > 1 else kwargs['k']
+        dim = args[2] if len(args) > 2 else kwargs.get('dim', -1)
+        dim = dim % x.dim()
+        shape = [1] * x.dim()
+        shape[dim] = k
+        index = fixed_indices(x.shape[dim], k, x).view(shape)
+        sizes = list(x.shape)
+        sizes[dim] = k
+        index = index.expand(sizes)
+        return torch.return_types.topk((torch.gather(x, dim, index), index))
+
+
+def fixed_query_forward(model: nn.Module, inputs: torch.Tensor,
+                        samples: Sequence) -> tuple:
+    """``model(inputs, samples, mode='tensor')`` with its ``pre_decoder``
+    picking :func:`fixed_indices` (see :class:`FixedTopk`)."""
+    own = vars(model).get('pre_decoder')
+    pre_decoder = model.pre_decoder
+
+    def fixed(*args, **kwargs):
+        with FixedTopk():
+            return pre_decoder(*args, **kwargs)
+
+    model.pre_decoder = fixed
+    try:
+        return model(inputs, samples, mode='tensor')
+    finally:
+        if own is None:
+            del model.pre_decoder
+        else:
+            model.pre_decoder = own
