@@ -35,6 +35,7 @@ from torch import nn
 from mmcpd.models import DistillWrapper
 from mmcpd.engine.cpd_fields import CPD_KEY, DISTILL_KEY
 from mmcpd.engine.cpd_settings import add_cpd_hook, is_cpd_hook
+from mmcpd.utils.config import _pipeline, example_input_shape
 
 WRAPPER_TYPES = ('DistillWrapper', 'mmcpd.DistillWrapper',
                  'mmcpd.models.DistillWrapper')
@@ -150,7 +151,8 @@ def transform_config(cfg: Union[Config, dict]) -> List[str]:
     Returns:
         list[str]: Lines for the log (the comb input size and its source).
     """
-    notes = [cover_measuring(cfg), add_cpd_hook(cfg)]
+    notes = [cover_measuring(cfg), check_detector_size(cfg)]
+    notes.append(add_cpd_hook(cfg))
     wrap_for_distill(cfg)
     # consumed: the config now holds the hook and the wrapper they became
     # (what mmengine dumps into the work dir), and applying the transform
@@ -158,6 +160,77 @@ def transform_config(cfg: Union[Config, dict]) -> List[str]:
     for key in (CPD_KEY, DISTILL_KEY):
         cfg.pop(key, None)
     return [note for note in notes if note]
+
+
+#: Keys of a model config that only MMDetection's detectors have.
+_DETECTOR_KEYS = ('bbox_head', 'rpn_head', 'roi_head', 'panoptic_head')
+#: Resizing transforms whose ``keep_ratio`` leaves the image size open.
+_RESIZES = ('Resize', 'RandomResize', 'RandomChoiceResize', 'FixShapeResize')
+
+
+def _keep_ratio_resizes(cfg) -> List[str]:
+    """The pipelines' resizes that keep the aspect ratio, as
+    ``'`test_pipeline[1]` (Resize, scale=(1333, 800))'``."""
+    found = []
+    for split in ('test', 'val', 'train'):
+        for i, transform in enumerate(_pipeline(cfg, split)):
+            if not isinstance(transform, dict):
+                continue
+            kind = str(getattr(transform.get('type'), '__name__',
+                               transform.get('type'))).rpartition('.')[2]
+            if kind in _RESIZES and transform.get('keep_ratio', False):
+                found.append(f'`{split}_pipeline[{i}]` ({kind}, scale='
+                             f"{transform.get('scale')})")
+    return found
+
+
+def check_detector_size(cfg: Union[Config, dict]) -> str:
+    """Ask for ``cpd.input_shape`` where a detector's config gives no size.
+
+    MMDetection's configs mostly resize with ``keep_ratio=True`` (COCO's
+    ``Resize(scale=(1333, 800), keep_ratio=True)``): every image gets its
+    own size, so no size can be read from them, and the 224 x 224 fallback
+    of classifiers would comb a detector at a size it never sees. Where
+    ``cpd.input_shape`` is set, the line for the log says that it is used
+    in place of such resizes.
+
+    Args:
+        cfg (Config | dict): A training config.
+
+    Returns:
+        str: A line for the log, or ''.
+
+    Raises:
+        ValueError: The model is a detector, ``cpd`` is set without
+            ``input_shape`` and the config fixes no input size; the message
+            names the keep-ratio resizes and the key to set.
+    """
+    cpd = cfg.get(CPD_KEY, None)
+    model = cfg.get('model', None) or {}
+    if _is_wrapper(model):
+        model = model.get('student', None) or {}
+    if not isinstance(cpd, dict) or not isinstance(model, dict) or not any(
+            key in model for key in _DETECTOR_KEYS):
+        return ''
+    resizes = _keep_ratio_resizes(cfg)
+    given = cpd.get('input_shape', None)
+    if given is not None:
+        if not resizes:
+            return ''
+        return (f'CPD: {resizes[0]} keeps the aspect ratio, so the config '
+                f'fixes no input size: the detector is combed at '
+                f'`{CPD_KEY}.input_shape` {tuple(given)}')
+    _, source = example_input_shape(cfg)
+    if not source.startswith('the default'):
+        return ''
+    why = (f'its resizes keep the aspect ratio ({", ".join(resizes)})'
+           if resizes else 'it has no fixed resize or crop')
+    raise ValueError(
+        f'the input size of this detector cannot be read from its config: '
+        f'{why}, so images differ in size. Set the size to comb the model '
+        f"at in `{CPD_KEY} = dict(input_shape=(1, 3, H, W))`, e.g. a "
+        'typical image after resizing (COCO with scale=(1333, 800): '
+        '(1, 3, 800, 1333))')
 
 
 #: Seconds the process group waits for a rank (``env_cfg.dist_cfg.timeout``)
@@ -222,6 +295,12 @@ def deploy_config(cfg: Config, spec: dict) -> Config:
         model=model,
         pruned_spec=spec,
         data_preprocessor=model.get('data_preprocessor', None))
+    if any(key in model for key in _DETECTOR_KEYS) and isinstance(
+            model.get('backbone', None), dict):
+        # MMDetection's init_detector sets `model.backbone.init_cfg = None`
+        # (nothing downloaded) and fails on a model without `backbone`:
+        # PrunedModel passes this copy on to the detector
+        cfg.model['backbone'] = copy.deepcopy(model['backbone'])
     cfg.custom_hooks = [
         h for h in cfg.get('custom_hooks', None) or [] if not is_cpd_hook(h)
     ]

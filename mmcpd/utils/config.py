@@ -67,10 +67,13 @@ def _size(value) -> Optional[Tuple[int, int]]:
 #: type (last part of its name) -> argument.
 _SIZE_ARGS = {
     'CenterCrop': 'crop_size',
+    'Pad': 'size',  # RTMDet's and YOLOX's fixed test pads
     'RandomCrop': 'crop_size',
     'RandomResizedCrop': 'scale',
     'Resize': 'scale',
 }
+#: Those of them whose pair is ``(width, height)`` (mmcv's convention).
+_WIDTH_FIRST = ('Pad', 'Resize')
 
 
 def _pipeline(cfg: Config, split: str) -> Sequence:
@@ -97,6 +100,8 @@ def _pipeline_size(cfg: Config, split: str):
                            and transform.get('keep_ratio', False)):
             continue  # a kept aspect ratio gives no fixed size
         size = _size(transform.get(arg))
+        if size is not None and kind in _WIDTH_FIRST:
+            size = size[::-1]
         if size is not None:
             return size, f'`{split}_pipeline[{i}]` ({kind}.{arg})'
     return None

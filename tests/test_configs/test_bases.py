@@ -111,7 +111,8 @@ def test_recipes_and_demos_set_only_what_differs(path):
     assert isinstance(hook, CPDHook)
     assert hook.settings.target == target
     # combed at the size the config trains at
-    size = 32 if 'digits.py' in path else 64 if 'digits-seg' in path \
+    size = 32 if 'digits.py' in path else 64 if (
+        'digits-seg' in path or 'digits-det' in path) \
         else 512 if 'ade20k' in path else 224
     assert hook.input_shape == (1, 3, size, size), path
 
@@ -133,7 +134,8 @@ def test_latency_base_targets_measured_latency(tmp_path):
 
 
 @pytest.mark.parametrize('name',
-                         ['cpd_hook', 'cpd_kd', 'cpd_cwd', 'cpd_latency'])
+                         ['cpd_hook', 'cpd_kd', 'cpd_cwd', 'cpd_det',
+                          'cpd_latency'])
 def test_pure_python_bases_equal_the_text_bases(name):
     """The two styles of each CPD base give the same settings."""
     import os.path as osp

@@ -138,6 +138,14 @@ def test_bad_cpd_fields_name_the_culprit():
           train_dataloader=dict(dataset=dict(pipeline=[
               dict(type='mmpretrain.RandomResizedCrop', scale=160)]))),
      (1, 3, 160, 160), '`train_pipeline[0]` (RandomResizedCrop.scale)'),
+    # RTMDet's test pipeline: a keep-ratio resize, then a fixed pad, both
+    # (width, height) as mmcv writes them
+    (dict(test_dataloader=dict(dataset=dict(pipeline=[
+        dict(type='Resize', scale=(640, 640), keep_ratio=True),
+        dict(type='Pad', size=(640, 480))
+    ]))), (1, 3, 480, 640), '`test_pipeline[1]` (Pad.size)'),
+    (dict(test_pipeline=[dict(type='Resize', scale=(320, 240))]),
+     (1, 3, 240, 320), '`test_pipeline[0]` (Resize.scale)'),
     (dict(), (1, 3, 224, 224), 'the default (no size in the config)'),
 ])
 def test_comb_input_size_comes_from_the_config(extra, shape, source):

@@ -85,7 +85,7 @@ def test_quick_demo_prunes_by_the_target_and_reports_true_numbers(tmp_path):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--task', 'det'], 'invalid choice'),
+    (['--task', 'pose'], 'invalid choice'),
     (['--cpd-iters', '0'], '`--cpd-iters` should be >= 1, but got 0'),
     (['--target', '1.5'], '`--target` should be in (0, 1), but got 1.5'),
     (['--metric', 'energy'], 'invalid choice'),
