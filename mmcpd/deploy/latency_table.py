@@ -24,6 +24,15 @@ the CUDA and TensorRT providers, the GPU model) are in the file and in its
 key, so a second run on the same machine is instant and a table is never
 reused on another.
 
+With ``widths=True`` every layer shape is also timed at the widths of
+:func:`width_windows` along each prunable axis (the other at its full
+width): all widths up to the coarsest kernel block (16) and one block's
+every width around half the layer's width, the windows
+:func:`~mmcpd.prune.widths.measured_rule` decides each group's channel
+multiple and floor from (``round_to='measured'``,
+``min_channels='measured'``). They are cached with the grid, per layer
+shape and machine.
+
 Timings taken while other jobs run are not the idle machine's, fastest runs
 or not: at a load of 13 on 2 cores, SegFormer-B0's layers summed to 81 ms
 against 21 ms idle, and a table off by that much misplaces the budget. So
@@ -49,9 +58,14 @@ from torch import nn
 
 from mmcpd.deploy.latency import (PROVIDERS, _bind, _check_settings,
                                   cache_root, cpu_model, gpu_model)
+from mmcpd.prune.settings import is_table
+from mmcpd.prune.widths import QUANTA
 from mmcpd.utils.module import Forward, callable_name
 
-__all__ = ['latency_table', 'machine_info', 'width_grid', 'collect_layers']
+__all__ = [
+    'latency_table', 'machine_info', 'width_grid', 'width_windows',
+    'collect_layers'
+]
 
 #: Instruction set flags of /proc/cpuinfo that change kernel speed.
 _ISA_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni',
@@ -130,6 +144,40 @@ def width_grid(full: int, points: int, step: int = 8) -> List[int]:
         w = step + (full - step) * k / (points - 1)
         grid.add(int(min(full, max(step, round(w / step) * step))))
     return sorted(grid)
+
+
+def width_windows(full: int, block: int = QUANTA[-1]) -> List[int]:
+    """Widths at which a layer's axis is timed for the measured width rule:
+    every width up to ``block`` (the floor), and every width of one block
+    ending at the multiple of ``block`` nearest half of ``full`` (the
+    multiple; kernels pad the same way at any width, and half is where
+    pruning takes a layer). A layer of at most ``3 * block`` channels is
+    timed at every width.
+
+    Examples:
+        >>> width_windows(40) == list(range(1, 41))
+        True
+        >>> w = width_windows(256); w[:2], w[16:18], w[-1]
+        ([1, 2], [112, 113], 128)
+    """
+    full = int(full)
+    if full <= 3 * block:
+        return list(range(1, full + 1))
+    anchor = min(max(2 * block, int(round(full / 2 / block)) * block),
+                 full // block * block)
+    return sorted(set(range(1, block + 1)) |
+                  set(range(anchor - block, anchor + 1)))
+
+
+def _window_axes(layer: dict) -> List[str]:
+    """The weight axes a layer's windows are timed along: output and
+    input, a depthwise conv's output only, none for a grouped conv (its
+    widths go per conv group; the fixed rule stays)."""
+    if layer.get('groups') == 'depthwise':
+        return ['out']
+    if layer.get('groups', 1) != 1:
+        return []
+    return ['out', 'in']
 
 
 def _onnx_pads(conv: nn.Module) -> List[int]:
@@ -255,21 +303,26 @@ def _layer_graph(layer: dict, w_in: int, w_out: int):
 _LAYOUT_OPS = ('ReorderInput', 'ReorderOutput')
 
 
-def _node_mins(trace: str, skip_ops: Sequence[str], warmup: int) -> float:
-    """Sum over a profiled graph's nodes of each node's fastest run."""
+def _node_mins(trace: str, skip_ops: Sequence[str], warmup: int,
+               split: bool = False):
+    """Sum over a profiled graph's nodes of each node's fastest run; with
+    ``split``, that sum and the ``skip_ops`` nodes' sum."""
     from collections import defaultdict
 
     with open(trace) as f:
         events = json.load(f)
     os.remove(trace)
-    times = defaultdict(list)
+    times, skipped = defaultdict(list), defaultdict(list)
     for event in events:
         name = event.get('name', '')
         op = event.get('args', {}).get('op_name', '')
-        if event.get('cat') == 'Node' and name.endswith('_kernel_time') \
-                and op not in skip_ops:
-            times[name].append(float(event['dur']) / 1e3)
-    return float(sum(min(t[warmup:] or t) for t in times.values()))
+        if event.get('cat') == 'Node' and name.endswith('_kernel_time'):
+            (skipped if op in skip_ops else times)[name].append(
+                float(event['dur']) / 1e3)
+    kept = float(sum(min(t[warmup:] or t) for t in times.values()))
+    if not split:
+        return kept
+    return kept, float(sum(min(t[warmup:] or t) for t in skipped.values()))
 
 
 def _time_files(paths: Sequence[str],
@@ -279,8 +332,11 @@ def _time_files(paths: Sequence[str],
                 folder: str,
                 min_runs: int = 10,
                 max_runs: int = 100,
-                skip_ops: Sequence[str] = _LAYOUT_OPS) -> List[float]:
-    """Fastest ms of each file, timed interleaved (A B C A B C ...).
+                skip_ops: Sequence[str] = _LAYOUT_OPS,
+                split: bool = False) -> list:
+    """Fastest ms of each file, timed interleaved (A B C A B C ...); with
+    ``split``, pairs of that and the ``skip_ops`` nodes' ms (0 where the
+    provider is not profiled).
 
     The fastest, not the median, and on the CPU per node (onnxruntime's
     profiler): a layer takes well under a millisecond, and on a shared
@@ -334,9 +390,9 @@ def _time_files(paths: Sequence[str],
     for _ in range(runs - 1):
         one_round()
     if not profiled:
-        return fastest
+        return [(t, 0.0) for t in fastest] if split else fastest
     return [
-        _node_mins(session.end_profiling(), skip_ops, 2)
+        _node_mins(session.end_profiling(), skip_ops, 2, split)
         for session in sessions
     ]
 
@@ -355,6 +411,58 @@ def _measure_layer(layer: dict, provider: str, threads: int,
     flat = _time_files(paths, provider, threads, budget_s, folder)
     return dict(ms=np.asarray(flat).reshape(len(grid_in),
                                             len(grid_out)).tolist())
+
+
+def _with_layout(widths: Sequence[int], pairs: Sequence[tuple]
+                 ) -> List[float]:
+    """A one-layer graph's time as in a model of blocked-layout layers.
+
+    onnxruntime runs a conv in the NCHWc layout only at some widths; a
+    one-layer graph on that path reorders its input and output (not timed:
+    a model does it once), and one off it reorders nothing, so alone it
+    looks cheap. In a model it is the other way round: the layer off the
+    path has its feature maps reordered out of and back into the blocked
+    layout of its neighbours. So a width whose graph has no layout nodes
+    while others of the window have them is charged those of the nearest
+    width that has them, scaled by the width (a 1x1 conv of 15 inputs
+    between blocked layers pays what one of 16 reorders).
+    """
+    blocked = [(w, layout) for w, (_, layout) in zip(widths, pairs)
+               if layout > 0]
+    out = []
+    for w, (ms, layout) in zip(widths, pairs):
+        if layout <= 0 and blocked:
+            near, cost = min(blocked, key=lambda b: abs(b[0] - w))
+            ms += cost * w / near
+        out.append(float(ms))
+    return out
+
+
+def _measure_windows(layer: dict, provider: str, threads: int,
+                     budget_s: float, folder: str) -> dict:
+    """The layer timed at :func:`width_windows` along each axis of
+    :func:`_window_axes`, all graphs interleaved, a width off the blocked
+    layout charged its layout changes (:func:`_with_layout`)."""
+    import onnx
+
+    axes, paths = [], []
+    for axis in _window_axes(layer):
+        widths = width_windows(layer[axis])
+        for w in widths:
+            w_in, w_out = (layer['in'], w) if axis == 'out' else \
+                (w, layer['out'])
+            path = osp.join(folder, f'w{axis}{w}.onnx')
+            onnx.save(_layer_graph(layer, w_in, w_out), path)
+            paths.append(path)
+        axes.append((axis, widths))
+    flat = _time_files(paths, provider, threads, budget_s, folder,
+                       split=True) if paths else []
+    out, start = {}, 0
+    for axis, widths in axes:
+        out[axis] = dict(w=widths, ms=_with_layout(
+            widths, flat[start:start + len(widths)]))
+        start += len(widths)
+    return out
 
 
 def _load(path: str, info: dict) -> dict:
@@ -394,7 +502,8 @@ def latency_table(model: nn.Module,
                   cache: Optional[str] = None,
                   refresh: bool = False,
                   progress: bool = False,
-                  forward: Forward = None) -> dict:
+                  forward: Forward = None,
+                  widths: bool = False) -> dict:
     """The measured latency table of ``model`` on this machine.
 
     Args:
@@ -420,6 +529,9 @@ def latency_table(model: nn.Module,
             ``forward(model, inputs)`` or its import path (as
             :class:`~mmcpd.deploy.TensorModeAdapter` takes it). Defaults to
             None: tensor mode.
+        widths (bool): Also time every layer shape at the widths of
+            :func:`width_windows` (the measured width rule's). Defaults to
+            False.
 
     Returns:
         dict: ``machine`` (what the numbers depend on), ``input_shape``,
@@ -429,7 +541,8 @@ def latency_table(model: nn.Module,
         and ``layers``: one entry per layer
         with its shape, ``grid_in``/``grid_out`` widths (weight dims 1 and
         0) and ``ms[i][j]``, the fastest time at ``grid_in[i]``,
-        ``grid_out[j]``.
+        ``grid_out[j]``; with ``widths``, also ``widths``: per axis
+        (``'out'``, ``'in'``) the widths ``w`` and times ``ms``.
     """
     from tqdm import tqdm
 
@@ -449,7 +562,8 @@ def latency_table(model: nn.Module,
         # missing, or measured busy while the machine is quiet now
         return entry is None or (not busy and is_busy(entry['load'], cores))
 
-    todo = {}
+    todo, windows = {}, {}
+    data.setdefault('widths', {})
     for layer in layers:
         layer['grid_out'] = width_grid(layer['out'], points, step)
         layer['grid_in'] = [layer['in']] if layer.get('groups') == \
@@ -458,11 +572,13 @@ def latency_table(model: nn.Module,
         layer['key'] = sig
         if stale(data['layers'].get(sig)):
             todo[sig] = layer
+        if widths and stale(data['widths'].get(sig)):
+            windows[sig] = layer
     shapes = [(k, list(v.shape)) for k, v in model.named_parameters()]
     model_key = _key([type(model).__name__, shapes, list(inputs.shape)] +
                      ([callable_name(forward)] if forward else []))
     measure_model = stale(data['models'].get(model_key))
-    if busy and (todo or measure_model):
+    if busy and (todo or windows or measure_model):
         warnings.warn(
             f'mmcpd.latency_table: the machine is busy (load average '
             f'{load:.1f} on {cores} cores); latencies measured now can be '
@@ -476,7 +592,12 @@ def latency_table(model: nn.Module,
             data['layers'][sig] = dict(
                 _measure_layer(layer, key, threads, budget_s, folder),
                 load=round(machine_load()[0], 2))
-    changed = bool(todo) or refresh or not osp.exists(path)
+        for sig, layer in tqdm(windows.items(), desc='width windows',
+                               disable=not progress):
+            data['widths'][sig] = dict(
+                _measure_windows(layer, key, threads, budget_s, folder),
+                load=round(machine_load()[0], 2))
+    changed = bool(todo) or bool(windows) or refresh or not osp.exists(path)
     if measure_model:
         data['models'][model_key] = dict(
             ms=_model_ms(model, inputs, key, threads, forward),
@@ -488,22 +609,24 @@ def latency_table(model: nn.Module,
     for layer in layers:
         entry = {k: v for k, v in layer.items() if k != 'key'}
         entry['ms'] = data['layers'][layer['key']]['ms']
+        if widths:
+            entry['widths'] = {
+                k: v
+                for k, v in data['widths'][layer['key']].items()
+                if k != 'load'
+            }
         entries.append(entry)
     model_ms = data['models'][model_key]['ms']
     full = sum(e['ms'][-1][-1] * e['calls'] for e in entries)
     worst = max([data['models'][model_key]['load']] +
-                [data['layers'][e['key']]['load'] for e in layers])
+                [data['layers'][e['key']]['load'] for e in layers] +
+                [data['widths'][e['key']]['load']
+                 for e in layers if widths])
     return dict(machine=info, input_shape=list(inputs.shape),
                 model_ms=model_ms, rest_ms=model_ms - full, cache=path,
                 load=dict(max=worst, cores=cores,
                           busy=is_busy(worst, cores)),
                 layers=entries)
-
-
-def is_table(table) -> bool:
-    """Whether ``table`` is a measured latency table (rather than None or
-    the keyword arguments of :func:`latency_table`)."""
-    return isinstance(table, dict) and 'layers' in table
 
 
 def table_for(model: nn.Module, inputs: torch.Tensor,

@@ -1,15 +1,15 @@
 """Which units to remove at a prune step: global ranking under guards."""
 import heapq
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
 from mmcpd.comb.group import CoupledGroup
 from mmcpd.prune.cost import CostModel
 from mmcpd.prune.surgery.positions import unit_channels
-from mmcpd.prune.widths import (Quanta, mixed_prefix, quantum_of,
-                                units_to_remove)
+from mmcpd.prune.widths import (MEASURED, Quanta, describe, mixed_prefix,
+                                quantum_of, units_to_remove)
 
 
 @dataclass(frozen=True)
@@ -17,20 +17,35 @@ class Guards:
     """Limits that keep every layer alive and fast.
 
     Args:
-        min_channels (int): A pruned group keeps at least this many channels
-            (or all it has, if it has fewer). Defaults to 1.
+        min_channels (int | Mapping[int, int] | str): A pruned group keeps
+            at least this many channels (or all it has, if it has fewer);
+            a mapping by group id (missing: 1), or ``'measured'`` until
+            :func:`~mmcpd.prune.widths.with_quanta` makes it that mapping
+            from a latency table. Defaults to 1.
         max_ratio (float): At most this fraction of a group's channels is
             removed, in (0, 1]. Defaults to 0.9.
-        round_to (int): A pruned group keeps a multiple of this many
-            channels (e.g. 8 for CPU and GPU kernels). Defaults to 1.
+        round_to (int | Mapping[int, int] | str): A pruned group keeps a
+            multiple of this many channels (e.g. 8 for CPU and GPU
+            kernels); a mapping by group id, or ``'measured'`` as
+            ``min_channels``. Defaults to 1.
         quanta (Mapping[int, int], optional): Per group id, the multiple
             that group keeps instead (:func:`~mmcpd.prune.widths.
             width_quanta`). Defaults to None.
     """
-    min_channels: int = 1
+    min_channels: Union[int, Mapping[int, int], str] = 1
     max_ratio: float = 0.9
-    round_to: int = 1
+    round_to: Union[int, Mapping[int, int], str] = 1
     quanta: Optional[Mapping[int, int]] = None
+
+
+def _per_group(value, group_id: int, name: str) -> int:
+    """A limit of :class:`Guards` for one group."""
+    if value == MEASURED:
+        raise ValueError(
+            f'`{name}`={MEASURED!r} is decided per group from a latency '
+            'table: resolve the guards with mmcpd.prune.widths.with_quanta '
+            'first')
+    return quantum_of(value, group_id)
 
 
 class _GroupState:
@@ -50,11 +65,13 @@ class _GroupState:
         self.total = sum(self.channels)
         self.kept = self.total - sum(self.channels[u] for u in removed)
         self.min_kept = max(
-            min(guards.min_channels, self.total),
+            min(_per_group(guards.min_channels, group.id, 'min_channels'),
+                self.total),
             self.total - int(guards.max_ratio * self.total + 1e-9),
             1)
-        self.round_to = guards.round_to if guards.quanta is None else \
-            guards.quanta.get(group.id, guards.round_to)
+        self.round_to = _per_group(guards.round_to, group.id, 'round_to') \
+            if guards.quanta is None or group.id not in guards.quanta \
+            else guards.quanta[group.id]
         alive = [u for u in range(group.num_units) if u not in removed]
         self.scores = scores
         self.costs = costs  # what the target counts
@@ -207,14 +224,25 @@ def check_reachable(groups: Sequence[CoupledGroup], cost: CostModel,
                     guards: Guards, target: float, ignore=()) -> float:
     """The largest removable fraction of the cost (:func:`max_removable`);
     a ValueError naming the limits when ``target`` exceeds it under
-    ``guards`` (and ``ignore``)."""
+    ``guards`` (and ``ignore``), and which of ``min_channels=1`` and
+    ``round_to=1`` (free widths) would reach it."""
     reachable = max_removable(groups, cost, guards)
     if target > reachable + 1e-9:
+        hint = ''
+        for change in (dict(min_channels=1), dict(round_to=1, quanta=None),
+                       dict(min_channels=1, round_to=1, quanta=None)):
+            free = max_removable(groups, cost, replace(guards, **change))
+            if target <= free + 1e-9:
+                names = ' and '.join(f'{k}={v}' for k, v in change.items()
+                                     if k != 'quanta')
+                hint = f'; {names} would allow {free:.3f}'
+                break
         raise ValueError(
             f'`target` {target} cannot be reached: with min_channels='
-            f'{guards.min_channels}, max_ratio={guards.max_ratio}, '
-            f'round_to={guards.round_to} and ignore={tuple(ignore)!r}, at '
-            f'most {reachable:.3f} of the {cost.metric} can be removed')
+            f'{describe(guards.min_channels)}, max_ratio={guards.max_ratio}'
+            f', round_to={describe(guards.round_to)} and ignore='
+            f'{tuple(ignore)!r}, at most {reachable:.3f} of the '
+            f'{cost.metric} can be removed{hint}')
     return reachable
 
 

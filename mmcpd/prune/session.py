@@ -152,7 +152,7 @@ class PruneSession:
                 f'metric={settings.metric!r}, rank_by={settings.rank_by!r} '
                 'need the latency table of the model (`table`)')
         # the width rule's multiples, from the unpruned model
-        guards = with_quanta(settings.guards, model, comb.prunable)
+        guards = with_quanta(settings.guards, model, comb.prunable, table)
         self.model = model
         self.pruner = Pruner(
             model, comb, self.importance, settings.metric, guards,

@@ -13,7 +13,7 @@ from mmcpd.prune.cost import ACT_WEIGHT, METRICS
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.selection import Guards
 from mmcpd.prune.shrink import SHRINK_MODES
-from mmcpd.prune.widths import ROUND_TO
+from mmcpd.prune.widths import MEASURED, ROUND_TO
 from mmcpd.registry import IMPORTANCES, build_own
 
 
@@ -22,6 +22,17 @@ def check_int(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(
             f'`{name}` should be an int >= {low}, but got {value!r}')
+
+
+def check_width_limit(name: str, value) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an int >= 1 or
+    ``'measured'`` (decided per group from the latency table)."""
+    if value != MEASURED:
+        try:
+            check_int(name, value, 1)
+        except ValueError:
+            raise ValueError(f'`{name}` should be an int >= 1 or '
+                             f'{MEASURED!r}, but got {value!r}') from None
 
 
 def check_pruner_args(metric: str, rank_by: Optional[str],
@@ -36,6 +47,12 @@ def check_pruner_args(metric: str, rank_by: Optional[str],
     if shrink not in SHRINK_MODES:
         raise ValueError(f'`shrink` should be one of {tuple(SHRINK_MODES)}, '
                          f'but got {shrink!r}')
+
+
+def is_table(table) -> bool:
+    """Whether ``table`` is a measured latency table (not its keyword
+    arguments)."""
+    return isinstance(table, dict) and 'layers' in table
 
 
 def importance_cfg(importance: Union[str, dict]) -> dict:
@@ -64,12 +81,19 @@ class PruneSettings:
             zero). Defaults to ``'physical'``.
         importance (str | dict): A score of ``IMPORTANCES``. Defaults to
             ``'hessian'``.
-        min_channels (int): Channels every group keeps at least. Defaults
-            to 1.
+        min_channels (int | str): Channels every group keeps at least;
+            ``'measured'``: per group, the narrowest width than which
+            nothing narrower is measurably faster on this machine
+            (:func:`~mmcpd.prune.widths.measured_floor`). Defaults to 1.
         max_ratio (float): Largest fraction of a group's channels removed,
             in (0, 1]. Defaults to 0.9.
-        round_to (int): Channel block of the width rule. Defaults to
-            ``ROUND_TO``.
+        round_to (int | str): Channel block of the width rule;
+            ``'measured'``: per group, the finest multiple whose unaligned
+            widths are not measurably slower on this machine
+            (:func:`~mmcpd.prune.widths.measured_quantum`). Either
+            ``'measured'`` needs a latency table, measured with its width
+            windows (``widths=True``, added to ``latency_table``'s keyword
+            arguments). Defaults to ``ROUND_TO``.
         rank_by (str, optional): The cost that ranks units if not
             ``metric``. Defaults to None.
         act_weight (float): MACs per written activation element in the
@@ -86,9 +110,9 @@ class PruneSettings:
     metric: str = 'params'
     shrink: str = 'physical'
     importance: Union[str, dict] = 'hessian'
-    min_channels: int = 1
+    min_channels: Union[int, str] = 1
     max_ratio: float = 0.9
-    round_to: int = ROUND_TO
+    round_to: Union[int, str] = ROUND_TO
     rank_by: Optional[str] = None
     act_weight: float = ACT_WEIGHT
     latency_table: Optional[dict] = None
@@ -113,8 +137,11 @@ class PruneSettings:
                              'table or its keyword arguments), but got '
                              f'{type(table).__name__}')
         self.loop  # checks `closed_loop`
-        check_int('min_channels', self.min_channels, 1)
-        check_int('round_to', self.round_to, 1)
+        check_width_limit('min_channels', self.min_channels)
+        check_width_limit('round_to', self.round_to)
+        if self.measured_widths and not is_table(table):
+            object.__setattr__(self, 'latency_table',
+                               dict(table or {}, widths=True))
         max_ratio = self.max_ratio
         if not isinstance(max_ratio, (int, float)) or isinstance(
                 max_ratio, bool) or not 0 < max_ratio <= 1:
@@ -141,10 +168,17 @@ class PruneSettings:
         return loop_settings(self.closed_loop)
 
     @property
+    def measured_widths(self) -> bool:
+        """Whether the width rule is measured (``round_to`` or
+        ``min_channels`` is ``'measured'``)."""
+        return MEASURED in (self.round_to, self.min_channels)
+
+    @property
     def needs_table(self) -> bool:
         """Whether a latency table is needed (``'latency'`` counts or
-        ranks)."""
-        return 'latency' in (self.metric, self.rank_by)
+        ranks, or the width rule is measured)."""
+        return 'latency' in (self.metric, self.rank_by) or \
+            self.measured_widths
 
     @property
     def guards(self) -> Guards:

@@ -144,7 +144,7 @@ def test_prune_model_measures_the_table_when_none_is_given(toy,
     mmcpd.prune_model(model, X, target=0.3, metric='latency', round_to=4,
                       latency_table=dict(threads=3), result=result,
                       closed_loop=False)
-    assert calls == [dict(threads=3)]
+    assert calls == [dict(threads=3, forward=None)]
     assert model.conv2.out_channels in (16, 8)
     with pytest.raises(ValueError, match="`metric`.*'latency_proxy'"):
         mmcpd.prune_model(model, X, target=0.3, metric='latncy',

@@ -1,5 +1,5 @@
 """The cost model of a metric, built from a model and its comb result."""
-from typing import Optional
+from typing import Mapping, Optional, Union
 
 import torch
 
@@ -12,7 +12,7 @@ def model_cost(model: torch.nn.Module,
                metric: str,
                act_weight: float = ACT_WEIGHT,
                table: Optional[dict] = None,
-               round_to: int = 1) -> CostModel:
+               round_to: Union[int, Mapping[int, int]] = 1) -> CostModel:
     """The :class:`CostModel` of ``model`` in ``metric`` for its comb result.
 
     Args:
@@ -24,8 +24,8 @@ def model_cost(model: torch.nn.Module,
             ``'latency_proxy'`` cost. Defaults to ``ACT_WEIGHT``.
         table (dict, optional): The model's latency table, for
             ``'latency'`` (:func:`mmcpd.deploy.latency_table.latency_table`).
-        round_to (int): Widths ``'latency'`` allows are multiples of it.
-            Defaults to 1.
+        round_to (int | Mapping[int, int]): Widths ``'latency'`` allows are
+            multiples of it (per group id for a mapping). Defaults to 1.
 
     Raises:
         ValueError: FLOPs are needed but the comb result has no

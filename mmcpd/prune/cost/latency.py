@@ -4,7 +4,7 @@ The table is plain data (see :func:`mmcpd.deploy.latency_table.latency_table`
 for how it is measured); nothing here imports onnxruntime.
 """
 import bisect
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -100,7 +100,9 @@ class LatencyCost(CostModel):
             per weight (the comb's).
         op_macs (Sequence[OpMacs]): MACs of the ops without weights.
             Defaults to ().
-        round_to (int): Widths kept are multiples of this. Defaults to 1.
+        round_to (int | Mapping[int, int]): Widths kept are multiples of
+            this; a mapping by group id (missing: 1) for a per-group rule
+            (:func:`~mmcpd.prune.widths.measured_rule`). Defaults to 1.
         act_weight (float): :math:`\beta` of the rest's proxy. Defaults to
             ``ACT_WEIGHT``.
 
@@ -120,7 +122,7 @@ class LatencyCost(CostModel):
                  param_macs: Mapping[str, int],
                  channel_acts: Optional[Mapping[str, Sequence[int]]] = None,
                  op_macs: Sequence[OpMacs] = (),
-                 round_to: int = 1,
+                 round_to: Union[int, Mapping[int, int]] = 1,
                  act_weight: float = ACT_WEIGHT):
         layers = table.get('layers') if isinstance(table, dict) else None
         if not layers or 'model_ms' not in table:
@@ -144,7 +146,8 @@ class LatencyCost(CostModel):
                          channel_acts, act_weight, op_macs)
         self.metric = 'latency'
         self.machine = dict(table.get('machine') or {})
-        self.round_to = int(round_to)
+        self.round_to = dict(round_to) if isinstance(round_to, Mapping) \
+            else int(round_to)
         self.layers = [
             dict(param=layer['param'], grid_in=list(layer['grid_in']),
                  grid_out=list(layer['grid_out']), ms=monotone(layer['ms']),
@@ -256,6 +259,12 @@ class LatencyCost(CostModel):
         self.fixed = max(1.0 - a - b, 0.0)
         return a, b, self.fixed
 
+    def quantum(self, group_id: int) -> int:
+        """The multiple of root channels that group keeps."""
+        if isinstance(self.round_to, int):
+            return self.round_to
+        return int(self.round_to.get(group_id, 1))
+
     def _group_curve(self, group: CoupledGroup) -> Dict[int, float]:
         """Kept root channels (multiples of ``round_to``) -> tabled ms of
         the group's layers, removing units from the last, the other groups
@@ -266,10 +275,11 @@ class LatencyCost(CostModel):
             for m in members
         }
         root = np.cumsum([0] + unit_channels(group)[::-1])
+        quantum = self.quantum(group.id)
         curve = {}
         for n in range(group.num_units):
             kept = int(root[-1] - root[n])
-            if n and kept % self.round_to:
+            if n and kept % quantum:
                 continue
             dims = {m.name: list(self.shapes[m.name]) for m in members}
             for m in members:
@@ -316,7 +326,7 @@ class LatencyCost(CostModel):
             gone = set(removed.get(gid, ()))
             kept = sum(c for u, c in enumerate(channels) if u not in gone)
             below = [w for w in allowed if w < kept]
-            step = kept - max(below) if below else self.round_to
+            step = kept - max(below) if below else self.quantum(gid)
             if step <= 0 or kept - step <= 0:
                 continue
             total = sum(channels)
