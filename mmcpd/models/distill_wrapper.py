@@ -23,23 +23,67 @@ from mmcpd.registry import MODELS
 ModelType = Union[dict, nn.Module]
 
 
+def _is_dense_head(module: object) -> bool:
+    """Whether ``module`` is an MMDetection dense head (``BaseDenseHead``:
+    RetinaNet, FCOS, ATSS, GFL, RTMDet, YOLOX, SSD, CenterNet ...)."""
+    return any(cls.__name__ == 'BaseDenseHead'
+               and cls.__module__.split('.')[0] == 'mmdet'
+               for cls in type(module).__mro__)
+
+
 def _logits_module(model: nn.Module, role: str) -> str:
     """Name of the submodule whose output is the task's logits.
 
     MMSeg segmentors: the decode head's ``conv_seg`` (seg logits, before
     resizing). MMPretrain classifiers: the ``head`` (cls scores, before
-    softmax).
+    softmax). MMDetection single-stage detectors: the dense ``bbox_head``,
+    whose first output is the class score map of every FPN level, before
+    the sigmoid (:func:`logits_of`).
     """
     decode_head = getattr(model, 'decode_head', None)
     if isinstance(getattr(decode_head, 'conv_seg', None), nn.Module):
         return 'decode_head.conv_seg'
+    if _is_dense_head(getattr(model, 'bbox_head', None)):
+        return 'bbox_head'
     if isinstance(getattr(model, 'head', None), nn.Module):
         return 'head'
     raise TypeError(
-        'logits are distilled from MMPretrain classifiers (a `head`) and '
-        'MMSeg segmentors (a `decode_head`), but the '
+        'logits are distilled from MMPretrain classifiers (a `head`), '
+        'MMSeg segmentors (a `decode_head`) and single-stage MMDetection '
+        'detectors (a dense `bbox_head`), but the '
         f'{role} is a {type(model).__name__}; distil named features '
-        'instead')
+        'instead (`outputs=` of the loss)')
+
+
+def logits_of(output: object, name: str, role: str) -> List[torch.Tensor]:
+    """The logits in the recorded ``output`` of the logits module ``name``:
+    one tensor, or for a dense detection head (``bbox_head``) its class
+    score maps, one per FPN level (its first output)."""
+    if name == 'bbox_head':
+        levels = output[0] if isinstance(output, (tuple, list)) and \
+            output else None
+        if not isinstance(levels, (tuple, list)) or not levels or not all(
+                isinstance(x, torch.Tensor) and x.dim() == 4
+                for x in levels):
+            raise TypeError(
+                f'the {role}\'s `bbox_head` should return the class score '
+                'maps of its levels first (a list of (N, C, H, W) tensors), '
+                f'as MMDetection\'s dense heads do, but got '
+                f'{type(levels).__name__}; distil named features instead')
+        return list(levels)
+    return [as_tensor(output, name, role)]
+
+
+def _teacher_tensor_mode(teacher: nn.Module, inputs: torch.Tensor,
+                         data_samples: Optional[list]) -> object:
+    """The teacher's tensor mode, with its modules' hooks firing: a
+    single-stage detector's ``_forward`` calls ``bbox_head.forward``
+    directly, which hooks on the head do not see, so the head is called
+    as a module here (the same computation)."""
+    if _is_dense_head(getattr(teacher, 'bbox_head', None)) and hasattr(
+            teacher, 'extract_feat'):
+        return teacher.bbox_head(teacher.extract_feat(inputs))
+    return teacher(inputs, data_samples, mode='tensor')
 
 
 def _num_logits(model: nn.Module, name: str) -> Optional[int]:
@@ -460,21 +504,36 @@ class DistillWrapper(BaseModel):
         else:
             with torch.no_grad(), record_outputs(
                     self.teacher, names['teacher']) as t_out:
-                self.teacher(inputs, data_samples, mode='tensor')
+                _teacher_tensor_mode(self.teacher, inputs, data_samples)
         for term, factor, s_name, t_name in zip(self.terms, factors,
                                                 names['student'],
                                                 names['teacher']):
-            s = as_tensor(s_out[s_name], s_name, 'student')
-            t = as_tensor(t_out[t_name], t_name, 'teacher').detach()
-            if term.key in self.connectors:
-                s = self.connectors[term.key](s)
             if term.key in losses:
                 raise KeyError(f'the student already returns a loss named '
                                f'`{term.key}`; rename the distillation term '
                                'with `name`')
-            loss = term.loss(s, t)
+            loss = self._term_loss(term, s_out[s_name], t_out[t_name],
+                                   s_name, t_name)
             losses[term.key] = loss if factor == 1 else loss * factor
         return losses
+
+    def _term_loss(self, term: DistillTerm, s_out: object, t_out: object,
+                   s_name: str, t_name: str) -> torch.Tensor:
+        """A term's loss between the recorded outputs: on logits, the mean
+        over what :func:`logits_of` gives (a detector's levels, each
+        weighted alike, as CWD's detection experiments distil each FPN
+        level); on features, through the term's connector."""
+        if term.on_logits:
+            pairs = list(
+                zip(logits_of(s_out, s_name, 'student'),
+                    logits_of(t_out, t_name, 'teacher')))
+            return sum(term.loss(s, t.detach())
+                       for s, t in pairs) / len(pairs)
+        s = as_tensor(s_out, s_name, 'student')
+        t = as_tensor(t_out, t_name, 'teacher').detach()
+        if term.key in self.connectors:
+            s = self.connectors[term.key](s)
+        return term.loss(s, t)
 
 
 def unwrap_student(model: nn.Module) -> nn.Module:
