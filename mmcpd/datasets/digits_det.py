@@ -31,7 +31,7 @@ import numpy as np
 
 from mmcpd.datasets.digits import (SPLITS, _check_split, load_digits_split,
                                    upsample_digit)
-from mmcpd.datasets.digits_seg import MAX_TRIES, _check_range, _overlaps
+from mmcpd.datasets.digits_seg import _check_range, free_square
 from mmcpd.registry import DATASETS
 
 #: COCO category names, ids 1..10 in this order.
@@ -54,12 +54,8 @@ def _canvas(rng: np.random.Generator, images: np.ndarray,
     for _ in range(rng.integers(num_digits[0], num_digits[1] + 1)):
         size = int(rng.integers(digit_size[0], digit_size[1] + 1))
         index = int(rng.integers(len(labels)))
-        for _ in range(MAX_TRIES):
-            square = (int(rng.integers(side - size + 1)),
-                      int(rng.integers(side - size + 1)), size)
-            if not _overlaps(square, squares):
-                break
-        else:
+        square = free_square(rng, side, size, squares)
+        if square is None:
             continue
         y, x, _ = square
         digit = upsample_digit(images[index], size)

@@ -41,6 +41,18 @@ def _overlaps(box: Tuple[int, int, int], boxes: list) -> bool:
                for by, bx, bs in boxes)
 
 
+def free_square(rng: np.random.Generator, side: int, size: int,
+                taken: list) -> Optional[Tuple[int, int, int]]:
+    """A random ``(y, x, size)`` square of a ``side`` canvas that overlaps
+    none of ``taken``, or None after :data:`MAX_TRIES` tries."""
+    for _ in range(MAX_TRIES):
+        square = (int(rng.integers(side - size + 1)),
+                  int(rng.integers(side - size + 1)), size)
+        if not _overlaps(square, taken):
+            return square
+    return None
+
+
 @DATASETS.register_module()
 class DigitsSegDataset(BaseDataset):
     """Segmentation of handwritten digits pasted on canvases.
@@ -163,12 +175,8 @@ class DigitsSegDataset(BaseDataset):
             size = int(
                 rng.integers(self.digit_size[0], self.digit_size[1] + 1))
             index = int(rng.integers(len(labels)))
-            for _ in range(MAX_TRIES):
-                box = (int(rng.integers(side - size + 1)),
-                       int(rng.integers(side - size + 1)), size)
-                if not _overlaps(box, boxes):
-                    break
-            else:
+            box = free_square(rng, side, size, boxes)
+            if box is None:
                 continue
             boxes.append(box)
             y, x, _ = box
