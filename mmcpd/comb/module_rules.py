@@ -8,7 +8,9 @@ touches (in a two-stage detector: the whole FPN). Yet what they compute is
 known: each output channel is the same channel of the feature map, sampled
 (bilinearly, or by max) at the boxes. A rule here says so for the whole
 call; the ops inside it are not handled one by one (their sizes read off
-the input's channels are the rule's business).
+the input's channels are the rule's business). DETR's sine positional
+embedding is a fixed table whose channels can be selected
+(:mod:`~mmcpd.comb.fixed_tables`).
 
 Modules are recognised by the top-level package and name of their class,
 so that nothing here imports mmcv.
@@ -17,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from torch import nn
 
+from mmcpd.comb.fixed_tables import FIXED_TABLES, fixed_table
 from mmcpd.comb.labels import Block, LabelGraph, dim_ids
 from mmcpd.comb.opaque import flat_tensors
 
@@ -47,6 +50,8 @@ def per_channel(graph: LabelGraph, name: str, module: nn.Module, args: tuple,
 MODULE_RULES: Dict[Tuple[str, str], ModuleRule] = {
     ('mmcv', 'RoIAlign'): per_channel,
     ('mmcv', 'RoIPool'): per_channel,
+    **{key: fixed_table
+       for key in FIXED_TABLES},
 }
 
 

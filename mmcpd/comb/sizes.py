@@ -251,7 +251,8 @@ def _sym(graph, labels: Labels, dim: int, value: int, where: str):
 SIZED = set()
 #: ops that take sizes but whose handlers see what they make of them, as
 #: before sizes were followed: equal splits and repeats stay equal, fixed
-#: slices of channels freeze there
+#: slices of channels freeze there (a split ties its computed sizes,
+#: :func:`tie_split`)
 SHAPED = {
     'split', 'chunk', 'split_with_sizes', 'tensor_split', 'unsafe_split',
     'expand', 'repeat', 'tile', 'narrow', '__getitem__', 'pad',
@@ -307,6 +308,52 @@ def tie_sizes(graph: LabelGraph,
             _freeze(graph, size.block.ids, reason)
             continue
         _tie(graph, size, found[0], found[0].dims.index(dim), via, attrs)
+
+
+def tie_split(graph: LabelGraph, sizes: Sequence, pieces: Sequence[Labels],
+              dim: int, via: str, attrs: Sequence[int] = ()) -> None:
+    """Tie the :class:`SymInt` sizes of a split to the pieces they size.
+
+    ``torch.split(x, C)`` with ``C`` read off another tensor's channels
+    (Deformable DETR splits its query embedding by the encoder's width)
+    asks for ``C'`` after pruning: each piece of that size is tied to the
+    channels ``C`` counts, as a reshape's size is (:func:`tie_sizes`), so
+    they shrink together. Sizes given one by one go with their piece; one
+    size for all pieces goes with each piece of that size, and a smaller
+    last piece (a remainder) would not follow it: the channels are frozen.
+
+    Args:
+        graph (LabelGraph): The trace's labels.
+        sizes (list): The split sizes as given: one for every piece, or
+            one for all.
+        pieces (list[list[Block]]): The labels of each piece.
+        dim (int): The split dim.
+        via (str): ``'op@module'``.
+        attrs (list[int]): Values of the calling module's int attributes
+            (see :func:`tie_sizes`).
+    """
+    if len(sizes) == len(pieces):
+        pairs = list(zip(sizes, pieces))
+    elif len(sizes) == 1:
+        pairs = [(sizes[0], p) for p in pieces]
+    else:
+        return
+    for size, labels in pairs:
+        if not isinstance(size, SymInt):
+            continue
+        found = axis_of(labels, dim)
+        if found is None:
+            _freeze(graph, size.block.ids, f'{via} sizes a dim that is not '
+                    'a channel with a channel width')
+            continue
+        block, axis = found
+        if block.ids.shape[axis] != int(size):
+            _freeze(graph, np.concatenate([size.block.ids.ravel(),
+                                           block.ids.ravel()]),
+                    f'{via}: a piece smaller than the split size (a '
+                    'remainder) does not follow a computed width')
+            continue
+        _tie(graph, size, block, axis, via, attrs)
 
 
 def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int, via: str,

@@ -27,6 +27,11 @@ CONFIGS = {
         'model.backbone.depth': 18,
         'model.neck.in_channels': [512]
     }),
+    'deformable_detr': (
+        'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py', {
+            'model.backbone.depth': 18,
+            'model.neck.in_channels': [128, 256, 512],
+        }),
     'dino': ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', {
         'model.backbone.depth': 18,
         'model.neck.in_channels': [128, 256, 512],
@@ -69,9 +74,10 @@ def _check_head_outputs(name, out):
         assert cls_score.shape[1] == 81 and bbox_pred.shape[1] == 80 * 4
         # on the fixed proposals: 4 sides x 4 centres
         assert cls_score.shape[0] == bbox_pred.shape[0] == 16
-    else:  # DETR, DINO: per decoder layer and query
+    else:  # the DETRs: per decoder layer and query
         cls_scores, bbox_preds = out
-        queries, classes = (100, 81) if name == 'detr' else (50, 80)
+        queries, classes = {'detr': (100, 81), 'deformable_detr': (300, 80),
+                            'dino': (50, 80)}[name]
         assert cls_scores.shape == (6, 1, queries, classes)
         assert bbox_preds.shape == (6, 1, queries, 4)
 
@@ -208,3 +214,38 @@ def test_dino_decodes_queries_that_no_score_picks(detectors):
     for b, a in zip(before, after):
         assert torch.equal(a, b)
     assert not all(torch.equal(a, p) for a, p in zip(after, picked))
+
+
+@pytest.mark.parametrize('name', ['detr', 'deformable_detr', 'dino'])
+def test_detr_stream_takes_the_positional_table_along(detectors, name):
+    """Issue 25: the 256 channels of the transformer stream (the input
+    projection and every encoder layer) were frozen by
+    ``pos_embed.view(bs, c, -1)``; the sine table's kept channels are now a
+    member of the stream's group. Deformable DETR's query embedding, split
+    by the encoder's width, takes the decoder along, whose self-attention
+    makes a unit one head (32 channels); DINO's units are the neck's
+    GroupNorm groups (8 channels). Only the heads' outputs stay."""
+    from mmcpd.comb.fixed_tables import SELECT_BUFFER
+    result = trace_groups(detectors(name), _image())
+    table = f'positional_encoding.{SELECT_BUFFER}'
+    stream = next(g for g in result.groups
+                  if table in {m.name for m in g.members})
+    units = {'detr': 8, 'deformable_detr': 8, 'dino': 32}[name]
+    assert stream.prunable and stream.num_units == units, stream
+    names = {m.name for m in stream.members}
+    assert 'encoder.layers.5.norms.1.weight' in names
+    if name != 'dino':
+        assert 'decoder.layers.5.norms.2.weight' in names
+    if name == 'deformable_detr':
+        assert 'query_embedding.weight' in names
+    # what stays: the classes (and DETR's boxes), and boxes or reference
+    # points (2 or 4 channels, one unit) that meet constant anchors
+    frozen = {g.root: g.channels for g in result.frozen}
+    assert frozen == {
+        'detr': {'bbox_head.fc_cls.weight': 81, 'bbox_head.fc_reg.weight': 4},
+        'deformable_detr': {'reference_points_fc.weight': 2,
+                            'bbox_head.cls_branches.0.weight': 80},
+        'dino': {'bbox_head.cls_branches.6.weight': 80,
+                 'bbox_head.reg_branches.6.4.weight': 4,
+                 'bbox_head.cls_branches.0.weight': 80},
+    }[name]

@@ -8,9 +8,11 @@ on its own. Splitting into equal pieces (``chunk``, ``unbind``, an equal
 ``i`` of every piece, so the pieces stay equal when channels go; a split by
 one size whose last piece is a smaller remainder (EdgeNeXt's 34, 34, 32)
 keeps the full pieces equal and the remainder no wider. Pieces of sizes
-given one by one (``torch.split(x, [a, b])``) shrink on their own.
-An attribute of the calling module that gives the split size follows the
-pieces (Res2Net's ``self.width``, HorNet's ``self.dims``). Other slices
+given one by one (``torch.split(x, [a, b])``) shrink on their own. A
+size read off another tensor's channels ties them to its pieces
+(:func:`~mmcpd.comb.sizes.tie_split`). An attribute of the calling
+module that gives the split size follows the pieces (Res2Net's
+``self.width``, HorNet's ``self.dims``). Other slices
 and indexing with fixed bounds along a channel dimension would pick other
 channels once some are removed: those channels are frozen, unless the
 dimension is one axis of a joint block that never shrinks (``qkv[0]``).
@@ -21,7 +23,7 @@ import torch
 
 from mmcpd.comb.couple import couple
 from mmcpd.comb.labels import Block, axis_of, dim_ids
-from mmcpd.comb.sizes import is_int
+from mmcpd.comb.sizes import AttrInt, is_int, tie_split
 from mmcpd.comb.handlers.base import OpContext, function, method, register
 
 
@@ -178,6 +180,14 @@ def split(ctx: OpContext) -> None:
     sized = sizes is not None and len(sizes) == len(outs) > 1
     step = sizes is not None and len(sizes) == 1 < len(outs)
     _pieces(ctx, x, dim, outs, sized, step)
+    if sizes is not None:
+        attrs = [
+            v for v in getattr(ctx.module, '__dict__', {}).values()
+            if type(v) in (int, AttrInt)
+        ]
+        raw = size if isinstance(size, (list, tuple)) else [size]
+        tie_split(ctx.graph, raw, [ctx.graph.get(o) for o in outs], dim,
+                  ctx.via, attrs)
     if sizes is not None and ctx.module is not None:
         _size_attrs(ctx, dim, outs, sizes)
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mmcpd.prune.spec.check import check_applied, check_spec
+from mmcpd.prune.spec.table_select import install_selectors
 
 SPEC_VERSION = 1
 #: Key under which checkpoints written by mmcpd carry the spec.
@@ -155,9 +156,12 @@ def tensor_holders(model: nn.Module) -> Dict[int, list]:
 def apply_spec(model: nn.Module, spec: PrunedSpec) -> nn.Module:
     """Resize ``model`` in place to the architecture that ``spec`` describes.
 
-    The spec is checked first (:func:`~mmcpd.prune.spec.check.check_spec`:
-    every name in the model, nothing grows, attributes and shapes of each
-    layer agree), so that a damaged or edited spec changes nothing. Then
+    Fixed tables whose kept channels the spec shapes get their selector
+    first (:mod:`.table_select`: an index buffer that the pruned state
+    dict fills). The spec is checked
+    (:func:`~mmcpd.prune.spec.check.check_spec`: every name in the model,
+    nothing grows, attributes and shapes of each layer agree), so that a
+    damaged or edited spec changes nothing else. Then
     parameters and buffers are replaced by uninitialised tensors of the new
     shapes (load the pruned state dict afterwards; tensors shared by
     several modules stay shared) and module attributes are set, and the
@@ -168,6 +172,7 @@ def apply_spec(model: nn.Module, spec: PrunedSpec) -> nn.Module:
         ValueError: The spec does not fit the model or itself; the message
             names the tensor or module and both values.
     """
+    install_selectors(model, spec.shapes)
     check_spec(model, spec)
     tensors = dict(model.named_parameters(remove_duplicate=False))
     tensors.update(model.named_buffers(remove_duplicate=False))

@@ -6,7 +6,10 @@ biases, norm affine parameters and running statistics, gradients, and the
 optimizer's per-parameter state (SGD momentum, Adam's ``exp_avg`` and
 ``exp_avg_sq``, ...). A zero weight with a zero gradient and zero state
 stays zero under SGD, Adam and AdamW (weight decay of zero is zero), so the
-masked model computes exactly what the physically pruned one would.
+masked model computes exactly what the physically pruned one would. A
+fixed table (DETR's positional embedding) has nothing to zero: the masked
+model keeps all of it, and its removed channels meet only zeroed input
+columns (:mod:`mmcpd.prune.spec.table_select`).
 
 Entries are zeroed by multiplying with a small broadcast 0/1 mask per tensor
 (``[out, 1, 1, 1] * [1, in, 1, 1]`` for a conv weight pruned on both
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from mmcpd.comb.group import CoupledGroup, Removed
+from mmcpd.prune.spec.table_select import selector_of
 from mmcpd.prune.surgery.positions import conv_groups, removed_positions
 
 
@@ -65,6 +69,8 @@ class DeadUnits:
         split = conv_groups(groups)
         for (name, dim), dead in removed_positions(groups, removed).items():
             if name not in tensors:
+                if selector_of(model, name) is not None:
+                    continue  # a fixed table, masked: it keeps every entry
                 raise KeyError(
                     f'a removed unit owns `{name}`, which the model does '
                     'not have: was the comb result made for another model?')

@@ -2,7 +2,9 @@
 
 ``prune_units`` takes a comb result and, per group, the units to remove;
 every member tensor is sliced along its dim (parameters stay parameters,
-buffers stay buffers, modules keep their classes), the attributes that
+buffers stay buffers, modules keep their classes; a fixed table keeps the
+indices of its kept output channels, :mod:`~mmcpd.prune.spec.table_select`),
+the attributes that
 layers read in ``forward`` are set to the new widths, and the change comes
 back as a :class:`~mmcpd.prune.spec.PrunedSpec`.
 """
@@ -20,6 +22,7 @@ from mmcpd.prune.surgery.positions import (conv_groups, kept_columns,
                                            removed_positions)
 from mmcpd.prune.spec import PrunedSpec, tensor_holders
 from mmcpd.prune.spec.check import width_attrs
+from mmcpd.prune.spec.table_select import install_selectors
 
 
 def attr_values(result: CombResult,
@@ -85,6 +88,8 @@ def prune_units(model: nn.Module,
     """
     indices = removed_positions(result.groups, removed)
     split = conv_groups(result.groups)
+    # fixed tables cut for the first time get their index buffer
+    install_selectors(model, {name for name, _ in indices})
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     holders = tensor_holders(model)

@@ -32,9 +32,14 @@ from mmcpd.prune.surgery.physical import prune_units
 def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
     """Same structure and shapes, and values within ``rtol`` of the scale.
 
+    A NaN in either never matches (the difference is ``inf``): a NaN
+    output says nothing of the cut, and ``max`` with a NaN would hide it.
+    Infinities match where both have the same one; the scale is that of
+    the finite values.
+
     Returns:
         tuple: Whether they match, and the largest difference relative to
-        the largest magnitude of ``a``.
+        the largest finite magnitude of ``a``.
     """
     fa, fb = flat_tensors(a), flat_tensors(b)
     if len(fa) != len(fb):
@@ -43,6 +48,15 @@ def outputs_match(a, b, rtol: float = 1e-3) -> Tuple[bool, float]:
     for x, y in zip(fa, fb):
         if x.shape != y.shape:
             return False, float('inf')
+        if x.is_floating_point() or y.is_floating_point():
+            if bool(x.isnan().any()) or bool(y.isnan().any()):
+                return False, float('inf')
+            finite = x.isfinite() & y.isfinite()
+            if not torch.equal(x[~finite], y[~finite]):
+                return False, float('inf')
+            x, y = x[finite], y[finite]
+        if not x.numel():
+            continue
         scale = x.abs().max().item() + 1e-12
         worst = max(worst, (x - y).abs().max().item() / scale)
     return worst <= rtol, worst
@@ -115,6 +129,10 @@ def try_removal(model: nn.Module,
         expected = masked_output(masked, result, removed, inputs,
                                  forward_fn)
         ok, diff = outputs_match(expected, got, rtol)
+        if not ok and any(t.is_floating_point() and bool(t.isnan().any())
+                          for t in flat_tensors(expected)):
+            return False, ('the masked model outputs NaN, so no cut can be '
+                           'checked (uninitialised weights?)')
         if not ok:
             return False, ('pruned model differs from the masked one '
                            f'(relative difference {diff:.2e})')
@@ -228,6 +246,18 @@ def verify_groups(model: nn.Module,
     return dataclasses.replace(result, groups=groups, warnings=warnings)
 
 
+#: Largest magnitude of a parameter that is taken for initialised; float32
+#: garbage spans up to 3e38, initialisers and training stay far below.
+GARBAGE_MAGNITUDE = 1e6
+
+
+def _uninitialised(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds what ``torch.empty`` left: a NaN or an
+    infinity, or a magnitude above :data:`GARBAGE_MAGNITUDE`."""
+    return not bool(torch.isfinite(t).all()) or \
+        t.abs().max().item() > GARBAGE_MAGNITUDE
+
+
 @torch.no_grad()
 def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every floating parameter and buffer values random init hides.
@@ -241,7 +271,14 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
     ``v`` becomes ``v + |v| * U(-0.5, 0.5)`` (``U(-0.5, 0.5)`` for zeros),
     running variances ``U(0.5, 1.5)``, running means ``N(0, 0.5)``; other
     weights are drawn again from a normal of their own mean and std.
-    Integer and non-finite tensors are left as they are. The draws come
+    A parameter that holds uninitialised memory (a NaN or an infinity, or
+    a magnitude above :data:`GARBAGE_MAGNITUDE`: Deformable DETR's and
+    DINO's ``level_embed`` is ``torch.Tensor(levels, dims)`` until
+    ``init_weights``) becomes ``N(0, 1)``, as ``normal_`` would initialise
+    it: its own mean and std are whatever the allocator left there, so the
+    draws, and whether the model outputs NaN, would depend on what ran
+    before in the process. Integer tensors, and buffers that are not
+    finite (masks of ``-inf``), are left as they are. The draws come
     from a CPU generator whatever the model's device (a seed gives the same
     draws on every device) and are moved to each tensor's device.
 
@@ -253,16 +290,21 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
         nn.Module: ``model``.
     """
     gen = torch.Generator().manual_seed(seed)
+    params = {id(p) for p in model.parameters()}
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     for name, t in tensors:
-        if not t.is_floating_point() or t.numel() == 0 or \
-                not bool(torch.isfinite(t).all()):
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        garbage = id(t) in params and _uninitialised(t)
+        if not garbage and not bool(torch.isfinite(t).all()):
             continue
         uniform = torch.rand(
             t.shape, generator=gen, dtype=torch.float32).to(t.device)
         normal = torch.randn(
             t.shape, generator=gen, dtype=torch.float32).to(t.device)
-        if name.endswith('running_var'):
+        if garbage:
+            new = normal
+        elif name.endswith('running_var'):
             new = 0.5 + uniform
         elif name.endswith('running_mean'):
             new = 0.5 * normal
