@@ -95,14 +95,18 @@ class TensorModeAdapter(nn.Module):
 
 
 def _flatten(out) -> Tuple[torch.Tensor, ...]:
+    """The tensors of ``out``, in order; a dict's (Grid R-CNN's RoI head
+    returns one) in the order of its keys."""
     if isinstance(out, torch.Tensor):
         return (out, )
+    if isinstance(out, dict):
+        return _flatten(list(out.values()))
     if isinstance(out, (list, tuple)):
         flat = []
         for item in out:
             flat.extend(_flatten(item))
         return tuple(flat)
-    raise TypeError('the forward should return tensors (in lists and '
-                    f'tuples), but it returned a {type(out).__name__}; for '
+    raise TypeError('the forward should return tensors (in lists, tuples '
+                    f'and dicts), but it returned a {type(out).__name__}; for '
                     'tensor mode, is it an mmpretrain/mmseg/mmdet model? '
                     'Else give a `forward` that returns its output tensors')

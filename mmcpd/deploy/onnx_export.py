@@ -15,7 +15,9 @@ mmdet 3.3 and mmcv 2.1 break the legacy exporter, and are mended for the
 time of the export only (:func:`exportable`): box decoders import the
 removed ``mmdet.core.export`` (:mod:`mmcpd.deploy.mmdet_clip`), and mmcv's
 ``RoIAlign`` writes an invalid ``Squeeze`` at opset 13 and up
-(:mod:`mmcpd.deploy.roi_align`).
+(:mod:`mmcpd.deploy.roi_align`). mmcv's deformable convolutions export as
+custom ``mmcv::`` ops unless replaced by plain ones
+(:mod:`mmcpd.deploy.deform_conv`).
 
 Every export runs ``onnx.checker.check_model``; :func:`verify_onnx` then runs
 the file in onnxruntime on the same input and raises
@@ -39,6 +41,8 @@ import torch
 from torch import nn
 
 from mmcpd.deploy.adapter import TensorModeAdapter
+from mmcpd.deploy.corner_pool import mmcv_corner_pool_exportable
+from mmcpd.deploy.deform_conv import mmcv_deform_conv_exportable
 from mmcpd.deploy.mmdet_clip import mmdet_core_export
 from mmcpd.deploy.providers import provider_options
 from mmcpd.deploy.roi_align import mmcv_roi_align_exportable
@@ -139,14 +143,20 @@ def exportable(opset: int) -> Iterator[None]:
     trace as it is installed exports: mmdet 3.3's box decoders find
     ``mmdet.core.export`` (:func:`~mmcpd.deploy.mmdet_clip.
     mmdet_core_export`), mmcv's ``RoIAlign`` writes a valid ``RoiAlign``
-    (:func:`~mmcpd.deploy.roi_align.mmcv_roi_align_exportable`). Nothing
+    (:func:`~mmcpd.deploy.roi_align.mmcv_roi_align_exportable`), mmcv's
+    ``CornerPool`` pools without ``cummax``
+    (:func:`~mmcpd.deploy.corner_pool.mmcv_corner_pool_exportable`),
+    mmcv's deformable convolutions (DCN, DCNv2) are plain PyTorch ops
+    (:func:`~mmcpd.deploy.deform_conv.mmcv_deform_conv_exportable`). Nothing
     is changed outside the block, nor in any installed file.
 
     Args:
         opset (int): The opset being exported.
     """
     with mmdet_core_export(), mmcv_roi_align_exportable(opset):
-        yield
+        with mmcv_corner_pool_exportable(), \
+                mmcv_deform_conv_exportable(opset):
+            yield
 
 
 def _check_args(inputs: torch.Tensor, opset: int, exporter: str) -> None:

@@ -245,7 +245,16 @@ def test_forward_override_is_checked(tmp_path):
         export_onnx(model,
                     d,
                     tmp_path / 'a.onnx',
-                    forward=lambda m, x: {'x': x})
+                    forward=lambda m, x: {'x': 'not a tensor'})
+    # a dict's tensors are exported in the order of its keys (Grid
+    # R-CNN's RoI head returns one)
+    def as_dict(m, x):
+        return {'b': m(x) * 2, 'a': x + 1}
+
+    path = export_onnx(model, d, tmp_path / 'b.onnx', forward=as_dict)
+    report = verify_onnx(path, model, d, forward=as_dict)
+    assert len(report) == 2
+    assert _flatten(as_dict(model, d))[1].equal(d + 1)
 
 
 def test_tensor_mode_is_the_default(tmp_path):
