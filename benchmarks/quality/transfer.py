@@ -1,0 +1,305 @@
+"""Transfer benchmark: do CPD's defaults hold on other task families, and
+how do they compare with other libraries' pruning (issue 23)?
+
+Tasks (``TASKS``) that differ in image statistics, resolution and class
+count: the quality benchmark's digits (16 px grey, 10 classes; 32 px
+segmentation, 11 classes) and procedural data (``synth.py``): textures
+(16 px colour, 8 classes), shapes (16 px colour clutter, 16 classes),
+shape segmentation (24 px, 5 classes); narrow nets (16-channel first
+stage). Each baseline is trained once from scratch.
+
+Arms (``ARMS``), every one from the same baseline with the same
+fine-tuning budget (the task's ``cpd_*`` config: its iterations, learning
+rate and schedule):
+
+* ``control``: fine-tuning only;
+* mmcpd through CPDHook / CPDRunner: ``cpd_kd`` (the shipped defaults:
+  ``min_channels=8, round_to=8, rank_by='latency_proxy'``, KD on
+  classification as ``cpd_kd.py``, CWD on segmentation as ``cpd_cwd.py``);
+  ``flops1`` (``min_channels=1, round_to=1, rank_by=None`` -- FLOPs --,
+  no distillation: the old class defaults); ``flops1_kd`` (the same with
+  the task's distillation); ``mc1_r8`` (the shipped defaults with
+  ``min_channels=1``); ``r8_rankflops_kd`` (the shipped defaults with
+  ``rank_by=None``);
+* anchors (``anchors.py``), pruned one-shot before fine-tuning without
+  distillation: ``tp_magnitude``, ``tp_taylor`` (Torch-Pruning 1.6.1),
+  ``fastnas`` (ModelOpt 0.47, divisors 8).
+
+Every run is cached as JSON under ``<work-dir>/runs/`` (resumable); the
+deploy / pruned models stay for ``transfer_latency.py``; the report
+(``transfer_report.py``) is written from whatever runs exist.
+
+Run with the anchors' virtualenv (``install_anchors.sh``)::
+
+    /work/benchenv/bin/python benchmarks/quality/transfer.py \
+        --tasks textures --seeds 0
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(HERE))
+for _path in (ROOT, HERE):  # mmcpd from this checkout; synth, anchors
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+SPEEDUPS = {4: 0.75, 8: 0.875}
+SEEDS = (0, 1, 2)
+
+TASKS = dict(
+    digits=dict(
+        kind='cls', config='digits_cls.py', cpd_config='cpd_digits_cls.py',
+        metric='accuracy/top1', baseline_iters=400, cpd_iters=200,
+        shape=(1, 3, 16, 16),
+        desc='digits 16 px grey, 10 classes, 60/class, noise+occluder'),
+    textures=dict(
+        kind='cls', config='textures_cls.py',
+        cpd_config='cpd_textures_cls.py', metric='accuracy/top1',
+        baseline_iters=300, cpd_iters=200, shape=(1, 3, 16, 16),
+        desc='procedural textures 16 px colour, 8 classes, 80/class'),
+    shapes16=dict(
+        kind='cls', config='shapes16_cls.py',
+        cpd_config='cpd_shapes16_cls.py', metric='accuracy/top1',
+        baseline_iters=300, cpd_iters=200, shape=(1, 3, 16, 16),
+        desc='shapes on 1/f clutter 16 px colour, 16 classes, 80/class'),
+    shapes_seg=dict(
+        kind='seg', config='shapes_seg.py', cpd_config='cpd_shapes_seg.py',
+        metric='mIoU', baseline_iters=1500, cpd_iters=200,
+        shape=(1, 3, 24, 24),
+        desc='shape segmentation 24 px colour, 5 classes'),
+    digits_seg=dict(
+        kind='seg', config='digits_seg.py', cpd_config='cpd_digits_seg.py',
+        metric='mIoU', baseline_iters=2000, cpd_iters=200,
+        shape=(1, 3, 32, 32),
+        desc='digit segmentation 32 px grey, 11 classes'),
+)
+
+_CURRENT = dict(min_channels=8, round_to=8, rank_by='latency_proxy')
+_FLOPS1 = dict(min_channels=1, round_to=1, rank_by=None)
+#: arm -> (kind, CPDHook settings, distillation on)
+ARMS = dict(
+    control=('control', None, False),
+    cpd_kd=('mmcpd', _CURRENT, True),
+    tp_magnitude=('anchor', None, False),
+    fastnas=('anchor', None, False),
+    flops1=('mmcpd', _FLOPS1, False),
+    tp_taylor=('anchor', None, False),
+    flops1_kd=('mmcpd', _FLOPS1, True),
+    mc1_r8=('mmcpd', dict(_CURRENT, min_channels=1), True),
+    # the shipped defaults ranked by importance alone (rank_by=None): does
+    # the latency-proxy ranking or the rounding narrow the trunk?
+    r8_rankflops_kd=('mmcpd', dict(_CURRENT, rank_by=None), True),
+)
+ANCHORS = ('tp_magnitude', 'tp_taylor', 'fastnas')
+MMCPD = ('cpd_kd', 'flops1', 'flops1_kd', 'mc1_r8', 'r8_rankflops_kd')
+
+
+def distill_losses(kind: str):
+    """The product's distillation for the task kind (cpd_kd.py /
+    cpd_cwd.py)."""
+    if kind == 'cls':
+        return [dict(type='KDLoss', tau=1.0, loss_weight=1.0)]
+    return [dict(type='CWDLoss', tau=4.0, loss_weight=3.0)]
+
+
+def run_name(run: dict) -> str:
+    speed = 'control' if run['speedup'] is None else f"x{run['speedup']}"
+    return f"{run['task']}_{run['arm']}_{speed}_seed{run['seed']}"
+
+
+def plan(tasks, arms, speedups, seeds):
+    """Seed by seed, task by task: the control, then every arm at the
+    first speed-up, then at the next (a partial run answers most)."""
+    runs = []
+    for seed in seeds:
+        for task in tasks:
+            if 'control' in arms:
+                runs.append(dict(task=task, arm='control', speedup=None,
+                                 seed=seed))
+            for s in speedups:
+                for arm in arms:
+                    if arm != 'control':
+                        runs.append(dict(task=task, arm=arm, speedup=s,
+                                         seed=seed))
+    return runs
+
+
+def _cfg(name: str, work_dir: str, iters: int):
+    from mmcpd.apis.experiment import prepare_config
+    return prepare_config(osp.join(HERE, 'configs', name), work_dir, iters,
+                          log_level='INFO')
+
+
+def _setup():
+    import torch
+    torch.set_num_threads(1)
+    import mmcpd  # noqa: F401
+    import anchors  # noqa: F401  (registers AnchorPruneHook)
+    import synth  # noqa: F401  (registers the data sets)
+    from mmcpd.utils import add_mmengine_safe_globals
+    add_mmengine_safe_globals()
+
+
+def _dump(obj, path: str) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _train(cfg) -> str:
+    from mmcpd.engine.progress import QuietCPDRunner
+    QuietCPDRunner.from_cfg(cfg).train()
+    return osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
+
+
+def _flops(model, shape) -> int:
+    import torch
+    from mmcpd.deploy import model_complexity
+    return int(model_complexity(model, torch.zeros(shape))['flops'])
+
+
+def train_baseline(task: str, work_dir: str) -> dict:
+    _setup()
+    from mmcpd.apis import init_model
+    from mmcpd.apis.experiment import evaluate
+    from mmcpd.engine.progress import warnings_to_log
+    t = TASKS[task]
+    out = osp.join(work_dir, f'{task}_baseline')
+    cache = osp.join(out, 'result.json')
+    if osp.isfile(cache):
+        with open(cache) as f:
+            return json.load(f)
+    with warnings_to_log(True):
+        cfg = _cfg(t['config'], out, t['baseline_iters'])
+        start = time.perf_counter()
+        ckpt = _train(cfg)
+        wall = time.perf_counter() - start
+        metric = evaluate(cfg, ckpt, osp.join(out, 'eval'),
+                          False)[t['metric']]
+        flops = _flops(init_model(cfg, ckpt), t['shape'])
+    result = dict(task=task, checkpoint=ckpt, metric=metric, flops=flops,
+                  wall_s=wall)
+    _dump(result, cache)
+    return result
+
+
+def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
+    _setup()
+    import torch
+    from mmcpd.apis import init_model
+    from mmcpd.apis.experiment import evaluate, find_cpd_hook
+    from mmcpd.engine.progress import warnings_to_log
+    t = TASKS[run['task']]
+    kind, settings, distill = ARMS[run['arm']]
+    name = run_name(run)
+    out = osp.join(work_dir, 'runs', name)
+    iters = t['cpd_iters']
+    extra = {}
+    with warnings_to_log(True):
+        cfg = _cfg(t["cpd_config"], out, iters)
+        cfg.load_from = baseline['checkpoint']
+        cfg.randomness = dict(seed=run['seed'])
+        hook = find_cpd_hook(cfg)
+        if kind == 'mmcpd':
+            hook['target'] = SPEEDUPS[run['speedup']]
+            hook.update(settings)
+        else:
+            cfg.cpd = None
+        cfg.distill = None
+        if distill:
+            cfg.distill = dict(distill_losses=distill_losses(t['kind']),
+                               keep_task_loss=True,
+                               probe_shape=t['shape'][1:])
+        if kind == 'anchor':
+            cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+                dict(type='AnchorPruneHook', method=run['arm'],
+                     speedup=run['speedup'], shape=t['shape'])
+            ]
+        start = time.perf_counter()
+        last = _train(cfg)
+        wall = time.perf_counter() - start
+        base_cfg = _cfg(t['config'], out, 1)
+        if kind == 'anchor':
+            with open(osp.join(out, 'anchor_metrics.json')) as f:
+                info = json.load(f)
+            metric = info.pop('metrics')[t['metric']]
+            extra = info
+            model_file = osp.join(out, 'anchor_model.pth')
+            model = torch.load(model_file, weights_only=False)
+            model.eval()
+        else:
+            model_file = last if kind == 'control' else osp.join(
+                out, hook.get('deploy_file', 'pruned_deploy.pth'))
+            metric = evaluate(base_cfg, model_file, osp.join(out, 'eval'),
+                              False)[t['metric']]
+            model = init_model(base_cfg, model_file)
+        flops = _flops(model, t['shape'])
+    result = dict(run, metric=metric, flops=flops,
+                  speedup_flops=baseline['flops'] / flops, wall_s=wall,
+                  model_file=model_file, kind=kind, settings=settings,
+                  distill=distill, **extra)
+    _dump(result, osp.join(work_dir, 'runs', name + '.json'))
+    for file in os.listdir(out):
+        if file.startswith('iter_') and file.endswith('.pth') and (
+                osp.join(out, file) != model_file):
+            os.remove(osp.join(out, file))
+    return result
+
+
+def _run_in_child(fn, *args):
+    """One run per fresh process (mmengine's global instances start
+    clean), spawned, one at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--work-dir', default='work_dirs/quality_transfer')
+    p.add_argument('--tasks', nargs='+', choices=list(TASKS),
+                   default=list(TASKS))
+    p.add_argument('--arms', nargs='+', choices=list(ARMS),
+                   default=list(ARMS))
+    p.add_argument('--speedups', nargs='+', type=int, default=[4, 8],
+                   choices=list(SPEEDUPS))
+    p.add_argument('--seeds', nargs='+', type=int, default=[0])
+    p.add_argument('--baselines-only', action='store_true')
+    args = p.parse_args(argv)
+    os.makedirs(osp.join(args.work_dir, 'runs'), exist_ok=True)
+    start = time.perf_counter()
+    bases = {}
+    for task in args.tasks:
+        bases[task] = _run_in_child(train_baseline, task, args.work_dir)
+        print(f"{task} baseline: {bases[task]['metric']:.2f} "
+              f"({bases[task]['flops'] / 1e6:.2f} MFLOPs, "
+              f"{bases[task]['wall_s']:.0f} s)", flush=True)
+    if args.baselines_only:
+        return 0
+    runs = plan(args.tasks, args.arms, args.speedups, args.seeds)
+    todo = [r for r in runs if not osp.isfile(
+        osp.join(args.work_dir, 'runs', run_name(r) + '.json'))]
+    print(f'{len(runs)} runs, {len(runs) - len(todo)} cached, {len(todo)} '
+          'to do', flush=True)
+    for i, run in enumerate(todo):
+        try:
+            r = _run_in_child(run_one, run, bases[run['task']],
+                              args.work_dir)
+        except Exception as err:  # report, keep the others going
+            print(f'[{i + 1}/{len(todo)}] {run_name(run)} FAILED: '
+                  f'{type(err).__name__}: {err}', flush=True)
+            continue
+        print(f"[{i + 1}/{len(todo)}] {run_name(run)}: {r['metric']:.2f} "
+              f"at {r['speedup_flops']:.2f}x FLOPs ({r['wall_s']:.0f} s, "
+              f'{time.perf_counter() - start:.0f} s so far)', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
