@@ -7,6 +7,8 @@ coverage tool's ``--size`` or the config's own). The first 40 are the list
 the coverage table has run since the oracle was written (kept so that runs
 compare); the rest were added by folder. :data:`SKIPPED` names each folder
 that has no supervised classifier or segmentor of its own, and why.
+:data:`DETECTION` and :data:`DETECTION_SKIPPED` do the same for the
+installed MMDetection 3.3 (``--det`` of the tool).
 
 Sizes: classification at 128x128, or 224 where the model holds a fixed
 token grid or window (position tables, relative position biases, windows
@@ -208,4 +210,182 @@ SKIPPED = {
     '(multimodal)',
     'mmseg::vpd': 'depth estimation from Stable Diffusion features '
     '(multimodal; needs packages mmcpd does not install)',
+}
+
+
+#: One supervised detector or instance segmentor per architecture folder of
+#: the installed MMDetection 3.3 (``.mim/configs``), the smallest variant
+#: (R-18, R-50 or the tiny one), at 128x128 (nothing in these models fixes
+#: the input size), DDOD at 384. :data:`DETECTION_SKIPPED` names the
+#: folders left out.
+DETECTION = [
+    # single-stage
+    'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py@128',
+    'mmdet::atss/atss_r18_fpn_8xb8-amp-lsj-200e_coco.py@128',
+    'mmdet::fcos/fcos_r18_fpn_gn-head-center-normbbox-centeronreg-giou_'
+    '8xb8-amp-lsj-200e_coco.py@128',
+    'mmdet::autoassign/autoassign_r50-caffe_fpn_1x_coco.py@128',
+    'mmdet::centernet/centernet_r18_8xb16-crop512-140e_coco.py@128',
+    # its head's deformable convs (DeformConv2dPack) take no map smaller
+    # than their kernel: P7, at 1/128, of at least 3x3
+    'mmdet::ddod/ddod_r50_fpn_1x_coco.py@384',
+    'mmdet::dyhead/atss_r50_fpn_dyhead_1x_coco.py@128',
+    'mmdet::foveabox/fovea_r50_fpn_4xb4-1x_coco.py@128',
+    'mmdet::fsaf/fsaf_r50_fpn_1x_coco.py@128',
+    'mmdet::gfl/gfl_r50_fpn_1x_coco.py@128',
+    'mmdet::guided_anchoring/ga-retinanet_r50_fpn_1x_coco.py@128',
+    'mmdet::nas_fcos/'
+    'nas-fcos_r50-caffe_fpn_nashead-gn-head_4xb4-1x_coco.py@128',
+    'mmdet::reppoints/reppoints-moment_r50_fpn_1x_coco.py@128',
+    'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py@128',
+    'mmdet::sabl/sabl-retinanet_r50_fpn_1x_coco.py@128',
+    'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py@128',
+    'mmdet::tood/tood_r50_fpn_1x_coco.py@128',
+    'mmdet::vfnet/vfnet_r50_fpn_1x_coco.py@128',
+    'mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py@128',
+    'mmdet::yolof/yolof_r50-c5_8xb8-1x_coco.py@128',
+    'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py@128',
+    # backbones and necks (on the detector their smallest config uses)
+    'mmdet::efficientnet/retinanet_effb3_fpn_8xb4-crop896-1x_coco.py@128',
+    'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py@128',
+    'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py@128',
+    'mmdet::hrnet/fcos_hrnetv2p-w18-gn-head_4xb4-1x_coco.py@128',
+    'mmdet::regnet/faster-rcnn_regnetx-400MF_fpn_ms-3x_coco.py@128',
+    'mmdet::res2net/faster-rcnn_res2net-101_fpn_2x_coco.py@128',
+    'mmdet::resnest/'
+    'faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py@128',
+    'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'
+    '@128',
+    'mmdet::detectors/detectors_cascade-rcnn_r50_1x_coco.py@128',
+    'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py@128',
+    'mmdet::dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco.py@128',
+    'mmdet::empirical_attention/faster-rcnn_r50-attn0010_fpn_1x_coco.py'
+    '@128',
+    'mmdet::gcnet/mask-rcnn_r50-gcb-r16-c3-c5_fpn_1x_coco.py@128',
+    'mmdet::gn/mask-rcnn_r50_fpn_gn-all_2x_coco.py@128',
+    'mmdet::gn+ws/faster-rcnn_r50_fpn_gn-ws-all_1x_coco.py@128',
+    'mmdet::fpg/retinanet_r50_fpg-chn128_crop640_50e_coco.py@128',
+    'mmdet::nas_fpn/retinanet_r50_nasfpn_crop640-50e_coco.py@128',
+    'mmdet::pafpn/faster-rcnn_r50_pafpn_1x_coco.py@128',
+    'mmdet::carafe/faster-rcnn_r50_fpn-carafe_1x_coco.py@128',
+    'mmdet::libra_rcnn/libra-retinanet_r50_fpn_1x_coco.py@128',
+    # two-stage
+    'mmdet::rpn/rpn_r50_fpn_1x_coco.py@128',
+    'mmdet::faster_rcnn/faster-rcnn_r18_fpn_8xb8-amp-lsj-200e_coco.py@128',
+    'mmdet::mask_rcnn/mask-rcnn_r18_fpn_8xb8-amp-lsj-200e_coco.py@128',
+    'mmdet::cascade_rcnn/cascade-rcnn_r18_fpn_8xb8-amp-lsj-200e_coco.py'
+    '@128',
+    'mmdet::cascade_rpn/cascade-rpn_faster-rcnn_r50-caffe_fpn_1x_coco.py'
+    '@128',
+    'mmdet::double_heads/dh-faster-rcnn_r50_fpn_1x_coco.py@128',
+    'mmdet::grid_rcnn/grid-rcnn_r50_fpn_gn-head_1x_coco.py@128',
+    'mmdet::groie/faste-rcnn_r50_fpn_groie_1x_coco.py@128',
+    'mmdet::ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py@128',
+    'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py@128',
+    'mmdet::scnet/scnet_r50_fpn_1x_coco.py@128',
+    'mmdet::point_rend/point-rend_r50-caffe_fpn_ms-1x_coco.py@128',
+    'mmdet::tridentnet/tridentnet_r50-caffe_1x_coco.py@128',
+    'mmdet::crowddet/crowddet-rcnn_r50_fpn_8xb2-30e_crowdhuman.py@128',
+    'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py@128',
+    'mmdet::queryinst/queryinst_r50_fpn_1x_coco.py@128',
+    'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py@128',
+    # DETR family
+    'mmdet::detr/detr_r18_8xb2-500e_coco.py@128',
+    'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py@128',
+    'mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py@128',
+    'mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py@128',
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py@128',
+    'mmdet::ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py@128',
+    'mmdet::maskformer/maskformer_r50_ms-16xb1-75e_coco.py@128',
+    'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py@128',
+    # single-stage instance segmentation
+    'mmdet::solo/solo_r18_fpn_8xb8-lsj-200e_coco.py@128',
+    'mmdet::solov2/solov2-light_r18_fpn_ms-3x_coco.py@128',
+    'mmdet::yolact/yolact_r50_1xb8-55e_coco.py@128',
+    'mmdet::condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py@128',
+    # Hourglass-104 (CornerNet and CentripetalNet): by far the largest,
+    # last
+    'mmdet::cornernet/cornernet_hourglass104_8xb6-210e-mstest_coco.py@128',
+    'mmdet::centripetalnet/'
+    'centripetalnet_hourglass104_16xb6-crop511-210e-mstest_coco.py@128',
+]
+
+_DATASET = 'a dataset folder: {} of the architecture folders on its data'
+_RECIPE = 'a training recipe ({}) of {}'
+_TRACKING = ('multi-object tracking or video instance segmentation: '
+             'a detector of `{}` and a tracker, no single-image model')
+_GROUNDING = ('open-vocabulary detection grounded by a BERT text encoder '
+              '(vision-language; the text model is downloaded by name)')
+
+#: MMDetection folders without a config in :data:`DETECTION`, and why.
+DETECTION_SKIPPED = {
+    'mmdet::_base_': 'the runtime base config only',
+    'mmdet::common': 'schedule and data-pipeline bases, no model',
+    'mmdet::dsdl': 'dataset-format examples (DSDL annotations), no model',
+    'mmdet::cityscapes': _DATASET.format('Faster and Mask R-CNN'),
+    'mmdet::deepfashion': _DATASET.format('Mask R-CNN'),
+    'mmdet::lvis': _DATASET.format('Mask R-CNN'),
+    'mmdet::objects365': _DATASET.format('Faster R-CNN and RetinaNet'),
+    'mmdet::openimages': _DATASET.format('Faster R-CNN, RetinaNet and SSD'),
+    'mmdet::pascal_voc': _DATASET.format('Faster R-CNN, RetinaNet and SSD'),
+    'mmdet::wider_face': _DATASET.format('RetinaNet and SSD'),
+    'mmdet::v3det': _DATASET.format('Faster and Cascade R-CNN, FCOS, '
+                                    'Deformable DETR and DINO'),
+    'mmdet::legacy_1.x': 'MMDetection 1.x weights of Faster, Mask and '
+    'Cascade R-CNN, RetinaNet and SSD (the models of their folders)',
+    'mmdet::misc': 'Detectron2 weights of Faster and Mask R-CNN and '
+    'RetinaNet (the models of their folders)',
+    'mmdet::albu_example': _RECIPE.format('Albumentations augmentation',
+                                          'Mask R-CNN'),
+    'mmdet::instaboost': _RECIPE.format('InstaBoost augmentation',
+                                        'Mask and Cascade Mask R-CNN'),
+    'mmdet::simple_copy_paste': _RECIPE.format('copy-paste augmentation',
+                                               'Mask R-CNN'),
+    'mmdet::strong_baselines': _RECIPE.format('large-scale jitter',
+                                              'Mask R-CNN'),
+    'mmdet::scratch': _RECIPE.format('training from scratch',
+                                     'Faster and Mask R-CNN with GN (`gn`)'),
+    'mmdet::selfsup_pretrain': _RECIPE.format(
+        'self-supervised backbone weights', 'Mask R-CNN'),
+    'mmdet::resnet_strikes_back': _RECIPE.format(
+        'RSB backbone weights', 'Faster, Mask and Cascade R-CNN and '
+        'RetinaNet'),
+    'mmdet::ghm': _RECIPE.format('GHM losses', 'RetinaNet'),
+    'mmdet::free_anchor': _RECIPE.format(
+        'FreeAnchor matching loss; its head forwards as RetinaNet\'s',
+        'RetinaNet'),
+    'mmdet::pisa': _RECIPE.format('PISA sampling and losses',
+                                  'Faster/Mask R-CNN, RetinaNet and SSD'),
+    'mmdet::seesaw_loss': _RECIPE.format('Seesaw loss', 'Mask and Cascade '
+                                         'Mask R-CNN'),
+    'mmdet::dynamic_rcnn': _RECIPE.format(
+        'dynamic IoU thresholds and loss', 'Faster R-CNN'),
+    'mmdet::paa': _RECIPE.format(
+        'probabilistic anchor assignment; its head forwards as ATSS\'s',
+        'ATSS (`atss`)'),
+    'mmdet::lad': 'knowledge distillation (a PAA teacher and student); '
+    'the student is the model of `paa`',
+    'mmdet::ld': 'knowledge distillation (a GFL teacher and student); '
+    'the student is the model of `gfl`',
+    'mmdet::soft_teacher': 'semi-supervised training (teacher-student '
+    'wrapper) of Faster R-CNN',
+    'mmdet::boxinst': 'box-supervised training (weak supervision) of the '
+    'CondInst model (`condinst`)',
+    'mmdet::fast_rcnn': 'takes precomputed proposals from the dataset (no '
+    'RPN): its forward reads `proposals` from the data samples, which an '
+    'image alone does not give; its RoI head is Faster R-CNN\'s',
+    'mmdet::timm_example': 'needs timm, which the stack does not install',
+    'mmdet::glip': _GROUNDING,
+    'mmdet::grounding_dino': _GROUNDING,
+    'mmdet::mm_grounding_dino': _GROUNDING,
+    'mmdet::bytetrack': _TRACKING.format('yolox'),
+    'mmdet::ocsort': _TRACKING.format('yolox'),
+    'mmdet::strongsort': _TRACKING.format('yolox'),
+    'mmdet::deepsort': _TRACKING.format('faster_rcnn'),
+    'mmdet::sort': _TRACKING.format('faster_rcnn'),
+    'mmdet::qdtrack': _TRACKING.format('faster_rcnn'),
+    'mmdet::masktrack_rcnn': _TRACKING.format('mask_rcnn'),
+    'mmdet::mask2former_vis': _TRACKING.format('mask2former'),
+    'mmdet::reid': 're-identification of tracked boxes (a ResNet-50 '
+    'classifier for trackers), no detector',
 }

@@ -12,9 +12,11 @@ import copy
 import tempfile
 from typing import Optional
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmcpd.comb.tensor_mode import is_mmdet_detector
 from mmcpd.prune.surgery.verify import (masked_output, outputs_match,
                                         randomize_model, same_random)
 from mmcpd.utils.config import input_shape, load_config
@@ -22,14 +24,26 @@ from mmcpd.models.loading import build_model_from_cfg
 
 
 class RandomSamples(Dataset):
-    """Random uint8 images with random labels for a classifier or a
-    segmentor, in the form their data preprocessors take."""
+    """Random uint8 images with random labels for a classifier, a
+    segmentor or a detector, in the form their data preprocessors take.
 
-    def __init__(self, size, num_classes: int, segmentation: bool,
-                 length: int = 8):
+    A detector's sample (``task='detection'``) carries 1-3 random boxes
+    with random labels, their masks (``masks=True``: filled boxes) and a
+    semantic map of ``semantic`` classes (panoptic models, semantic
+    branches); its metainfo is
+    that of an unscaled, unpadded image, as mmdet's pipeline writes it.
+    """
+
+    def __init__(self, size, num_classes: int, segmentation: bool = False,
+                 length: int = 8, task: Optional[str] = None,
+                 masks: bool = False, semantic: int = 0):
         self.size = tuple(size)
         self.num_classes = num_classes
-        self.segmentation = segmentation
+        self.task = task or ('segmentation' if segmentation else
+                             'classification')
+        self.segmentation = self.task == 'segmentation'
+        self.masks = masks
+        self.semantic = semantic
         self.length = length
         self.metainfo = dict(
             classes=tuple(str(i) for i in range(num_classes)))
@@ -42,6 +56,8 @@ class RandomSamples(Dataset):
         h, w = self.size
         img = torch.randint(0, 256, (3, h, w), generator=gen,
                             dtype=torch.uint8)
+        if self.task == 'detection':
+            return dict(inputs=img, data_samples=self._det_sample(gen))
         if self.segmentation:
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
@@ -55,15 +71,83 @@ class RandomSamples(Dataset):
             sample = DataSample().set_gt_label(i % self.num_classes)
         return dict(inputs=img, data_samples=sample)
 
+    def _det_sample(self, gen: torch.Generator):
+        from mmdet.structures import DetDataSample
+        from mmdet.structures.bbox import HorizontalBoxes
+        from mmdet.structures.mask import BitmapMasks
+        from mmengine.structures import InstanceData, PixelData
+        h, w = self.size
+        n = int(torch.randint(1, 4, (), generator=gen))
+        # corners at least an eighth of the image apart
+        x1 = torch.rand(n, generator=gen) * w * 0.6
+        y1 = torch.rand(n, generator=gen) * h * 0.6
+        bw = (0.125 + torch.rand(n, generator=gen) * 0.275) * w
+        bh = (0.125 + torch.rand(n, generator=gen) * 0.275) * h
+        boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+        instances = InstanceData(
+            bboxes=HorizontalBoxes(boxes),
+            labels=torch.randint(0, self.num_classes, (n, ), generator=gen))
+        sample = DetDataSample(gt_instances=instances)
+        if self.masks:
+            masks = np.zeros((n, h, w), dtype=np.uint8)
+            for k, (a, b, c, d) in enumerate(boxes.round().long().tolist()):
+                masks[k, b:d, a:c] = 1
+            instances.masks = BitmapMasks(masks, h, w)
+        if self.semantic:
+            seg = torch.randint(0, self.semantic, (1, h, w),
+                                generator=gen)
+            sample.gt_sem_seg = PixelData(sem_seg=seg)
+        sample.gt_ignore_flags = torch.zeros(n, dtype=torch.bool)
+        instances.ignore_flags = sample.gt_ignore_flags
+        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
+                                 scale_factor=(1.0, 1.0), flip=False,
+                                 flip_direction=None, img_id=0,
+                                 img_path=''))
+        return sample
+
+
+def _heads(model_cfg) -> list:
+    """The head configs of a model: a classifier's or segmentor's head, a
+    detector's (box, RoI, mask, panoptic) heads."""
+    heads = []
+    for key in ('decode_head', 'head', 'bbox_head', 'panoptic_head',
+                'semantic_head', 'roi_head', 'rpn_head'):
+        head = model_cfg.get(key)
+        for h in (head if isinstance(head, (list, tuple)) else [head]):
+            if isinstance(h, dict):
+                heads.append(h)
+                for inner in ('bbox_head', 'mask_head'):
+                    sub = h.get(inner)
+                    heads += [s for s in (sub if isinstance(
+                        sub, (list, tuple)) else [sub]) if isinstance(
+                            s, dict)]
+    return heads
+
 
 def _num_classes(model_cfg) -> int:
-    for key in ('decode_head', 'head'):
-        head = model_cfg.get(key)
-        if isinstance(head, (list, tuple)):
-            head = head[-1]
-        if isinstance(head, dict) and head.get('num_classes'):
+    """The classes of the first head that names them (a panoptic head's
+    thing classes: the instances' labels)."""
+    for head in _heads(model_cfg):
+        things = head.get('num_things_classes')
+        if things:
+            return int(things)
+        if head.get('num_classes'):
             return int(head['num_classes'])
     return 4
+
+
+def _semantic_classes(model_cfg) -> int:
+    """The classes of a detector's semantic map (a panoptic or semantic
+    head), 0 where it has none."""
+    for head in _heads(model_cfg):
+        stuff = head.get('num_stuff_classes')
+        if stuff:
+            return int(head.get('num_things_classes', 0)) + int(stuff)
+    roi = model_cfg.get('roi_head') or {}
+    for head in (model_cfg.get('semantic_head'), roi.get('semantic_head')):
+        if isinstance(head, dict):
+            return int(head.get('num_classes', 0))
+    return 0
 
 
 def _optim_wrapper(cfg) -> dict:
@@ -122,8 +206,16 @@ def check_hook_run(config,
     if segmentation and getattr(model.data_preprocessor, 'size',
                                 None) is not None:
         model.data_preprocessor.size = tuple(shape[2:])
-    dataset = RandomSamples(shape[2:], _num_classes(cfg.model),
-                            segmentation)
+    if is_mmdet_detector(model):
+        # batch augments pad (large-scale jitter: to 1024) or resize the
+        # batch; the check trains at the size it combs
+        model.data_preprocessor.batch_augments = None
+        dataset = RandomSamples(shape[2:], _num_classes(cfg.model),
+                                task='detection', masks=True,
+                                semantic=_semantic_classes(cfg.model))
+    else:
+        dataset = RandomSamples(shape[2:], _num_classes(cfg.model),
+                                segmentation)
     hook = dict(type=CPDHook, interval=max(iters // 2, 1), target=target,
                 metric='flops', num_steps=1, importance='taylor',
                 input_shape=shape, plot_file=None,

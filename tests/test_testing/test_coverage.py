@@ -7,7 +7,8 @@ import os.path as osp
 import pytest
 
 from mmcpd.testing.coverage import check_model, markdown_table
-from mmcpd.testing.coverage_zoo import SKIPPED, ZOO
+from mmcpd.testing.coverage_zoo import (DETECTION, DETECTION_SKIPPED,
+                                        SKIPPED, ZOO)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -47,6 +48,84 @@ def test_zoo_has_one_existing_config_per_folder_or_a_reason():
         if key in covered:
             path = osp.join(root, covered[key].split('::')[1])
             assert osp.exists(path), f'{covered[key]} is not installed'
+
+
+def test_detection_list_has_one_config_per_mmdet_folder_or_a_reason():
+    import mmdet
+    tool = _tool()
+    root = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
+    covered = {}
+    for entry in DETECTION:
+        config, size = tool.split_size(entry)
+        assert size, f'{entry} has no size'
+        folder = config.split('/')[0]
+        assert folder not in covered, f'{folder} twice: {entry}'
+        covered[folder] = config
+        path = osp.join(root, config.split('::')[1])
+        assert osp.exists(path), f'{config} is not installed'
+    for folder in os.listdir(root):
+        if osp.isdir(osp.join(root, folder)):
+            key = f'mmdet::{folder}'
+            assert (key in covered) != (key in DETECTION_SKIPPED), \
+                f'{key} should be in the list or skipped with a reason'
+    assert not set(DETECTION_SKIPPED) - {f'mmdet::{f}'
+                                         for f in os.listdir(root)}
+
+
+def test_detectors_get_their_own_section_and_trained_joins_a_record(
+        tmp_path):
+    tool = _tool()
+    checks = dict.fromkeys(('build', 'comb', 'prune', 'masked', 'shape',
+                            'smaller', 'flops', 'rebuild', 'onnx'), True)
+    det = dict(config='mmdet::retinanet/x.py', ok=True, model='RetinaNet',
+               checks=dict(checks), prunable_channels=0.95,
+               latency_speedup=1.5, flops_speedup=2.0,
+               latency_quartiles=[1.4, 1.6], latency_ms=[3.0, 2.0])
+    cls = dict(det, config='mmpretrain::resnet/x.py', model='Classifier',
+               prunable_channels=0.5)
+    args = tool.parse_args(['--out', str(tmp_path / 'c.json'), '--md',
+                            str(tmp_path / 'c.md'), '--round-to', '8'])
+    tool.write_reports([cls, det], args)
+    text = (tmp_path / 'c.md').read_text()
+    head, section = text.split('\n## MMDetection\n')
+    assert '`mmpretrain::resnet/x.py`' in head
+    assert 'mmdet::' not in head
+    assert '`mmdet::retinanet/x.py`' in section
+    assert ('1 of 1 models pass every check (1 of them with at least 90% '
+            'of their channels prunable)') in section
+    assert '1 timed, median latency speedup 1.50x' in section
+    assert '| `mmdet::reid` |' in section
+    # the trained check alone, on top of the other checks' record
+    rec = tool.with_trained(det, dict(checks=dict(trained=True),
+                                      trained_diff=0.0, error=None))
+    assert rec['ok'] and rec['checks']['trained']
+    assert det['checks'] == checks  # the cached record is left as it was
+    rec = tool.with_trained(det, dict(checks=dict(trained=False),
+                                      error='trained: RuntimeError: x'))
+    assert not rec['ok'] and rec['error'] == 'trained: RuntimeError: x'
+
+
+def test_random_detection_samples_fit_the_image():
+    from mmcpd.testing.hook_check import (RandomSamples, _num_classes,
+                                          _semantic_classes)
+    from mmcpd.utils.config import load_config
+    cfg = load_config('mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py')
+    assert _num_classes(cfg.model) == 80
+    assert _semantic_classes(cfg.model) == 133
+    data = RandomSamples((48, 64), 80, task='detection', masks=True,
+                         semantic=133)
+    for i in range(4):
+        item = data[i]
+        assert item['inputs'].shape == (3, 48, 64)
+        sample = item['data_samples']
+        boxes = sample.gt_instances.bboxes.tensor
+        assert 1 <= len(boxes) <= 3
+        assert (boxes[:, 2:] <= boxes.new_tensor([64, 48])).all()
+        assert (boxes[:, 2:] - boxes[:, :2] >= 6).all()
+        assert sample.gt_instances.masks.masks.shape == (len(boxes), 48, 64)
+        assert sample.gt_instances.labels.max() < 80
+        assert sample.gt_sem_seg.sem_seg.max() < 133
+        assert sample.metainfo['img_shape'] == (48, 64)
 
 
 def test_check_model_times_both_models_and_says_why_frozen():
@@ -90,8 +169,11 @@ def test_cached_records_are_reused_and_summarised(tmp_path, capsys):
     assert 'cached' in capsys.readouterr().out
     with open(md) as f:
         text = f.read()
-    assert ('1 timed, median latency speedup / FLOPs speedup 0.60, 1 slower '
-            'than the original (ImageClassifier X 0.90x)') in text
+    assert ('1 of 1 models pass every check (0 of them with at least 90% '
+            'of their channels prunable)') in text
+    assert ('1 timed, median latency speedup 0.90x, median latency speedup '
+            '/ FLOPs speedup 0.60, 1 slower than the original '
+            '(ImageClassifier X 0.90x)') in text
     assert '**0.90x** (FLOPs 1.50x; 0.80-1.00)' in text
     # other settings: another cache entry
     other = tool.parse_args(argv + ['--round-to', '1'])

@@ -1,7 +1,8 @@
 """Which zoo models mmcpd prunes exactly: the equivalence oracle per model.
 
-    python tools/analysis/coverage.py [CONFIG ...] [--zoo] --ratio 0.3 \
-        --out coverage.json [--md docs/coverage.md] [--timeout 900] \
+    python tools/analysis/coverage.py [CONFIG ...] [--zoo] [--det] \
+        --ratio 0.3 --out coverage.json [--md docs/coverage.md] \
+        [--timeout 900] \
         [--cache work_dirs/coverage] [--export-dir pruned/] [--size 224] \
         [--train-iters 4] [--round-to 8] [--latency-runs 200]
 
@@ -20,7 +21,9 @@ The kept widths follow mmcpd's width rule (``--round-to``, 1: free), and
 the original and pruned ONNX files are timed in onnxruntime (1 thread,
 batch 1, interleaved; ``--latency-runs 0`` skips it). ``--zoo`` runs the
 list of :mod:`mmcpd.testing.coverage_zoo` (one config per architecture folder
-of both zoos). With ``--cache DIR`` each model's record is kept in
+of MMPretrain and MMSeg), ``--det`` its MMDetection list (detectors and
+instance segmentors, in tensor mode; their records get their own section
+of the markdown). With ``--cache DIR`` each model's record is kept in
 ``DIR`` and reused by the next run with the same settings, so an
 interrupted run resumes where it stopped. Writes JSON and a markdown table.
 """
@@ -40,7 +43,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='*', help='config files or pkg::')
     parser.add_argument('--zoo', action='store_true',
-                        help='also every config of mmcpd.testing.coverage_zoo')
+                        help='also every config of mmcpd.testing.coverage_zoo'
+                        '.ZOO (MMPretrain, MMSeg)')
+    parser.add_argument('--det', action='store_true',
+                        help='also every config of mmcpd.testing.coverage_zoo'
+                        '.DETECTION (MMDetection)')
     parser.add_argument('--cache', default=None,
                         help='folder of per-model records to reuse')
     parser.add_argument('--round-to', type=int, default=None,
@@ -61,7 +68,12 @@ def parse_args(argv=None):
     parser.add_argument('--append', action='store_true',
                         help='keep the records already in --out and skip '
                         'their configs')
+    parser.add_argument('--no-run', action='store_true',
+                        help='run no model: report the cached records, and '
+                        'the configs without one as not run')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--only-trained', action='store_true',
+                        help=argparse.SUPPRESS)
     parser.add_argument('--result', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -75,21 +87,69 @@ def split_size(config: str):
 
 
 def run_one(args) -> None:
-    from mmcpd.testing.coverage import check_model
     config, size = split_size(args.configs[0])
-    rec = check_model(config, args.ratio, size or args.size, args.export_dir,
-                      train_iters=args.train_iters, round_to=args.round_to,
-                      latency_runs=args.latency_runs)
+    if args.only_trained:
+        rec = trained_check(config, size or args.size, args.train_iters)
+    else:
+        from mmcpd.testing.coverage import check_model
+        rec = check_model(config, args.ratio, size or args.size,
+                          args.export_dir, train_iters=args.train_iters,
+                          round_to=args.round_to,
+                          latency_runs=args.latency_runs)
     rec['size'] = size or args.size
     with open(args.result, 'w') as f:
         json.dump(rec, f)
 
 
+def trained_check(config: str, size, iters: int) -> dict:
+    """Only the ``trained`` check of :func:`~mmcpd.testing.coverage.
+    check_model` (same seed), as a partial record: ``checks``,
+    ``trained_diff``, ``error``."""
+    import traceback
+
+    from mmcpd.testing.hook_check import check_hook_run
+    from mmcpd.utils.config import load_config
+    rec = dict(config=config, checks={}, error=None)
+    try:
+        run = check_hook_run(load_config(config), size, iters=iters, seed=0)
+        rec['trained_diff'] = run['diff']
+        rec['checks']['trained'] = run['ok']
+    except Exception as e:  # recorded, as check_model records it
+        rec['checks']['trained'] = False
+        rec['error'] = f'trained: {type(e).__name__}: {e}'[:500]
+        rec['traceback'] = traceback.format_exc()[-2000:]
+    return rec
+
+
+def with_trained(base: dict, part: dict) -> dict:
+    """A record of the other checks (run without ``trained``) completed by
+    :func:`trained_check`'s partial record."""
+    from mmcpd.testing.coverage import CHECKS
+    rec = dict(base, checks=dict(base['checks']))
+    rec['checks'].update(part['checks'])
+    for key in ('trained_diff', 'traceback'):
+        if key in part:
+            rec[key] = part[key]
+    if part.get('error'):
+        rec['error'] = part['error']
+    rec['ok'] = all(rec['checks'].get(c, False) for c in CHECKS)
+    return rec
+
+
+#: A model prunes "most of its channels" from this share on.
+DEEP_SHARE = 0.9
+
+
 def summary(records) -> str:
-    """Pass count, median depth, and latency against FLOPs."""
+    """Pass count (and how many of those prune at least
+    :data:`DEEP_SHARE` of their channels), median depth, and latency
+    against FLOPs."""
     import statistics
-    passed = sum(r['ok'] for r in records)
-    text = f'{passed} of {len(records)} models pass every check'
+    passed = [r for r in records if r['ok']]
+    deep = [r for r in passed if r.get('prunable_channels', 0) >= DEEP_SHARE]
+    text = (f'{len(passed)} of {len(records)} models pass every check '
+            f'({len(deep)} of them with at least {DEEP_SHARE:.0%} of their '
+            'channels prunable)')
     depth = [r['prunable_channels'] for r in records
              if 'prunable_channels' in r]
     if depth:
@@ -98,9 +158,11 @@ def summary(records) -> str:
     timed = [r for r in records if 'latency_speedup' in r]
     if timed:
         ratios = [r['latency_speedup'] / r['flops_speedup'] for r in timed]
+        speedups = [r['latency_speedup'] for r in timed]
         slower = [r for r in timed if r['latency_speedup'] < 1]
-        text += (f'; {len(timed)} timed, median latency speedup / FLOPs '
-                 f'speedup {statistics.median(ratios):.2f}, '
+        text += (f'; {len(timed)} timed, median latency speedup '
+                 f'{statistics.median(speedups):.2f}x, median latency '
+                 f'speedup / FLOPs speedup {statistics.median(ratios):.2f}, '
                  f'{len(slower)} slower than the original')
         if slower:
             text += ' (' + ', '.join(
@@ -118,8 +180,23 @@ def cache_path(args, config: str) -> str:
     return osp.join(args.cache, f'{stem[:-3]}-{digest}.json')
 
 
-def run_subprocess(config: str, args) -> dict:
-    """``check_model`` of one config in its own process, time-limited."""
+def untrained_record(args, config: str):
+    """The cached record of ``config`` under these settings but without
+    the ``trained`` check, else None: the trained check then runs alone
+    (where every other check passed)."""
+    if not args.train_iters:
+        return None
+    path = cache_path(argparse.Namespace(**dict(vars(args), train_iters=0)),
+                      config)
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_subprocess(config: str, args, only_trained: bool = False) -> dict:
+    """``check_model`` of one config in its own process, time-limited
+    (``only_trained``: :func:`trained_check`)."""
     fd, result = tempfile.mkstemp(suffix='.json')
     os.close(fd)
     cmd = [sys.executable, osp.abspath(__file__), config, '--one',
@@ -127,6 +204,8 @@ def run_subprocess(config: str, args) -> dict:
            '--train-iters', str(args.train_iters),
            '--round-to', str(args.round_to),
            '--latency-runs', str(args.latency_runs)]
+    if only_trained:
+        cmd.append('--only-trained')
     if args.size:
         cmd += ['--size', str(args.size)]
     if args.export_dir:
@@ -193,27 +272,72 @@ The list (`mmcpd/testing/coverage_zoo.py`, `--zoo`) has one config, the
 smallest variant, of every architecture folder of MMPretrain 1.2 and
 MMSegmentation 1.2.2, at 128x128 (224 where the model holds a fixed token
 grid, window or position table; 192 where pyramid pooling needs a map
-divisible by 6). Each model's record is cached (`--cache`), so a stopped
-run resumes.
+divisible by 6); MMDetection's list (`--det`) has its own section below.
+Each model's record is cached (`--cache`), so a stopped run resumes.
 """
 
 
-def skipped_section() -> str:
+#: What the table of folders left out says first.
+SKIPPED_LEAD = ('These folders hold no supervised classifier or segmentor, '
+                'or only fine-tunes of a model another folder covers:')
+DETECTION_SKIPPED_LEAD = (
+    'These folders hold no model of their own (bases, datasets, training '
+    "recipes, losses and samplers on another folder's model, distillation "
+    'and semi-supervised wrappers), no single-image supervised detector '
+    '(tracking, vision-language), or a model this CPU stack cannot run:')
+
+
+def skipped_section(skipped=None, lead: str = SKIPPED_LEAD,
+                    title: str = '## Folders not in the list') -> str:
     """The folders without a config, and why, in markdown."""
-    from mmcpd.testing.coverage_zoo import SKIPPED
-    lines = ['## Folders not in the list', '',
-             'These folders hold no supervised classifier or segmentor, or '
-             'only fine-tunes of a model another folder covers:', '',
-             '| folder | why |', '|---|---|']
-    lines += [f'| `{k}` | {v} |' for k, v in SKIPPED.items()]
+    if skipped is None:
+        from mmcpd.testing.coverage_zoo import SKIPPED as skipped
+    lines = [title, '', lead, '', '| folder | why |', '|---|---|']
+    lines += [f'| `{k}` | {v} |' for k, v in skipped.items()]
     return '\n'.join(lines) + '\n'
+
+
+#: What the MMDetection section says before its numbers.
+DETECTION_INTRO = """## MMDetection
+
+The list `mmcpd.testing.coverage_zoo.DETECTION` (`--det`) has one
+supervised detector or instance segmentor, the smallest variant (R-18,
+R-50 or the tiny one), of every architecture folder of MMDetection 3.3, at
+128x128, with the same checks and columns. A detector runs in tensor mode
+(`mmcpd.comb.tensor_mode.tensor_forward`) with data samples made from the
+input's shape (an unpadded, unscaled image) and returns its heads' raw
+outputs; those are what the checks compare. For `trained`, the random
+images carry 1-3 random boxes with random labels, their masks (filled
+boxes) and, for a model with a semantic branch, a random semantic map; the
+data preprocessor's batch augments (large-scale jitter's padding to 1024,
+YOLOX's random resizing) are dropped, so that the model trains at the size
+it is combed at.
+"""
+
+
+def report_section(records, failed_intro: str = 'Where the others stop:'
+                   ) -> str:
+    """Summary line, failures and table of ``records``, in markdown."""
+    from mmcpd.testing.coverage import markdown_table
+    text = f'\nResult: **{summary(records)}**\n\n'
+    failed = [r for r in records if not r['ok']]
+    if failed:
+        text += failed_intro + '\n\n'
+        text += ''.join(f"- `{r['config']}`: {why_failed(r)}\n"
+                        for r in failed) + '\n'
+    return text + markdown_table(records) + '\n\n'
+
+
+def is_detection(rec: dict) -> bool:
+    """Whether a record is of an MMDetection config (its own section)."""
+    return rec['config'].startswith('mmdet::')
 
 
 def why_failed(rec: dict) -> str:
     """The error that stopped a model, or the checks that failed without
     one (with the FLOPs ratios for ``flops``)."""
-    if rec.get('error'):
-        return rec['error']
+    if rec.get('error'):  # on one line: an item of a markdown list
+        return ' '.join(rec['error'].split())
     failed = [c for c, ok in rec['checks'].items() if not ok]
     text = 'failed: ' + ', '.join(failed)
     if 'flops' in failed and 'flops_ratio_pruned' in rec:
@@ -223,7 +347,10 @@ def why_failed(rec: dict) -> str:
 
 
 def write_reports(records, args) -> None:
-    from mmcpd.testing.coverage import markdown_table
+    """JSON of every record; markdown with a section for MMPretrain and
+    MMSeg and one for MMDetection, each with its summary, failures, table
+    and skipped folders."""
+    from mmcpd.testing.coverage_zoo import DETECTION_SKIPPED
     with open(args.out, 'w') as f:
         json.dump(records, f, indent=1)
     if not args.md:
@@ -231,17 +358,20 @@ def write_reports(records, args) -> None:
     # the command as it was given
     command = 'python tools/analysis/coverage.py ' + ' '.join(
         shlex.quote(a) for a in sys.argv[1:])
-    failed = [r for r in records if not r['ok']]
+    others = [r for r in records if not is_detection(r)]
+    detectors = [r for r in records if is_detection(r)]
     with open(args.md, 'w') as f:
         f.write(INTRO.format(command=command, ratio=args.ratio,
                              round_to=args.round_to))
-        f.write(f'\nResult: **{summary(records)}**\n\n')
-        if failed:
-            f.write('Where the others stop:\n\n')
-            f.write(''.join(f"- `{r['config']}`: {why_failed(r)}\n"
-                            for r in failed) + '\n')
-        f.write(markdown_table(records) + '\n\n')
-        f.write(skipped_section())
+        if others:
+            f.write(report_section(others))
+            f.write(skipped_section())
+        if detectors:
+            f.write('\n' + DETECTION_INTRO)
+            f.write(report_section(detectors))
+            f.write(skipped_section(
+                DETECTION_SKIPPED, DETECTION_SKIPPED_LEAD,
+                '### MMDetection folders not in the list'))
 
 
 def main(argv=None):
@@ -259,8 +389,11 @@ def main(argv=None):
     if args.zoo:
         from mmcpd.testing.coverage_zoo import ZOO
         configs += [c for c in ZOO if c not in configs]
+    if args.det:
+        from mmcpd.testing.coverage_zoo import DETECTION
+        configs += [c for c in DETECTION if c not in configs]
     if not configs:
-        raise SystemExit('give configs, or `--zoo`')
+        raise SystemExit('give configs, `--zoo` or `--det`')
     records = []
     if args.append and osp.exists(args.out):
         with open(args.out) as f:
@@ -273,10 +406,26 @@ def main(argv=None):
             continue
         cached = cache_path(args, config) if args.cache else None
         start = time.perf_counter()
+        base = untrained_record(args, config) if cached else None
         if cached and osp.exists(cached):
             with open(cached) as f:
                 rec = json.load(f)
             source = 'cached'
+        elif args.no_run:
+            rec = dict(config=split_size(config)[0], ok=False, checks={},
+                       error='not run (no cached record)')
+            source = 'not run'
+        elif base is not None and not base['ok']:
+            rec = base  # stopped before: not worth training
+            source = 'cached, failed before the trained check'
+        elif base is not None:  # only the trained check is new
+            part = run_subprocess(config, args, only_trained=True)
+            rec = with_trained(base, part)
+            rec['trained_seconds'] = round(time.perf_counter() - start, 1)
+            source = f"cached + trained {rec['trained_seconds']}s"
+            if 'trained' in part['checks']:  # not crashes nor time-outs
+                with open(cached, 'w') as f:
+                    json.dump(rec, f)
         else:
             rec = run_subprocess(config, args)
             rec['seconds'] = round(time.perf_counter() - start, 1)
