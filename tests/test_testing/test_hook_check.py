@@ -38,3 +38,32 @@ def test_hook_deploys_what_it_trained(config, size, target, tmp_path):
     if config == SWIN:  # no group needed verification to be caught
         assert run['failed_verification'] == 0
     assert run['ok'], f"deploy differs from masked: {run['diff']:.2e}"
+
+
+#: Small zoo detectors (ResNet-18 backbones): a two-stage one, whose comb
+#: runs the RoI head on fixed proposals, and the DETR family, whose
+#: transformer stream prunes through the positional table's selection.
+R18_FPN = {'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
+           'model.neck.in_channels': [64, 128, 256, 512]}
+DETECTORS = {
+    'mask-rcnn': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', R18_FPN),
+    'detr': ('mmdet::detr/detr_r50_8xb2-150e_coco.py', {
+        'model.backbone.depth': 18,
+        'model.backbone.init_cfg': None,
+        'model.neck.in_channels': [512]
+    }),
+}
+
+
+@pytest.mark.parametrize('name', list(DETECTORS))
+def test_detectors_deploy_what_they_trained(name, tmp_path):
+    path, options = DETECTORS[name]
+    cfg = load_config(path)
+    cfg.merge_from_dict(options)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        run = check_hook_run(cfg, 64, iters=4, target=0.3,
+                             work_dir=str(tmp_path))
+    assert run['removed_units'] > 0 and run['sparsity'] >= 0.3
+    assert run['failed_verification'] == 0
+    assert run['ok'], f"deploy differs from masked: {run['diff']:.2e}"
