@@ -1,4 +1,4 @@
-"""What the quality benchmark runs: two tasks and the arms compared on them.
+"""What the quality benchmark runs: three tasks and the arms compared on them.
 
 An arm is one way to prune (or not) the task's trained baseline: a
 distillation setting (``distill``: the DistillWrapper's arguments, None for
@@ -41,6 +41,28 @@ TASKS = dict(
         shape=(1, 3, 32, 32),
         feature='backbone',
         logits_cwd=True),
+    # the demo RetinaNet (configs/demo/retinanet-r18-w16_1xb16_digits-det
+    # .py) on DigitsDetDataset; asked for by the `detection` group only
+    det=dict(
+        config='digits_det.py',
+        wide_config=None,
+        metric='coco/bbox_mAP',
+        metric_name='bbox mAP',
+        # CocoMetric reports 0-1; results and tables in points
+        metric_scale=100.0,
+        # the demo's schedule: 77.4 bbox mAP at 1000 iterations
+        baseline_iters=1000,
+        # the 2-seed evidence run of docs/demo.md fine-tuned for 300
+        cpd_iters=300,
+        shape=(1, 3, 64, 64),
+        feature='neck',
+        logits_cwd=True,
+        # RetinaNet's class conv, shared by the levels (a recorded module
+        # keeps its last call: the coarsest level) and the FPN's outputs
+        score_map='bbox_head.retina_cls',
+        levels=tuple(f'neck.fpn_convs.{i}' for i in range(3)),
+        # the tables show each target's drop against the control
+        vs_control=True),
 )
 
 
@@ -77,7 +99,29 @@ def _losses(task: dict, arm: str, iters: int) -> Optional[List[dict]]:
         feat=[dict(type='MSELoss', outputs=feature)],
         feat_wide=[dict(type='MSELoss', outputs=feature)],
     )
+    if 'score_map' in task:
+        # detection: CWD tau 1, weight 1 per term (configs/_base_/
+        # cpd_det.py; heavier weights lost 6-8 points in docs/demo.md)
+        table.update(
+            # one term on the head's class score map, as cpd_det.py ships
+            cwd_score=[_cwd1(task['score_map'], 'cwd_score')],
+            # one term per FPN level
+            cwd_fpn=[
+                _cwd1(level, f'cwd_p{i}')
+                for i, level in enumerate(task['levels'])
+            ],
+            # the model's logits: a detector's class score maps (all
+            # levels, where mmcpd records every call of the shared head)
+            cwd_logits=[_cwd1(None, 'cwd_logits')])
     return table[arm]
+
+
+def _cwd1(outputs: Optional[str], name: str) -> dict:
+    """CWD at tau 1, weight 1 on ``outputs`` (None: the logits)."""
+    loss = dict(type='CWDLoss', tau=1.0, loss_weight=1.0, name=name)
+    if outputs is not None:
+        loss['outputs'] = outputs
+    return loss
 
 
 #: Group -> (arms, speed-ups, tasks). ``none`` with hessian importance is
@@ -89,11 +133,17 @@ GROUPS = dict(
     when=(('kd_prune_only', 'kd_ramp'), (4, ), ('cls', )),
     feature=(('feat', 'feat_wide'), (4, ), ('cls', )),
     importance=(('taylor', 'magnitude', 'random'), (4, 8), ('cls', 'seg')),
+    # which distillation for detection (issue 25): none, CWD on the class
+    # score map (configs/_base_/cpd_det.py), on the FPN levels, on the
+    # logits (every level's score map)
+    detection=(('none', 'cwd_score', 'cwd_fpn', 'cwd_logits'), (2, 4),
+               ('det', )),
 )
-#: What a plain ``run.py`` answers: which distillation, on both tasks,
+#: What a plain ``run.py`` answers: which distillation, on cls and seg,
 #: 78 runs (30 minutes end to end on 2 idle cores, the baselines
 #: included); ``--groups all`` adds the importance scores and the settings
-#: sweeps (138 runs, 49 minutes).
+#: sweeps (138 runs, 49 minutes) and the detection group (27 runs of about
+#: 2-3 minutes, its baseline 6 minutes).
 DEFAULT_GROUPS = ('method', )
 #: Arms compared with each group's arms in its table.
 REFERENCES = dict(
@@ -135,7 +185,10 @@ def plan(groups, tasks, seeds) -> List[Dict]:
     (pruning at 2x loses little, so methods separate least there), the
     importance scores, the settings sweeps."""
     order = {None: 0, 4: 1, 8: 2, 2: 3}
-    first = {CONTROL: 0, 'method': 1, 'importance': 2}
+    first = {CONTROL: 0, 'method': 1, 'detection': 1, 'importance': 2}
+    # a task that none of the groups asks for runs nothing (not even its
+    # control)
+    tasks = [t for t in tasks if any(t in GROUPS[g][2] for g in groups)]
     runs = []
     for seed in seeds:
         for task in tasks:

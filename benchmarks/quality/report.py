@@ -9,6 +9,9 @@ from typing import Dict, List, Optional
 
 from arms import GROUPS, REFERENCES, TASKS
 
+#: Tasks reported in ``detection.md`` rather than ``quality.md``.
+DETECTION = ('det', )
+
 
 def load(work_dir: str):
     """Baselines (``{(task, 'baseline'|'wide'): result}``) and runs."""
@@ -81,11 +84,12 @@ def compute(bases: Dict, runs: List[Dict], task: str) -> str:
             'load in).')
 
 
-def markdown(bases: Dict, runs: List[Dict]) -> str:
+def markdown(bases: Dict, runs: List[Dict], tasks=None) -> str:
+    """The tables of ``tasks`` (default: all), those with a baseline."""
     lines = []
     for task, spec in TASKS.items():
         base = bases.get((task, 'baseline'))
-        if base is None:
+        if base is None or (tasks is not None and task not in tasks):
             continue
         control = cell(runs, task, 'control', None)
         lines += [
@@ -108,14 +112,24 @@ def markdown(bases: Dict, runs: List[Dict]) -> str:
                        for s in speedups):
                 continue
             head = ' | '.join(f'{s}x FLOPs' for s in speedups)
+            ncol = len(speedups) + 1
+            if spec.get('vs_control'):
+                # each target's drop from the control (mean over seeds)
+                head += ' | ' + ' | '.join(f'{s}x vs control'
+                                           for s in speedups)
+                ncol += len(speedups)
             lines += [
                 f'**{group}**', '',
                 f'| arm | {head} | vs none (mean over targets, seeds) |',
-                '| --- |' + ' --- |' * (len(speedups) + 1)
+                '| --- |' + ' --- |' * ncol
             ]
             for arm in shown:
                 cells = ' | '.join(
                     _fmt(cell(runs, task, arm, s)) for s in speedups)
+                if spec.get('vs_control'):
+                    cells += ' | ' + ' | '.join(
+                        _drop(cell(runs, task, arm, s), control)
+                        for s in speedups)
                 v = verdict(runs, task, arm, speedups)
                 if arm == 'none' or v is None:
                     vs = '-'
@@ -130,33 +144,47 @@ def markdown(bases: Dict, runs: List[Dict]) -> str:
                 achieved.append(
                     f"{base['flops'] / statistics.fmean(flops):.2f}x"
                     if flops else '-')
+            if spec.get('vs_control'):
+                achieved += [''] * len(speedups)
             lines += [f"| FLOPs reduction reached (mean) | "
                       f"{' | '.join(achieved)} | |", '']
     return '\n'.join(lines)
 
 
-def plot(bases: Dict, runs: List[Dict], path: str) -> None:
-    """Metric vs FLOPs speed-up: distillation methods (top) and importance
-    scores (bottom), per task; dashed: baseline, dotted: control."""
+def _drop(c: Optional[Dict], control: Optional[Dict]) -> str:
+    """An arm's mean minus the control's mean, with the seeds it has."""
+    if c is None or control is None:
+        return '-'
+    return f"{c['mean'] - control['mean']:+.2f}"
+
+
+def plot(bases: Dict, runs: List[Dict], path: str, rows=None) -> None:
+    """Metric vs FLOPs speed-up, per task (those the rows' groups ask
+    for): one row per ``(group, arms)`` of ``rows``, by default the
+    distillation methods (top) and importance scores (bottom); dashed:
+    baseline, dotted: control."""
     import matplotlib
     import matplotlib.ticker
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    if rows is None:
+        rows = (('method', ('none', 'kd', 'cwd', 'dist')),
+                ('importance', ('none', 'taylor', 'magnitude', 'random')))
     tasks = [
         t for t in TASKS if (t, 'baseline') in bases and any(
-            r['task'] == t and r['speedup'] for r in runs)
+            r['task'] == t and r['speedup'] for r in runs) and any(
+                t in GROUPS[g][2] for g, _ in rows)
     ]
     if not tasks:
         return
     fig, axes = plt.subplots(
-        2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
-    rows = (('method', ('none', 'kd', 'cwd', 'dist')),
-            ('importance', ('none', 'taylor', 'magnitude', 'random')))
+        len(rows), len(tasks), figsize=(6 * len(tasks), 4 * len(rows)),
+        squeeze=False)
     for col, task in enumerate(tasks):
         for row, (group, arms) in enumerate(rows):
             ax = axes[row][col]
-            speedups = (2, 4, 8)
+            speedups = GROUPS[group][1]
             for i, arm in enumerate(arms):
                 cells = [(s, cell(runs, task, arm, s)) for s in speedups]
                 cells = [(s, c) for s, c in cells if c]
@@ -174,8 +202,8 @@ def plot(bases: Dict, runs: List[Dict], path: str) -> None:
             if control:
                 ax.axhline(control['mean'], color='grey', ls=':',
                            label='control')
-            ax.set(xscale='log', xticks=speedups, xticklabels=['2x', '4x',
-                                                               '8x'],
+            ax.set(xscale='log', xticks=speedups,
+                   xticklabels=[f'{s}x' for s in speedups],
                    xlabel='FLOPs reduction',
                    ylabel=TASKS[task]['metric_name'],
                    title=f'{task}: {group} (mean ± std over seeds)')
@@ -188,10 +216,12 @@ def plot(bases: Dict, runs: List[Dict], path: str) -> None:
 
 
 def write_report(work_dir: str, out: Optional[str]) -> str:
-    """Write quality.md, quality.json and quality.png into ``work_dir``
-    (and copy them to ``out``); return the markdown."""
+    """Write quality.md, quality.json and quality.png into ``work_dir``,
+    and detection.md / detection.png where detection runs exist (and copy
+    them to ``out``; quality.* only where they have a table); return the
+    markdown."""
     bases, runs = load(work_dir)
-    table = markdown(bases, runs)
+    table = markdown(bases, runs, [t for t in TASKS if t not in DETECTION])
     summary = {}
     for task in TASKS:
         for arm in dict.fromkeys(r['arm'] for r in runs if r['task'] == task):
@@ -206,8 +236,21 @@ def write_report(work_dir: str, out: Optional[str]) -> str:
                                   for k, v in bases.items()},
                        summary=summary), f, indent=1)
     plot(bases, runs, osp.join(work_dir, 'quality.png'))
+    # a work dir of detection runs only leaves the classification and
+    # segmentation report in `out` as it is
+    names = ['quality.md', 'quality.json', 'quality.png'] if table else []
+    if any(r['task'] in DETECTION for r in runs):
+        # detection (bbox mAP) in a report of its own
+        det = markdown(bases, runs, DETECTION)
+        with open(osp.join(work_dir, 'detection.md'), 'w') as f:
+            f.write(det)
+        plot(bases, runs, osp.join(work_dir, 'detection.png'),
+             rows=(('detection', ('none', ) + GROUPS['detection'][0][1:]),
+                   ))
+        names += ['detection.md', 'detection.png']
+        table += '\n' + det
     if out:
-        for name in ('quality.md', 'quality.json', 'quality.png'):
+        for name in names:
             if osp.isfile(osp.join(work_dir, name)):
                 shutil.copy(osp.join(work_dir, name), osp.join(out, name))
     print(table, flush=True)

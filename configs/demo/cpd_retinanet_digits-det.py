@@ -1,8 +1,10 @@
 # CPD on the demo RetinaNet: prune the trained baseline
 # (./retinanet-r18-w16_1xb16_digits-det.py) to about half its FLOPs in 10
 # steps over the first 100 iterations, with channel-wise distillation (CWD)
-# from the baseline as teacher (the detection base, ../_base_/cpd_det.py),
-# then fine-tune to iteration 300. `tools/demo.py --task det` runs the whole
+# of the class score map from the baseline as teacher (the detection base,
+# ../_base_/cpd_det.py, distils nothing by default: the demo keeps CWD so
+# that it shows the DistillWrapper on a detector), then fine-tune to
+# iteration 300. `tools/demo.py --task det` runs the whole
 # chain; by hand:
 #   python tools/train.py configs/demo/retinanet-r18-w16_1xb16_digits-det.py
 #   python tools/train.py configs/demo/cpd_retinanet_digits-det.py
@@ -15,8 +17,19 @@ load_from = 'work_dirs/retinanet-r18-w16_1xb16_digits-det/iter_1000.pth'
 # steps, one every 10 iterations; the model is combed at 64x64 (the test
 # pipeline's fixed Resize)
 cpd = dict(interval=10, num_steps=10)
-# distillation: the base's CWD; the connectors are sized on a canvas
-distill = dict(probe_shape=(3, 64, 64))
+# distillation: CWD on RetinaNet's class logits (the shared head's last
+# call); the connectors are sized on a canvas
+distill = dict(
+    distill_losses=[
+        dict(
+            type='CWDLoss',
+            tau=1.0,
+            loss_weight=1.0,
+            outputs='bbox_head.retina_cls',
+            name='cwd_score')
+    ],
+    keep_task_loss=True,
+    probe_shape=(3, 64, 64))
 
 # fine-tuning schedule: a fifth of the baseline's learning rate
 max_iters = 300

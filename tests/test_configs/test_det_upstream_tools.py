@@ -14,7 +14,9 @@ from .test_upstream_tools import env  # noqa: F401  (the module's fixture)
 
 DET_USER = '''_base_ = ['./my_retinanet.py', 'mmcpd::_base_/cpd_det.py']
 cpd = dict(interval=1, num_steps=1, target=0.3)
-distill = dict(probe_shape=(3, 64, 64))
+# the base distils nothing: CWD on the score maps of every level
+distill = dict(distill_losses=[dict(type='CWDLoss', tau=1.0)],
+               probe_shape=(3, 64, 64))
 # every box counts: two iterations from scratch score below the default
 model = dict(test_cfg=dict(score_thr=0.0))
 train_cfg = dict(max_iters=2, val_interval=2)
@@ -36,7 +38,7 @@ def test_mmdet_tools_train_test_and_load(env):  # noqa: F811
     assert ('combed with an input of shape (1, 3, 64, 64), from '
             '`test_pipeline[1]` (Resize.scale)') in log
     assert 'CPDHook step 1/1' in log
-    assert 'loss_feat_cwd_score' in log  # distilled
+    assert 'loss_cwd' in log  # distilled
     # the data were generated into the user's folder, as COCO files
     assert (env['cwd'] / 'data' / 'digits_det' / 'val' /
             'annotations.json').is_file()

@@ -1,7 +1,5 @@
-# CPD with channel-wise distillation (CWD) of RetinaNet's class score map
-# from the unpruned model, for detection, in mmengine's pure-Python config
-# style: configs/_base_/cpd_det.py (which says why, and how other heads
-# name their class conv).
+# CPD for detection, without distillation, in mmengine's pure-Python config
+# style: configs/_base_/cpd_det.py (which gives the evidence).
 #   with read_base():
 #       from .my_retinanet import *  # your pure-Python config
 #       from mmcpd.configs._base_.cpd_det import *
@@ -11,14 +9,5 @@ from mmengine.config import read_base
 with read_base():
     from .cpd_hook import *  # noqa: F401,F403
 
-# The detection default by evidence: docs/demo.md.
-distill = dict(
-    distill_losses=[
-        dict(
-            type='CWDLoss',
-            tau=1.0,
-            loss_weight=1.0,
-            outputs='bbox_head.retina_cls',
-            name='cwd_score')
-    ],
-    keep_task_loss=True)
+# No `distill`: the detection default by evidence,
+# docs/quality/detection.md.
