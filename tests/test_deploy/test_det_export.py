@@ -246,6 +246,7 @@ def test_forward_override_is_checked(tmp_path):
                     d,
                     tmp_path / 'a.onnx',
                     forward=lambda m, x: {'x': 'not a tensor'})
+
     # a dict's tensors are exported in the order of its keys (Grid
     # R-CNN's RoI head returns one)
     def as_dict(m, x):
