@@ -16,15 +16,15 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from mmcpd.comb.mmdet_kind import is_mmdet
+
 __all__ = ['selects_queries', 'fixed_query_forward', 'FixedTopk']
 
 
 def selects_queries(model: nn.Module) -> bool:
     """Whether ``model`` is an MMDetection Deformable DETR (DINO and other
     subclasses included) that selects its queries (``as_two_stage``)."""
-    names = [c.__name__ for c in type(model).__mro__
-             if c.__module__.split('.')[0] == 'mmdet']
-    return 'DeformableDETR' in names and bool(
+    return is_mmdet(model, 'DeformableDETR') and bool(
         getattr(model, 'as_two_stage', False))
 
 

@@ -20,6 +20,7 @@ from typing import Any, List, Optional
 import torch
 from torch import nn
 
+from mmcpd.comb.mmdet_kind import is_mmdet
 from mmcpd.comb.query_selection import fixed_query_forward, selects_queries
 from mmcpd.comb.two_stage import selects_proposals, two_stage_forward
 
@@ -30,10 +31,7 @@ __all__ = ['is_mmdet_detector', 'image_metainfo', 'det_data_samples',
 def is_mmdet_detector(model: Any) -> bool:
     """Whether ``model`` is an MMDetection ``BaseDetector`` (MMYOLO's and
     other subclasses included), found without importing mmdet."""
-    return any(
-        cls.__name__ == 'BaseDetector'
-        and cls.__module__.split('.')[0] == 'mmdet'
-        for cls in type(model).__mro__)
+    return is_mmdet(model, 'BaseDetector')
 
 
 def image_metainfo(inputs: torch.Tensor) -> List[dict]:

@@ -20,10 +20,12 @@ and export all run it through :func:`~mmcpd.comb.tensor_mode.
 tensor_forward`. Detectors whose RPN selects nothing by NMS (Sparse
 R-CNN's learned proposals) keep mmdet's own forward.
 """
-from typing import Any, List, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
+
+from mmcpd.comb.mmdet_kind import is_mmdet
 
 __all__ = ['PROPOSAL_SIDES', 'fixed_proposals', 'selects_proposals',
            'two_stage_forward']
@@ -34,20 +36,15 @@ __all__ = ['PROPOSAL_SIDES', 'fixed_proposals', 'selects_proposals',
 PROPOSAL_SIDES = (32, 128, 256, 512)
 
 
-def _class_names(obj: Any) -> List[str]:
-    return [c.__name__ for c in type(obj).__mro__
-            if c.__module__.split('.')[0] == 'mmdet']
-
-
 def selects_proposals(model: nn.Module) -> bool:
     """Whether ``model`` is an MMDetection two-stage detector whose RPN
     head picks its proposals by NMS (the RPN family of ``AnchorHead``);
     its deterministic forward is :func:`two_stage_forward`."""
-    if 'TwoStageDetector' not in _class_names(model):
+    if not is_mmdet(model, 'TwoStageDetector'):
         return False
     rpn = getattr(model, 'rpn_head', None)
     cfg = getattr(rpn, 'test_cfg', None)
-    return (isinstance(rpn, nn.Module) and 'AnchorHead' in _class_names(rpn)
+    return (isinstance(rpn, nn.Module) and is_mmdet(rpn, 'AnchorHead')
             and cfg is not None and 'nms' in cfg
             and getattr(model, 'roi_head', None) is not None)
 

@@ -11,6 +11,7 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
+from mmcpd.comb.mmdet_kind import is_mmdet
 from mmcpd.comb.tensor_mode import tensor_forward
 from mmcpd.distill.connector import (ChannelScatter, Connector,
                                      build_connector)
@@ -26,9 +27,7 @@ ModelType = Union[dict, nn.Module]
 def _is_dense_head(module: object) -> bool:
     """Whether ``module`` is an MMDetection dense head (``BaseDenseHead``:
     RetinaNet, FCOS, ATSS, GFL, RTMDet, YOLOX, SSD, CenterNet ...)."""
-    return any(cls.__name__ == 'BaseDenseHead'
-               and cls.__module__.split('.')[0] == 'mmdet'
-               for cls in type(module).__mro__)
+    return is_mmdet(module, 'BaseDenseHead')
 
 
 def _logits_module(model: nn.Module, role: str) -> str:
