@@ -24,6 +24,13 @@ def _sort_key(key):
     return (isinstance(key, str), str(key))
 
 
+def _broadcast(small: Sequence[int], wide: Sequence[int]) -> bool:
+    """Whether ids of shape ``small`` broadcast onto ``wide``: every dim
+    equal or one wide, and some one wide where the other is not."""
+    return len(small) == len(wide) and small != wide and all(
+        a == b or a == 1 for a, b in zip(small, wide))
+
+
 def couple(graph: LabelGraph,
            items: Sequence[Tuple[Labels, Sequence[int], Sequence[Key]]],
            via: str) -> Labels:
@@ -79,6 +86,14 @@ def couple(graph: LabelGraph,
             first = canonical[ckeys]
             if first.shape == cids.shape:
                 graph.union(first, cids, via)
+            elif _broadcast(first.shape, cids.shape):
+                # a one-wide labelled dim spread over a wider one (SAC's
+                # one-channel switch times a feature map): the wide side's
+                # channels go on their own, the one-wide one stays
+                graph.freeze(first, f'broadcast over channels in {via}')
+                canonical[ckeys] = cids
+            elif _broadcast(cids.shape, first.shape):
+                graph.freeze(cids, f'broadcast over channels in {via}')
             else:
                 graph.freeze(first, f'shape mismatch in {via}')
                 graph.freeze(cids, f'shape mismatch in {via}')

@@ -22,6 +22,8 @@ adaptive_avg_pool2d                     ``numel(x)``
 grid_sample                             ``numel(out) * 4``
 conv with a computed weight, or         ``numel(out) * weight[1] * k``
 channels folded into its batch
+conv_transpose, grouped or with a       ``numel(x) * weight[1] * k``
+computed weight                         (``weight[1]`` = out / groups)
 ======================================  ====================================
 
 (mmengine has no handle for ``scaled_dot_product_attention``;
@@ -154,9 +156,13 @@ def conv_flops(ctx: OpContext) -> None:
     x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
     out = ctx.outputs[0]
     per_output = int(np.prod(weight.shape[1:]))
-    if ctx.graph.leaf_name(weight) is None:
+    groups = ctx.arg(6, 'groups', 1) or 1
+    if ctx.graph.leaf_name(weight) is None and groups != 1:
         record(ctx, _numel(out) * per_output, [])
-    elif carries_channels_off(ctx.graph, x, 1):
+    elif ctx.graph.leaf_name(weight) is None or \
+            carries_channels_off(ctx.graph, x, 1):
+        # a computed weight's rows and columns are still channels
+        # (weight standardisation): the count shrinks with them
         # input channels, output channels and the labelled other dims
         def keys(t, channel):
             return [channel if d == 1 else ('pos', d)
@@ -164,6 +170,22 @@ def conv_flops(ctx: OpContext) -> None:
 
         record(ctx, _numel(out) * per_output,
                [(x, keys(x, 'k')), (out, keys(out, 'n'))])
+
+
+@flop_rule(
+    function('conv_transpose1d'), function('conv_transpose2d'),
+    function('conv_transpose3d'))
+def conv_transpose_flops(ctx: OpContext) -> None:
+    """A grouped transposed conv (Grid R-CNN's ``deconv1/2``, one group per
+    grid point) or one with a computed weight: its handler freezes it and
+    records no ``param_macs``, yet it costs what mmengine counts for it,
+    ``batch * prod(weight.shape) * prod(x.shape[2:])`` = ``numel(x) *
+    weight[1] * k`` (each input element is spread over ``out / groups *
+    k`` outputs). A plain one's MACs are in ``param_macs``."""
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    groups = ctx.arg(6, 'groups', 1) or 1
+    if groups != 1 or ctx.graph.leaf_name(weight) is None:
+        record(ctx, _numel(x) * int(np.prod(weight.shape[1:])), [])
 
 
 @flop_rule(function('einsum'))

@@ -64,6 +64,10 @@ class LabelGraph:
         #: whose ids count over all its input channels (``Member.groups``).
         self.leaf_groups: Dict[Tuple[str, int], int] = {}
         self.leaf_names = WeakIdKeyDictionary()
+        #: parameter name -> its first dim that is no channel dim (a conv
+        #: weight's kernel dims, 2 on): an op that reads the weight itself
+        #: (weight standardisation) gets no labels there.
+        self.kernel_dims: Dict[str, int] = {}
         #: joint blocks, whose units must be slabs along one axis.
         self.joint: List[np.ndarray] = []
         #: (groups, per group) ids, e.g. a grouped conv's rows: every unit
@@ -266,10 +270,12 @@ class LabelGraph:
         labels = self._labels.get(tensor)
         if labels is not None:
             return labels
-        if self.leaf_name(tensor) is not None:
+        name = self.leaf_name(tensor)
+        if name is not None:
+            end = self.kernel_dims.get(name, tensor.dim())
             labels = [
                 Block((d, ), self.leaf_dim(tensor, d))
-                for d in range(tensor.dim()) if tensor.shape[d] > 1
+                for d in range(min(end, tensor.dim())) if tensor.shape[d] > 1
             ]
             self._labels[tensor] = labels
             return labels

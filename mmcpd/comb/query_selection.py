@@ -9,8 +9,20 @@ replaced by a fixed pick: ``k`` positions evenly spread over the
 candidates (over every feature level), their values gathered from the
 scores. The rest of the forward (encoder, decoder, heads) is the model's
 own, so every weight is traced and counted.
+
+DDQ DETR selects by NMS instead: its ``pre_decoder`` keeps the encoder's
+positions that mmcv's ``batched_nms`` keeps (in the order of their
+scores, the first ``num_queries``), and its decoder masks the
+self-attention between queries that NMS suppresses after every layer
+(``select_distinct_queries``). Both jump on round-off as ``topk`` does, so
+in the fixed forward mmcv's ``nms`` (which ``batched_nms`` looks up by
+name) keeps every box, in the given order (:func:`keep_all_nms`): the
+queries are the first ``num_queries`` positions, zero-padded as DDQ pads a
+short pick, and no decoder layer masks any query.
 """
-from typing import Sequence
+import contextlib
+import sys
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -18,7 +30,10 @@ from torch.overrides import TorchFunctionMode
 
 from mmcpd.comb.mmdet_kind import is_mmdet
 
-__all__ = ['selects_queries', 'fixed_query_forward', 'FixedTopk']
+__all__ = [
+    'selects_queries', 'fixed_query_forward', 'FixedTopk', 'keep_all_nms',
+    'nms_keeps_all'
+]
 
 
 def selects_queries(model: nn.Module) -> bool:
@@ -60,10 +75,47 @@ class FixedTopk(TorchFunctionMode):
         return torch.return_types.topk((torch.gather(x, dim, index), index))
 
 
+def keep_all_nms(boxes: torch.Tensor,
+                 scores: torch.Tensor,
+                 iou_threshold: float = 0.5,
+                 offset: int = 0,
+                 score_threshold: float = 0,
+                 max_num: int = -1) -> tuple:
+    """mmcv's ``nms(boxes, scores, ...)`` that suppresses nothing: every
+    box is kept, in the given order (the first ``max_num`` if
+    ``max_num > 0``), as ``(dets, keep)`` with ``dets`` the boxes and their
+    scores, ``(n, 5)``. The thresholds are accepted and ignored: what they
+    drop depends on the scores, which round-off reorders."""
+    keep = torch.arange(boxes.shape[0], device=boxes.device)
+    if max_num > 0:
+        keep = keep[:max_num]
+    dets = torch.cat((boxes[keep], scores[keep].reshape(-1, 1)), dim=1)
+    return dets, keep
+
+
+@contextlib.contextmanager
+def nms_keeps_all() -> Iterator[None]:
+    """Within the block, mmcv's ``nms`` as ``batched_nms`` finds it (the
+    name ``nms`` in ``mmcv.ops.nms``) is :func:`keep_all_nms`; nothing
+    changes if mmcv's NMS module is not imported."""
+    module = sys.modules.get('mmcv.ops.nms')
+    original = getattr(module, 'nms', None)
+    if original is None:
+        yield
+        return
+    module.nms = keep_all_nms
+    try:
+        yield
+    finally:
+        module.nms = original
+
+
 def fixed_query_forward(model: nn.Module, inputs: torch.Tensor,
                         samples: Sequence) -> tuple:
     """``model(inputs, samples, mode='tensor')`` with its ``pre_decoder``
-    picking :func:`fixed_indices` (see :class:`FixedTopk`)."""
+    picking :func:`fixed_indices` (see :class:`FixedTopk`) and mmcv's NMS,
+    anywhere in the forward, keeping every box (:func:`nms_keeps_all`;
+    DDQ DETR's distinct queries)."""
     own = vars(model).get('pre_decoder')
     pre_decoder = model.pre_decoder
 
@@ -73,7 +125,8 @@ def fixed_query_forward(model: nn.Module, inputs: torch.Tensor,
 
     model.pre_decoder = fixed
     try:
-        return model(inputs, samples, mode='tensor')
+        with nms_keeps_all():
+            return model(inputs, samples, mode='tensor')
     finally:
         if own is None:
             del model.pre_decoder

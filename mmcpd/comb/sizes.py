@@ -54,16 +54,19 @@ class SymInt(int):
         where (str): The op and module that read it, for messages.
     """
 
-    def __new__(cls, value, graph, block, axis, num=1, den=1, where=''):
+    def __new__(cls, value, graph, block, axis, num=1, den=1, where='',
+                heads=False):
         self = super().__new__(cls, value)
         self.graph, self.block, self.axis = graph, block, axis
         self.num, self.den, self.where = num, den, where
+        #: ``C // k`` with ``k`` a module attribute (``num_heads``)
+        self.heads = heads
         return self
 
-    def _derive(self, num: int, den: int) -> 'SymInt':
+    def _derive(self, num: int, den: int, heads: bool = False) -> 'SymInt':
         value = self.block.ids.shape[self.axis] * num
         return SymInt(value // den, self.graph, self.block, self.axis, num,
-                      den, self.where)
+                      den, self.where, heads)
 
     def __floordiv__(self, other):
         if isinstance(other, torch.Tensor):
@@ -75,7 +78,9 @@ class SymInt(int):
         if int(self) % other:
             self.freeze(f'`{int(self)} // {other}` does not divide')
             return out
-        return self._derive(self.num, self.den * other)
+        heads = (isinstance(other, AttrInt) and self.num == 1 and
+                 self.den == 1)
+        return self._derive(self.num, self.den * other, heads)
 
     def __mul__(self, other):
         if isinstance(other, torch.Tensor):
@@ -88,24 +93,40 @@ class SymInt(int):
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        self.freeze(f'`{int(self)} / {other}`')
+        self._math(f'`{int(self)} / {other}`')
         return int(self) / other
 
     def __rtruediv__(self, other):
-        self.freeze(f'`{other} / {int(self)}`')
+        self._math(f'`{other} / {int(self)}`')
         return other / int(self)
 
     def __pow__(self, other, *mod):
-        self.freeze(f'`{int(self)} ** {other}`')
+        self._math(f'`{int(self)} ** {other}`')
         return pow(int(self), other, *mod)
 
     def __rpow__(self, other, *mod):
-        self.freeze(f'`{other} ** {int(self)}`')
+        self._math(f'`{other} ** {int(self)}`')
         return pow(other, int(self), *mod)
 
     def __float__(self):
-        self.freeze(f'`float({int(self)})`')
+        self._math(f'`float({int(self)})`')
         return float(int(self))
+
+    def __eq__(self, other):
+        """``value.size(2) == self.embed_dims`` (an assert in mmdet's
+        ``ConditionalAttention``): a module attribute found equal to this
+        width follows it, drops by one per removed channel, as a soft rule
+        (:mod:`~mmcpd.comb.module_attrs`): where it would follow two
+        widths, or unevenly, it is left as it is and never freezes a
+        group (a check it then fails, fails verification)."""
+        same = int(self) == other
+        if same is True and isinstance(other, AttrInt) and \
+                self.num == self.den == 1:
+            self.graph.soft_attr_rules.append(
+                (other.scope, other.attr, int(other), self.channels()))
+        return same
+
+    __hash__ = int.__hash__
 
     def __reduce__(self):  # copies and pickles are plain ints
         return (int, (int(self), ))
@@ -116,6 +137,23 @@ class SymInt(int):
         reason = (f'a width read by {self.where} is used in Python '
                   f'arithmetic that pruning cannot follow ({what})')
         _freeze(self.graph, self.block.ids, reason)
+
+    def _math(self, what: str) -> None:
+        """Python computes ``what`` from this width: freeze it.
+
+        Except a head dim, ``C // num_heads`` with ``num_heads`` a module
+        attribute (``scaling = float(head_dims) ** -0.5`` in mmdet's
+        ``ConditionalAttention``): it stays what it is where whole heads
+        go and ``num_heads`` follows them, so the channels are tied into
+        heads of ``C // num_heads`` (channel ``i * s + j`` in head ``i``)
+        instead. Where ``num_heads`` does not follow, verification finds
+        the group and freezes it.
+        """
+        if self.heads:
+            src = self.channels()
+            self.graph.union_along(src.reshape(self.den, -1), [1])
+        else:
+            self.freeze(what)
 
     def channels(self) -> np.ndarray:
         """1-D ids of the counted positions (ties the other axes of a joint
@@ -367,8 +405,9 @@ def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int, via: str,
         return
     if m > 1:  # position i * C + c of the dim goes with channel c
         moved = np.moveaxis(ids, axis, -1)
-        moved = moved.reshape(moved.shape[:-1] + (m, len(src)))
-        graph.union(moved, src, via)
+        outer, inner = _copies_layout(graph, moved, src, m)
+        moved = moved.reshape(moved.shape[:-1] + (outer, m, inner))
+        graph.union(moved, src.reshape(outer, 1, inner), via)
         return
     partner = _partner(ids.shape, axis, k) if k in attrs else None
     if partner is None:  # channels j, s + j, ... go with position j
@@ -379,6 +418,38 @@ def _tie(graph: LabelGraph, size: SymInt, block: Block, axis: int, via: str,
     # position (i, j), whichever axis the units run along
     moved = np.moveaxis(ids, (partner, axis), (-2, -1))
     graph.union(moved, src.reshape(k, s), via)
+
+
+def _copies_layout(graph: LabelGraph, moved: np.ndarray, src: np.ndarray,
+                   m: int):
+    """How a dim of ``m * C`` positions holds ``m`` copies of ``C``
+    channels: ``(outer, inner)`` such that position ``(o, i, n)`` of
+    ``(outer, m, inner)`` goes with channel ``o * inner + n``.
+
+    ``(1, C)`` (``cat([a, b], -1)``) unless one copy of the channels is
+    found there, in slabs of ``inner``: positions that are those channels,
+    or were tied to them one to one by an earlier reshape. mmdet's
+    conditional cross-attention concatenates content and position queries
+    per head, ``cat([q.view(.., heads, C // heads), pos.view(..)],
+    3).view(.., 2 * C)``, so head ``o`` holds its ``C // heads`` channels,
+    then as many positions; tying by ``(1, C)`` there would tie heads to
+    each other.
+    """
+    c = len(src)
+    flat = moved.reshape(-1, moved.shape[-1])[0]
+    where = {int(v): n for n, v in enumerate(src)}
+    a, b = graph.unions()
+    for x, y in ((a, b), (b, a)):
+        hit = np.isin(x, flat) & np.isin(y, src)
+        for u, v in zip(x[hit].tolist(), y[hit].tolist()):
+            where.setdefault(u, where[v])
+    pos = np.asarray([where.get(int(v), -1) for v in flat])
+    for inner in [c] + [d for d in range(c - 1, 0, -1) if c % d == 0]:
+        view = pos.reshape(c // inner, m, inner)
+        for i in range(m):
+            if np.array_equal(view[:, i, :].ravel(), np.arange(c)):
+                return c // inner, inner
+    return 1, c
 
 
 def _partner(shape: Sequence[int], axis: int, k: int) -> Optional[int]:

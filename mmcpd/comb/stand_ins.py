@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.overrides import handle_torch_function
 
+from mmcpd.comb.cuda_only_ops import cuda_only_ops
+from mmcpd.comb.deform_conv import deform_conv_stand_ins
 from mmcpd.comb.flops import _same_keys, flop_rule, record
 from mmcpd.comb.handlers.base import OpContext, register
 from mmcpd.comb.labels import Block
@@ -71,7 +73,14 @@ def _as_op(op, original):
 @contextlib.contextmanager
 def stand_ins() -> Iterator[None]:
     """Inside, mmcv's deformable attention (if imported) runs as
-    :func:`msda_pytorch` / :func:`msda_function` ops; restored on exit."""
+    :func:`msda_pytorch` / :func:`msda_function` ops, and its deformable
+    convolutions as :mod:`~mmcpd.comb.deform_conv`'s; restored on exit."""
+    with deform_conv_stand_ins(), _msda_stand_ins(), cuda_only_ops():
+        yield
+
+
+@contextlib.contextmanager
+def _msda_stand_ins() -> Iterator[None]:
     module = sys.modules.get(_MODULE)
     if module is None:
         yield

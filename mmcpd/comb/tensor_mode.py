@@ -20,9 +20,12 @@ from typing import Any, List, Optional
 import torch
 from torch import nn
 
+from mmcpd.comb.instance_masks import (fixed_positive_forward,
+                                       masks_from_positives)
 from mmcpd.comb.mmdet_kind import is_mmdet
 from mmcpd.comb.query_selection import fixed_query_forward, selects_queries
-from mmcpd.comb.two_stage import selects_proposals, two_stage_forward
+from mmcpd.comb.two_stage import (learned_proposal_forward, learns_proposals,
+                                  selects_proposals, two_stage_forward)
 
 __all__ = ['is_mmdet_detector', 'image_metainfo', 'det_data_samples',
            'tensor_mode_samples', 'tensor_forward']
@@ -88,7 +91,11 @@ def tensor_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     its ``_forward`` returns them. A two-stage detector whose RPN selects
     its proposals by NMS runs :func:`~mmcpd.comb.two_stage.
     two_stage_forward` instead (its RPN's raw outputs, and its RoI head on
-    fixed proposals), and DINO or a two-stage Deformable DETR decodes
+    fixed proposals), Sparse R-CNN and QueryInst run every stage on their
+    learned proposals without ground truth (:func:`~mmcpd.comb.two_stage.
+    learned_proposal_forward`), YOLACT and CondInst run their mask heads on
+    fixed positives (:func:`~mmcpd.comb.instance_masks.
+    fixed_positive_forward`), and DINO or a two-stage Deformable DETR decodes
     fixed queries (:func:`~mmcpd.comb.query_selection.
     fixed_query_forward`): no round-off can make them jump."""
     samples = tensor_mode_samples(model, inputs)
@@ -97,6 +104,10 @@ def tensor_forward(model: nn.Module, inputs: torch.Tensor) -> Any:
     target = _detector(model)
     if selects_proposals(target):
         return two_stage_forward(target, inputs, samples)
+    if learns_proposals(target):
+        return learned_proposal_forward(target, inputs, samples)
+    if masks_from_positives(target):
+        return fixed_positive_forward(target, inputs, samples)
     if selects_queries(target):
         return fixed_query_forward(target, inputs, samples)
     return model(inputs, samples, mode='tensor')

@@ -246,6 +246,11 @@ def trace(model: nn.Module,
     for name, b in model.named_buffers():
         if b.is_floating_point():
             graph.register_leaf(b, name)
+    for module in model.modules():  # kernel dims are positions, not channels
+        if isinstance(module, nn.modules.conv._ConvNd):
+            name = graph.leaf_name(module._parameters.get('weight'))
+            if name is not None:
+                graph.kernel_dims[name] = 2
     stack: List[Tuple[str, Any]] = [('', model)]
     calls: List[Counter] = [Counter()]
     ruled = [0]

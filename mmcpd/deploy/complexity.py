@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmcpd.comb.deform_conv import FLOP_JIT_OPS, deform_conv_flop_jit
 from mmcpd.deploy.adapter import TensorModeAdapter
 from mmcpd.utils.module import Forward
 
 __all__ = [
     'model_complexity', 'onnx_complexity', 'onnx_node_macs', 'sdpa_flop_jit',
-    'conv_mode_flop_jit'
+    'conv_mode_flop_jit', 'baddbmm_flop_jit'
 ]
 
 #: The ONNX ops whose multiply-adds are counted.
@@ -52,15 +53,27 @@ def conv_mode_flop_jit(inputs, outputs) -> int:
         transposed=False)
 
 
+def baddbmm_flop_jit(inputs, outputs) -> int:
+    """mmengine handle for ``aten::baddbmm`` (``input + batch1 @ batch2``),
+    which mmengine's counter leaves out: the ``QK^T`` of
+    ``nn.MultiheadAttention`` given an ``attn_mask`` (DDQ DETR's decoder);
+    counted as the ``aten::bmm`` of ``batch1`` and ``batch2``."""
+    from mmengine.analysis.jit_handles import bmm_flop_jit
+    return bmm_flop_jit(list(inputs)[1:3], outputs)
+
+
 def model_complexity(model: nn.Module,
                      inputs: torch.Tensor,
                      forward: Forward = None) -> dict:
     """Parameters and FLOPs of ``model`` in tensor mode on ``inputs``.
 
     FLOPs are :class:`mmengine.analysis.FlopAnalyzer`'s (its handles for
-    convolutions, matmuls, norms, upsampling, ...), plus two ops it has no
+    convolutions, matmuls, norms, upsampling, ...), plus ops it has no
     handle for: :func:`sdpa_flop_jit` (fused attention) and
-    :func:`conv_mode_flop_jit` (convolutions with ``padding='same'``).
+    :func:`conv_mode_flop_jit` (convolutions with ``padding='same'``),
+    :func:`baddbmm_flop_jit` (attention scores under a mask),
+    and mmcv's deformable convolutions, counted as convolutions
+    (:func:`mmcpd.comb.deform_conv.deform_conv_flop_jit`).
 
     Args:
         model (nn.Module): An MMPretrain/MMSeg/MMDetection model or plain
@@ -90,6 +103,9 @@ def model_complexity(model: nn.Module,
                 'aten::scaled_dot_product_attention', sdpa_flop_jit)
             analyzer.set_op_handle('aten::_convolution_mode',
                                    conv_mode_flop_jit)
+            analyzer.set_op_handle('aten::baddbmm', baddbmm_flop_jit)
+            for name in FLOP_JIT_OPS:  # mmcv's deformable convolutions
+                analyzer.set_op_handle(name, deform_conv_flop_jit)
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
             flops = analyzer.total()

@@ -22,7 +22,15 @@ neighbouring pixels, each taken as 0 outside the map (so 0 altogether when
 ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W``). That bilinear is
 ``F.grid_sample(mode='bilinear', padding_mode='zeros',
 align_corners=False)`` at the normalised ``((2 x + 1) / W - 1,
-(2 y + 1) / H - 1)``, which lands on pixel centre ``x`` exactly.
+(2 y + 1) / H - 1)``, which lands on pixel centre ``x`` exactly; points
+far off the map are clamped to just off it (onnxruntime misreads them).
+
+The output's size is mmcv's, from the input, kernel, stride, padding and
+dilation; offsets and masks of another spatial size are read as mmcv's
+kernel reads them, each sample's first values in memory order
+(:func:`_per_sample`: DyHead's DCNv2 of the level above). Weight shape and
+group count are constants of the graph, also where they come from a traced
+shape (TOOD's ``deform_sampling``).
 
 :func:`mmcv_deform_conv_exportable` puts :func:`deform_conv2d` and
 :func:`modulated_deform_conv2d` in place of mmcv's functions for the time
@@ -54,6 +62,49 @@ def _pair(value: _IntPair) -> Tuple[int, int]:
     return int(value), int(value)
 
 
+def _static(value) -> int:
+    """``value`` (an int, or a size the exporter traces) as a Python int.
+
+    A convolution's weight shape and group count must be constants in the
+    ONNX graph (its ``Conv`` has no kernel of unknown shape): TOOD's
+    ``deform_sampling`` builds ``feat.new_ones(c, 1, 1, 1)`` and passes
+    ``groups=c`` with ``c`` read from the traced feature's shape.
+    """
+    return int(value)
+
+
+def _per_sample(name: str, tensor: Tensor, channels: int, out_h, out_w,
+                batch) -> Tensor:
+    """``tensor`` (offsets or masks) as mmcv's CPU kernel reads it:
+    ``(batch, channels, out_h, out_w)``.
+
+    mmcv reads each sample's ``tensor[b]`` from its first element in memory
+    order, with the output's height and width, whatever the tensor's own
+    spatial size (only DCN's ``deform_conv_shape_check`` checks it, DCNv2's
+    kernel does not). DyHead passes offsets and masks of one level to the
+    DCNv2 of the level above, whose output is half as high and wide: mmcv
+    takes their first ``channels * out_h * out_w`` values. That is a reshape
+    when each sample is contiguous (DyHead's channel slices are); any other
+    layout is refused, as the export cannot read memory order.
+    """
+    if tuple(tensor.shape[-2:]) == (out_h, out_w):
+        return tensor
+    needed = channels * out_h * out_w
+    if tensor.dim() != 4 or tensor[0].numel() < needed:
+        raise ValueError(
+            f"mmcv's deformable convolution reads {needed} {name} values per "
+            f'sample ({channels} channels of its {out_h} x {out_w} output), '
+            f'but got {name} of shape {tuple(tensor.shape)}')
+    if not tensor[0].is_contiguous():
+        raise ValueError(
+            f"mmcv's deformable convolution reads the {name} of shape "
+            f'{tuple(tensor.shape)} for an output of {out_h} x {out_w} in '
+            'memory order, which the export reproduces only for a tensor '
+            'whose samples are each contiguous')
+    return tensor.reshape(batch, -1)[:, :needed].reshape(
+        batch, channels, out_h, out_w)
+
+
 def _deform(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
             bias: Optional[Tensor], stride: _IntPair, padding: _IntPair,
             dilation: _IntPair, groups: int, deform_groups: int) -> Tensor:
@@ -63,10 +114,16 @@ def _deform(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
     stride_h, stride_w = _pair(stride)
     pad_h, pad_w = _pair(padding)
     dil_h, dil_w = _pair(dilation)
-    out_channels, _, kernel_h, kernel_w = weight.shape
+    groups, deform_groups = _static(groups), _static(deform_groups)
+    out_channels, in_per_group, kernel_h, kernel_w = map(
+        _static, weight.shape)
     taps = kernel_h * kernel_w
     batch, channels, height, width = x.shape
-    out_h, out_w = offset.shape[-2:]
+    # the output's size as mmcv computes it, from the input
+    out_h = (height + 2 * pad_h - (dil_h * (kernel_h - 1) + 1)) // stride_h + 1
+    out_w = (width + 2 * pad_w - (dil_w * (kernel_w - 1) + 1)) // stride_w + 1
+    offset = _per_sample('offset', offset, deform_groups * taps * 2, out_h,
+                         out_w, batch)
     # p + p_k, (taps, out_h, out_w)
     rows = torch.arange(out_h, dtype=x.dtype, device=x.device) * stride_h
     cols = torch.arange(out_w, dtype=x.dtype, device=x.device) * stride_w
@@ -82,6 +139,13 @@ def _deform(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
     x_pos = base_x + offset[:, :, :, 1]
     grid = torch.stack([(2 * x_pos + 1) / width - 1, (2 * y + 1) / height - 1],
                        dim=-1)
+    # A point at or beyond -1 or W (H) has its four neighbours off the map
+    # and samples 0; in normalised coordinates every point on the map is
+    # within (-3, 3) (for W >= 1), every point at -3 or 3 off it. Clamped
+    # there, as onnxruntime's GridSample reads far-off points as garbage
+    # (offsets of 1e22 from a randomised DetectoRS's SAC); a NaN offset
+    # samples 0, as mmcv's bounds check gives it.
+    grid = torch.nan_to_num(grid, nan=-3.0).clamp(-3.0, 3.0)
     grid = grid.reshape(batch * deform_groups, taps * out_h, out_w, 2)
     sampled = F.grid_sample(x.reshape(batch * deform_groups,
                                       channels // deform_groups, height,
@@ -94,14 +158,15 @@ def _deform(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
     sampled = sampled.reshape(batch, deform_groups, channels // deform_groups,
                               taps, out_h, out_w)
     if mask is not None:
-        mask = mask.type_as(x).reshape(batch, deform_groups, 1, taps, out_h,
-                                       out_w)
-        sampled = sampled * mask
+        mask = _per_sample('mask', mask.type_as(x), deform_groups * taps,
+                           out_h, out_w, batch)
+        sampled = sampled * mask.reshape(batch, deform_groups, 1, taps, out_h,
+                                         out_w)
     # the columns in weight's (channel, tap) order, convolved 1 x 1
     columns = sampled.reshape(batch, channels * taps, out_h, out_w)
     return F.conv2d(
         columns,
-        weight.reshape(out_channels, -1, 1, 1),
+        weight.reshape(out_channels, in_per_group * taps, 1, 1),
         bias.type_as(x) if bias is not None and bias.numel() else None,
         groups=groups)
 

@@ -41,11 +41,14 @@ import torch
 from torch import nn
 
 from mmcpd.deploy.adapter import TensorModeAdapter
+from mmcpd.comb.cuda_only_ops import cuda_only_ops
 from mmcpd.deploy.corner_pool import mmcv_corner_pool_exportable
 from mmcpd.deploy.deform_conv import mmcv_deform_conv_exportable
 from mmcpd.deploy.mmdet_clip import mmdet_core_export
 from mmcpd.deploy.providers import provider_options
 from mmcpd.deploy.roi_align import mmcv_roi_align_exportable
+from mmcpd.deploy.static_sizes import static_sizes
+from mmcpd.deploy.traced_copy import traceable_deepcopy
 from mmcpd.utils.module import Forward
 
 __all__ = [
@@ -147,15 +150,21 @@ def exportable(opset: int) -> Iterator[None]:
     ``CornerPool`` pools without ``cummax``
     (:func:`~mmcpd.deploy.corner_pool.mmcv_corner_pool_exportable`),
     mmcv's deformable convolutions (DCN, DCNv2) are plain PyTorch ops
-    (:func:`~mmcpd.deploy.deform_conv.mmcv_deform_conv_exportable`). Nothing
-    is changed outside the block, nor in any installed file.
+    (:func:`~mmcpd.deploy.deform_conv.mmcv_deform_conv_exportable`),
+    sizes that pooling, ``interpolate`` and ``pad`` read from tensor shapes
+    are constants of the traced graph (the file takes one input shape; see
+    :func:`~mmcpd.deploy.static_sizes.static_sizes`), and a tensor
+    deep-copied in the forward is traced as a ``clone``
+    (:func:`~mmcpd.deploy.traced_copy.traceable_deepcopy`). Nothing is
+    changed outside the block, nor in any installed file.
 
     Args:
         opset (int): The opset being exported.
     """
-    with mmdet_core_export(), mmcv_roi_align_exportable(opset):
+    with mmdet_core_export(), mmcv_roi_align_exportable(opset), \
+            static_sizes(), traceable_deepcopy():
         with mmcv_corner_pool_exportable(), \
-                mmcv_deform_conv_exportable(opset):
+                mmcv_deform_conv_exportable(opset), cuda_only_ops():
             yield
 
 
@@ -213,7 +222,7 @@ def export_onnx(model: nn.Module,
 
     _check_args(inputs, opset, exporter)
     module = _as_adapter(model, resize_to_input, forward)
-    with torch.no_grad():
+    with torch.no_grad(), cuda_only_ops():  # mmcv ops without CPU kernels
         num_outputs = len(module(inputs))
     names = _output_names(num_outputs)
     path = str(path)
@@ -388,7 +397,7 @@ def verify_onnx(path: str,
         if not value >= 0:
             raise ValueError(f'`{name}` should be >= 0, but got {value}')
     module = _as_adapter(model, resize_to_input, forward)
-    with torch.no_grad():
+    with torch.no_grad(), cuda_only_ops():
         want = [t.detach().cpu().numpy() for t in module(inputs)]
     session = make_session(path, providers)
     input_name = session.get_inputs()[0].name

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmcpd.apis.pruning import comb_model
+from mmcpd.comb.cuda_only_ops import cuda_only_ops
 from mmcpd.prune.surgery.positions import unit_channels
 from mmcpd.prune.spec import apply_spec
 from mmcpd.prune.surgery.verify import (masked_output, outputs_match,
@@ -25,7 +26,6 @@ from mmcpd.prune.surgery.verify import (masked_output, outputs_match,
 from mmcpd.prune.widths import (ROUND_TO, mixed_prefix, units_to_remove,
                                 width_quanta)
 from mmcpd.utils.config import input_shape, load_config
-from mmcpd.models.loading import build_model_from_cfg
 
 #: The checks, in the order they run.
 CHECKS = ('build', 'comb', 'prune', 'masked', 'shape', 'smaller', 'flops',
@@ -83,9 +83,9 @@ def unpruned_onnx_error(cfg, seed: int, x, folder: str) -> float:
     """:func:`scaled_onnx_error` of the unpruned model (built and
     randomised again from ``seed``, as the check built it)."""
     from mmcpd.deploy import export_onnx
-    from mmcpd.prune.surgery.verify import randomize_model
+    from mmcpd.testing.random_init import random_model
 
-    model = randomize_model(build_model_from_cfg(cfg), seed).eval()
+    model = random_model(cfg, seed).eval()
     path = export_onnx(model, x, osp.join(folder, 'unpruned_floor.onnx'))
     try:
         return scaled_onnx_error(path, model, x)
@@ -188,6 +188,7 @@ def paired_latency(paths: Sequence[str], max_runs: int = 200,
         latency_runs=runs)
 
 
+@cuda_only_ops(import_mmcv=True)  # mmcv ops without a CPU kernel
 def check_model(config: str,
                 ratio: float = 0.3,
                 size=None,
@@ -199,8 +200,9 @@ def check_model(config: str,
     """Run the chain on one config's model and record every check.
 
     The model's parameters and buffers are randomised first
-    (:func:`~mmcpd.prune.surgery.verify.randomize_model`: norm affine and
-    statistics, zero-initialised scales), and random units are removed, so
+    (:func:`~mmcpd.testing.random_init.random_model`: norm affine and
+    statistics, zero-initialised scales; positive where the model's
+    initialisation makes them positive), and random units are removed, so
     that random init cannot hide a wrong cut.
 
     Checks: ``build``; ``comb`` (verified, something prunable); ``prune``
@@ -252,8 +254,8 @@ def check_model(config: str,
     from mmcpd.prune.cost import model_cost
     from mmcpd.prune.surgery.mask import zero_units
     from mmcpd.prune.surgery.physical import prune_units
-    from mmcpd.prune.surgery.verify import randomize_model
     from mmcpd.testing.hook_check import check_hook_run
+    from mmcpd.testing.random_init import random_model
 
     rec = dict(config=config, ok=False, checks={}, error=None)
     checks = rec['checks']
@@ -261,7 +263,7 @@ def check_model(config: str,
     try:
         cfg = load_config(config)
         rec['model'] = _name(cfg)
-        model = randomize_model(build_model_from_cfg(cfg), seed)
+        model = random_model(cfg, seed)
         x = torch.randn(*input_shape(cfg, size),
                         generator=torch.Generator().manual_seed(seed))
         rec['input'] = list(x.shape)

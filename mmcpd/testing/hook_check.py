@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmcpd.comb.cuda_only_ops import cuda_only_ops
 from mmcpd.comb.tensor_mode import is_mmdet_detector
 from mmcpd.prune.surgery.verify import (masked_output, outputs_match,
-                                        randomize_model, same_random)
+                                        same_random)
+from mmcpd.testing.random_init import random_model
 from mmcpd.utils.config import input_shape, load_config
-from mmcpd.models.loading import build_model_from_cfg
 
 
 class RandomSamples(Dataset):
@@ -163,6 +164,7 @@ def _optim_wrapper(cfg) -> dict:
     return wrapper
 
 
+@cuda_only_ops(import_mmcv=True)  # mmcv ops without a CPU kernel
 def check_hook_run(config,
                    size=None,
                    iters: int = 4,
@@ -199,7 +201,7 @@ def check_hook_run(config,
     cfg = load_config(config)
     shape = input_shape(cfg, size)
     torch.manual_seed(seed)
-    model = randomize_model(build_model_from_cfg(cfg), seed)
+    model = random_model(cfg, seed)
     model._is_init = True  # keep the randomised weights through train()
     fresh = copy.deepcopy(model)
     segmentation = hasattr(model, 'decode_head')

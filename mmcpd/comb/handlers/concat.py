@@ -39,6 +39,8 @@ def cat(ctx: OpContext) -> None:
     if not tensors:
         return
     dim = _norm_dim(ctx.arg(1, 'dim', 0), out.dim())
+    if _cat_joint(ctx, tensors, dim, out):
+        return
     pieces, any_labelled = [], False
     for t in tensors:
         ids = dim_ids(graph, graph.get(t), dim)
@@ -66,6 +68,37 @@ def cat(ctx: OpContext) -> None:
                              f'{ctx.via}')
         labels.append(Block((dim, ), np.concatenate([p for p, _ in pieces])))
     graph.set(out, labels)
+
+
+def _cat_joint(ctx: OpContext, tensors, dim: int, out) -> bool:
+    """``cat`` along one axis of joint blocks that every input has over the
+    same dims (heads x head dims): the output is one joint block, the
+    inputs' ids end to end along that axis, so each head keeps its own
+    positions. mmdet's conditional cross-attention concatenates content
+    and position queries per head, ``cat([q.view(b, n, heads, d),
+    pos.view(b, n, heads, d)], 3)``; collapsing the joint blocks to the
+    cat dim would tie every head's position ``j`` together. False (nothing
+    done) where the inputs have no such blocks."""
+    graph = ctx.graph
+    joint = []
+    for t in tensors:
+        found = axis_of(graph.get(t), dim)
+        if found is None or len(found[0].dims) < 2:
+            return False
+        joint.append(found[0])
+    dims = joint[0].dims
+    axis = dims.index(dim)
+    if any(b.dims != dims for b in joint):
+        return False
+    items = []
+    for t in tensors:
+        keys = [None if d in dims else d for d in range(t.dim())]
+        labels = [b for b in graph.get(t) if not set(b.dims) & set(dims)]
+        items.append((labels, tuple(t.shape), keys))
+    labels = couple(graph, items, ctx.via)
+    ids = np.concatenate([b.ids for b in joint], axis=axis)
+    graph.set(out, labels + [Block(dims, ids)])
+    return True
 
 
 @register(function('stack'))

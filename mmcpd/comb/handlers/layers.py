@@ -108,9 +108,8 @@ def conv(ctx: OpContext) -> None:
     bias, groups = ctx.arg(2, 'bias'), ctx.arg(6, 'groups', 1) or 1
     out = ctx.outputs[0]
     out_ids = graph.leaf_dim(weight, 0, 'out')
-    if out_ids is None:  # a computed weight: unknown rows
-        ctx.freeze_inputs(f'computed weight in {ctx.via}')
-        ctx.frozen_output(f'computed weight in {ctx.via}')
+    if out_ids is None:
+        computed_weight_conv(ctx)
         return
     in_ids = graph.leaf_dim(weight, 1, 'in') if weight.shape[1] > 1 \
         and groups == 1 else None
@@ -149,6 +148,62 @@ def conv(ctx: OpContext) -> None:
     if not carries_channels_off(graph, x, 1):  # else an op (comb/flops.py)
         _macs(ctx, weight, spatial)
     _acts(ctx, weight, 0, spatial)
+    kept = _positions_kept(ctx, x, weight, out, [1])
+    graph.set(out, kept + [Block((1, ), out_ids)])
+
+
+def _leaf_key(graph, ids: np.ndarray):
+    """The parameter dim (``(name, dim)``) whose ids are ``ids``, or None."""
+    for key, leaf in graph.leaf_ids.items():
+        if leaf.shape == ids.shape and leaf[0] == ids[0] and \
+                np.array_equal(leaf, ids):
+            return key
+    return None
+
+
+def computed_weight_conv(ctx: OpContext) -> None:
+    """A plain convolution (``groups == 1``) whose weight is computed from
+    a parameter in the forward: weight standardisation (mmcv's
+    ``ConvWS2d``: ``(w - mean) / std`` per output row), weight norm.
+
+    The computed weight carries the labels of the parameter it is made
+    from: rows (dim 0) and columns (dim 1) still name that parameter's
+    rows and columns, and the reductions that made it (a mean over each
+    row) are channel-mixing sites that the masked model computes over the
+    kept columns, as the sliced one does. So the output channels are the
+    parameter's rows and the input channels its columns, as for a
+    parameter weight; the parameter's dim 0 becomes an ``'out'`` member.
+    Where the rows are not one parameter's dim 0 (a weight mixed from
+    several, a grouped conv), the rows cannot be followed: inputs and
+    output are frozen.
+    """
+    graph = ctx.graph
+    x, weight = ctx.arg(0, 'input'), ctx.arg(1, 'weight')
+    bias, groups = ctx.arg(2, 'bias'), ctx.arg(6, 'groups', 1) or 1
+    out = ctx.outputs[0]
+    labels = graph.get(weight)
+    out_ids = dim_ids(graph, labels, 0)
+    in_ids = dim_ids(graph, labels, 1)
+    key = _leaf_key(graph, out_ids) if out_ids is not None else None
+    if groups != 1 or key is None or (in_ids is None and
+                                      weight.shape[1] > 1):
+        ctx.freeze_inputs(f'computed weight in {ctx.via}')
+        ctx.frozen_output(f'computed weight in {ctx.via}')
+        return
+    graph.leaf_roles[key] = 'out'
+    in_key = _leaf_key(graph, in_ids) if in_ids is not None else None
+    if in_key is not None and in_key[0] == key[0]:
+        graph.leaf_roles[in_key] = 'in'
+    x_ids = dim_ids(graph, graph.get(x), 1)
+    if in_ids is not None:
+        if x_ids is not None:
+            graph.union(x_ids, in_ids, ctx.via)
+        else:
+            graph.freeze(in_ids, f'unlabelled input of {ctx.via}')
+    for block in labels:  # kernel positions: never removed
+        if not set(block.dims) & {0, 1}:
+            graph.freeze(block.ids, f'kernel of {ctx.via}')
+    _bias(ctx, bias, out_ids)
     kept = _positions_kept(ctx, x, weight, out, [1])
     graph.set(out, kept + [Block((1, ), out_ids)])
 

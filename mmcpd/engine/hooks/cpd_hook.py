@@ -5,6 +5,7 @@ The hook holds no algorithm: it routes runner events to a
 mmengine's ``EMAHook`` does with its averaged model) and follows each cut
 through what the runner holds.
 """
+import contextlib
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -15,6 +16,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import nn
 
+from mmcpd.comb.cuda_only_ops import cuda_only_ops
 from mmcpd.comb.resolve import check_ignore
 from mmcpd.engine.cpd_fields import check_cpd_fields
 from mmcpd.engine.hooks.cpd_report import (channel_table, log_step,
@@ -218,6 +220,17 @@ class CPDHook(Hook):
 
     # ------------------------------------------------------------------
     # setup
+    def before_run(self, runner) -> None:
+        # mmcv ops with device kernels only (CARAFE, masked conv) run as
+        # PyTorch ops where the model is on the CPU, for the run only
+        self.after_run(runner)
+        self._cuda_only = contextlib.ExitStack()
+        self._cuda_only.enter_context(cuda_only_ops())
+
+    def after_run(self, runner) -> None:
+        if getattr(self, '_cuda_only', None) is not None:
+            self._cuda_only.close()
+
     def before_train(self, runner) -> None:
         # a plain Runner ignores `distill` / `cpd`: fail, do not fall back
         check_cpd_fields(runner)

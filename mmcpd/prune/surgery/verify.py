@@ -161,16 +161,42 @@ def _to_double(value):
     return value
 
 
+@contextlib.contextmanager
+def float_keeps_float64() -> Iterator[None]:
+    """Inside, ``Tensor.float()`` leaves a float64 tensor as it is.
+
+    Detection heads cast their box regressions with ``.float()`` (mmdet's
+    FCOS and ATSS heads: ``scale(bbox_pred).float()``), a guard for mixed
+    precision that would make a float64 model's outputs float32, and its
+    verification fall back to float32, where the round-off of a deep
+    random model (ATSS with DyHead's six deformable blocks: 1e-2 of the
+    output) fails every valid cut."""
+    original = torch.Tensor.float
+
+    def float_(self, *args, **kwargs):
+        if self.dtype == torch.float64 and not args and not kwargs:
+            return self
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.float = float_
+    try:
+        yield
+    finally:
+        torch.Tensor.float = original
+
+
 @torch.no_grad()
 def in_float64(model: nn.Module, inputs: Any,
                forward_fn: Callable = default_forward):
     """A float64 copy of ``model`` and ``inputs``, or None when the model
     does not run in float64 or its outputs are not all float64 (a model
-    that casts to float32 inside, or fails on float64 inputs)."""
+    that casts to float32 inside, or fails on float64 inputs); the
+    ``.float()`` casts of a float64 tensor are left out
+    (:func:`float_keeps_float64`)."""
     double = copy.deepcopy(model).double().eval()
     x = _to_double(inputs)
     try:
-        with same_random():
+        with same_random(), float_keeps_float64():
             out = forward_fn(double, x)
     except Exception:  # any failure: verify in float32 instead
         return None
@@ -215,9 +241,11 @@ def verify_groups(model: nn.Module,
         rtol = RTOL_FLOAT32 if double is None else RTOL_FLOAT64
 
     def check(ids: List[int]) -> None:
-        ok, why = try_removal(model, result, {g: [0]
-                                              for g in ids}, inputs,
-                              forward_fn, rtol)
+        with float_keeps_float64() if double is not None else \
+                contextlib.nullcontext():
+            ok, why = try_removal(model, result, {g: [0]
+                                                  for g in ids}, inputs,
+                                  forward_fn, rtol)
         if ok:
             return
         if len(ids) == 1:
@@ -271,6 +299,13 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
     ``v`` becomes ``v + |v| * U(-0.5, 0.5)`` (``U(-0.5, 0.5)`` for zeros),
     running variances ``U(0.5, 1.5)``, running means ``N(0, 0.5)``; other
     weights are drawn again from a normal of their own mean and std.
+    A tensor of several values, all positive, keeps its sign: each value
+    times ``U(0.5, 1.5)``, as a positive constant's. Such a tensor is a size, a
+    scale or a variance that the model needs positive (Sparse R-CNN's
+    learned proposals ``(cx, cy, w, h)``, 0.5 and 1 by default: a normal
+    of their mean and std draws negative widths that mmcv's RoIAlign
+    rejects), and a draw across zero would test inputs the model never
+    sees, not the cut.
     A parameter that holds uninitialised memory (a NaN or an infinity, or
     a magnitude above :data:`GARBAGE_MAGNITUDE`: Deformable DETR's and
     DINO's ``level_embed`` is ``torch.Tensor(levels, dims)`` until
@@ -312,6 +347,8 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
             value = float(t.flatten()[0])
             new = (uniform - 0.5 if abs(value) < 1e-3 else value *
                    (0.5 + uniform))
+        elif bool((t > 0).all()):  # stays in its domain (see above)
+            new = t.float() * (0.5 + uniform)
         else:
             std, mean = t.float().std(), t.float().mean()
             new = mean + std * normal
