@@ -15,6 +15,7 @@ from mmcpd.comb.opaque import flat_tensors
 from mmcpd.comb.tensor_mode import det_data_samples
 from mmcpd.comb.two_stage import two_stage_forward
 from mmcpd.deploy import TensorModeAdapter
+from mmcpd.prune.surgery.verify import randomize_model
 from mmcpd.utils.config import load_config
 
 R18_FPN = {'model.backbone.depth': 18,
@@ -51,7 +52,10 @@ def detectors():
             cfg = load_config(path)
             cfg.merge_from_dict(options)
             torch.manual_seed(0)
-            built[name] = build_model_from_cfg(cfg)
+            # randomised: mmdet leaves Deformable DETR's `level_embed`
+            # uninitialised (torch.Tensor(n, c)) until init_weights, so its
+            # outputs were NaN or not as the process's memory happened to be
+            built[name] = randomize_model(build_model_from_cfg(cfg))
         return built[name]
 
     return get
