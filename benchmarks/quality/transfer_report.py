@@ -36,6 +36,7 @@ LABELS = dict(
     flops1_kd='mmcpd mc1 r1 FLOPs + KD/CWD',
     mc1_r8='mmcpd mc1 r8 latency_proxy + KD/CWD',
     r8_rankflops_kd='mmcpd mc8 r8 rank_by=None (FLOPs) + KD/CWD',
+    cpd_kd_early='mmcpd current, target at 1/4 of the iterations',
     tp_magnitude='Torch-Pruning 1.6.1 magnitude',
     tp_taylor='Torch-Pruning 1.6.1 Taylor',
     fastnas='ModelOpt 0.47 FastNAS (div 8)')
@@ -287,7 +288,7 @@ def plot(bases, runs, lat, path):
     fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7),
                              squeeze=False)
     markers = dict(cpd_kd='o', flops1='s', flops1_kd='D', mc1_r8='^',
-                   r8_rankflops_kd='v',
+                   r8_rankflops_kd='v', cpd_kd_early='p',
                    tp_magnitude='x', tp_taylor='+', fastnas='*')
     for j, task in enumerate(tasks):
         control, rows = task_rows(runs, lat, task)
