@@ -96,7 +96,8 @@ ARMS = dict(
     # the shipped defaults with the target reached at a quarter of the
     # iterations instead of half: a longer fine-tune of the pruned model
     # (the anchors prune one-shot at iteration 0 and fine-tune it all)
-    cpd_kd_early=('mmcpd', dict(_CURRENT, end=50, num_steps=None, interval=5), True),
+    cpd_kd_early=('mmcpd', dict(_CURRENT, end=50, num_steps=None,
+                                interval=5), True),
 )
 ANCHORS = ('tp_magnitude', 'tp_taylor', 'fastnas')
 MMCPD = ('cpd_kd', 'flops1', 'flops1_kd', 'mc1_r8', 'r8_rankflops_kd',
