@@ -67,6 +67,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from mmcpd.comb.rebind import rebound
+
 __all__ = ['carafe', 'masked_conv2d', 'cuda_only_ops', 'KERNEL_DEVICES']
 
 
@@ -209,7 +211,7 @@ def cuda_only_ops(import_mmcv: bool = False) -> Iterator[None]:
             them has imported them.
     """
     pairs = []  # (mmcv's function, the dispatcher)
-    swapped = []  # (namespace or class, key, original or None)
+    attributes = []  # (Function class, 'apply', the dispatcher)
     for module_name, entries in _MMCV.items():
         if import_mmcv and importlib.util.find_spec('mmcv') is not None:
             importlib.import_module(module_name)
@@ -224,23 +226,7 @@ def cuda_only_ops(import_mmcv: bool = False) -> Iterator[None]:
             if cls is not None and 'apply' not in vars(cls):
                 # ``Function.apply(...)`` called directly; the class
                 # attribute is inherited (``torch.autograd.Function``'s)
-                swapped.append((cls, 'apply', None))
-                cls.apply = _dispatcher(original, ours)
-    if pairs:
-        for module in list(sys.modules.values()):
-            namespace = getattr(module, '__dict__', None)
-            if not isinstance(namespace, dict):
-                continue
-            for key, value in list(namespace.items()):
-                for original, dispatcher in pairs:
-                    if value is original:
-                        swapped.append((namespace, key, original))
-                        namespace[key] = dispatcher
-    try:
+                attributes.append((cls, 'apply', _dispatcher(original,
+                                                             ours)))
+    with rebound(pairs, attributes):
         yield
-    finally:
-        for owner, key, original in reversed(swapped):
-            if isinstance(owner, dict):
-                owner[key] = original
-            else:
-                delattr(owner, key)

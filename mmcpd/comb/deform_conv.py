@@ -47,6 +47,7 @@ from mmcpd.comb.flops import conv_flops, flop_rule
 from mmcpd.comb.handlers.base import OpContext, register
 from mmcpd.comb.handlers.layers import conv
 from mmcpd.comb.labels import dim_ids
+from mmcpd.comb.rebind import rebound
 
 #: mmcv module -> (its function's name, its autograd Function's name).
 _MMCV = {
@@ -120,7 +121,7 @@ def deform_conv_stand_ins() -> Iterator[None]:
     imported) run as :func:`deform_conv` / :func:`modulated_deform_conv`
     ops, wherever they are called from; restored on exit."""
     pairs = []  # (mmcv's function, the stand-in)
-    swapped = []  # (namespace or class, key, original)
+    attributes = []  # (Function class, 'apply', the stand-in)
     for module_name, (name, function) in _MMCV.items():
         module = sys.modules.get(module_name)
         original = getattr(module, name, None)
@@ -132,25 +133,9 @@ def deform_conv_stand_ins() -> Iterator[None]:
         if cls is not None and 'apply' not in vars(cls):
             # ``Function.apply(...)`` called directly; the class attribute
             # is inherited (``torch.autograd.Function.apply``)
-            swapped.append((cls, 'apply', None))
-            cls.apply = _as_op(op, original)
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, '__dict__', None)
-        if not isinstance(namespace, dict):
-            continue
-        for key, value in list(namespace.items()):
-            for original, ours in pairs:
-                if value is original:
-                    swapped.append((namespace, key, original))
-                    namespace[key] = ours
-    try:
+            attributes.append((cls, 'apply', _as_op(op, original)))
+    with rebound(pairs, attributes):
         yield
-    finally:
-        for owner, key, original in reversed(swapped):
-            if isinstance(owner, dict):
-                owner[key] = original
-            else:
-                delattr(owner, key)
 
 
 @register(deform_conv, modulated_deform_conv)

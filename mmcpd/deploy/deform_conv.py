@@ -39,11 +39,13 @@ of an export, in every imported module that holds them (mmcv's own modules,
 """
 import contextlib
 import sys
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmcpd.comb.rebind import rebound
 
 __all__ = [
     'deform_conv2d', 'modulated_deform_conv2d', 'mmcv_deform_conv_exportable',
@@ -241,21 +243,9 @@ def mmcv_deform_conv_exportable(opset: int) -> Iterator[None]:
     if not pairs:
         yield
         return
-    swapped: List[Tuple[dict, str, object]] = []
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, '__dict__', None)
-        if not isinstance(namespace, dict):
-            continue
-        for key, value in list(namespace.items()):
-            for original, ours in pairs:
-                if value is original:
-                    swapped.append((namespace, key, original))
-                    namespace[key] = _checked(ours, opset)
-    try:
+    with rebound([(original, _checked(ours, opset))
+                  for original, ours in pairs]):
         yield
-    finally:
-        for namespace, key, original in reversed(swapped):
-            namespace[key] = original
 
 
 def _checked(function, opset: int):

@@ -57,3 +57,24 @@ def assert_masked_equals_pruned(model, result, x, removed, forward=None,
     if removed:
         assert after < before
     return pruned, spec
+
+
+def assert_flops_match(model, result, x, seeds=2, rel=1e-6):
+    """The comb's FLOPs (``model_cost``) equal mmengine's counter
+    (``model_complexity``) on ``model`` and after ``seeds`` random cuts of
+    40% of every prunable group."""
+    import pytest
+
+    from mmcpd.deploy import model_complexity
+    from mmcpd.prune.cost import model_cost
+    from mmcpd.prune.surgery.verify import random_units
+    cost = model_cost(model, result, 'flops')
+    assert cost.total() == pytest.approx(
+        model_complexity(model, x)['flops'], rel=rel)
+    for seed in range(seeds):
+        removed = random_units(result, 0.4, seed=seed)
+        small = copy.deepcopy(model)
+        prune_units(small, result, removed)
+        assert cost.total(removed) == pytest.approx(
+            model_complexity(small, x)['flops'], rel=rel)
+    return cost

@@ -8,19 +8,13 @@ over a row are channel-mixing sites, so such convs prune like plain ones:
 masked == pruned == rebuilt, and the comb's FLOPs are mmengine's before and
 after pruning.
 """
-import copy
-
-import pytest
 import torch
 from mmcv.cnn.bricks.conv_ws import ConvWS2d
 from torch import nn
 
 from mmcpd.apis.pruning import comb_model
-from mmcpd.deploy import model_complexity
-from mmcpd.prune.cost import model_cost
-from mmcpd.prune.surgery.physical import prune_units
-from mmcpd.prune.surgery.verify import random_units
 
+from .equivalence import assert_flops_match
 from .test_structures import _check, _prunable
 
 
@@ -60,12 +54,4 @@ def test_weight_standardised_conv_flops():
     model = WSBlock().eval()
     x = torch.randn(1, 3, 8, 8)
     result = comb_model(model, x, forward_fn=lambda m, i: m(i))
-    cost = model_cost(model, result, 'flops')
-    assert cost.total() == pytest.approx(
-        model_complexity(model, x)['flops'], rel=1e-6)
-    for seed in range(2):
-        removed = random_units(result, 0.4, seed=seed)
-        small = copy.deepcopy(model)
-        prune_units(small, result, removed)
-        assert cost.total(removed) == pytest.approx(
-            model_complexity(small, x)['flops'], rel=1e-6)
+    assert_flops_match(model, result, x, seeds=2)

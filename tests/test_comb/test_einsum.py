@@ -2,17 +2,13 @@
 EMANet's: each index carries or ties its operands' channels. masked ==
 pruned == rebuilt == ONNX, and the comb's FLOPs equal mmengine's counter
 before and after pruning."""
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from mmcpd.comb.handlers.einsum import parse_einsum
-from mmcpd.deploy import model_complexity
-from mmcpd.prune.cost import model_cost
-from mmcpd.prune.surgery.physical import prune_units
-from mmcpd.prune.surgery.verify import random_units
+
+from .equivalence import assert_flops_match
 from .test_structures import _check, _prunable
 
 
@@ -51,15 +47,7 @@ def test_einsum_indices_carry_and_tie_channels(tmp_path):
     assert {'proj.weight', 'proj2.weight'} <= {m.name for m in feat.members}
     _prunable(result, 'masks.weight', 'bases.weight')
     assert pruned.feat.out_channels < 12 and pruned.masks.out_channels < 6
-    cost = model_cost(model, result, 'flops')
-    assert cost.total() == pytest.approx(
-        model_complexity(model, x)['flops'], rel=1e-6)
-    for seed in range(3):
-        removed = random_units(result, 0.4, seed=seed)
-        small = copy.deepcopy(model)
-        prune_units(small, result, removed)
-        assert cost.total(removed) == pytest.approx(
-            model_complexity(small, x)['flops'], rel=1e-6)
+    assert_flops_match(model, result, x, seeds=3)
 
 
 @pytest.mark.parametrize('equation,ndims,ok', [
