@@ -12,8 +12,8 @@
 runner_type = 'mmcpd.engine.cpd_runner.CPDRunner'
 cpd = dict(
     # a prune step every `interval` iterations, from `start` on; with
-    # neither `end` nor `num_steps`, the target is reached at half of the
-    # training iterations and the rest fine-tunes the pruned model
+    # neither `end` nor `num_steps`, the target is reached at a quarter of
+    # the training iterations and the rest fine-tunes the pruned model
     interval=100,
     # remove half of the FLOPs (the demo's and a typical CPD target); or
     # half of the latency measured on this machine (a per-layer latency
@@ -28,13 +28,18 @@ cpd = dict(
     # the paper's Hessian (Group-Fisher) importance
     importance='hessian',
     schedule='linear',
-    # keep widths that CPU and GPU kernels like (multiples of 8)
-    round_to=8,
-    # rank units by importance per latency proxy (FLOPs + memory traffic of
-    # the activations a channel writes) while the target counts FLOPs:
-    # latency follows FLOPs closer (docs/deploy.md)
-    rank_by='latency_proxy',
-    min_channels=8,
+    # widths and ranking chosen by the worst case over the transfer
+    # benchmark's tasks against Torch-Pruning and ModelOpt FastNAS
+    # (docs/quality/transfer.md): multiples of 4 keep CPU kernels in their
+    # blocked layout (grouped convolutions keep blocks of 8 per group)
+    # while leaving narrow layers room; `round_to=8` keeps whole AVX2
+    # blocks everywhere (more latency bought, more accuracy paid)
+    round_to=4,
+    # rank units by importance per FLOP saved (the target's metric); or by
+    # importance per latency proxy (FLOPs + memory traffic of the
+    # activations a channel writes): rank_by='latency_proxy'
+    rank_by=None,
+    min_channels=1,
     max_ratio=0.9,
     # the example input that finds the coupled groups; None: the size the
     # config gives (the pre-processor's `size` / `crop_size`, else the

@@ -17,6 +17,9 @@ cpd = dict(
     metric='latency',
     # importance per measured latency saved, not the FLOPs proxy
     rank_by=None,
+    # whole AVX2 blocks where the table allows a narrower width (as before
+    # the CPD bases' FLOPs default became 4)
+    round_to=8,
     # onnxruntime's CPU provider with the cores this process may use; e.g.
     # dict(threads=4, provider='cuda') for another deploy target
     latency_table=dict(provider='cpu'),

@@ -34,7 +34,7 @@ from mmcpd.comb.group import Removed
 from mmcpd.prune.closed_loop import LatencyLoop
 from mmcpd.prune.importance import BaseImportance
 from mmcpd.prune.pruner import Pruner
-from mmcpd.prune.schedule import PruneSchedule
+from mmcpd.prune.schedule import END_FRACTION, PruneSchedule
 from mmcpd.prune.selection import select_ratio
 from mmcpd.prune.settings import PruneSettings
 from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec
@@ -89,8 +89,9 @@ class PruneSession:
         schedule (dict, optional): :class:`PruneSchedule` arguments other
             than ``target`` (``interval``, ``start``, ``end``,
             ``num_steps``, ``kind``); with neither ``end`` nor
-            ``num_steps``, :meth:`begin` ends pruning at half of the
-            iterations. None for one-shot pruning (:meth:`prune_to`).
+            ``num_steps``, :meth:`begin` ends pruning at ``END_FRACTION``
+            (a quarter) of the iterations. None for one-shot pruning
+            (:meth:`prune_to`).
         sync (Sync, optional): The process group. Defaults to
             ``torch.distributed`` when initialised.
 
@@ -181,8 +182,10 @@ class PruneSession:
                 if max_iters is None:
                     raise ValueError(
                         'the schedule has neither `end` nor `num_steps`: '
-                        'give `max_iters` (pruning ends at half of it)')
-                args['end'] = max(max_iters // 2, start + interval)
+                        'give `max_iters` (pruning ends at '
+                        f'{END_FRACTION:g} of it)')
+                args['end'] = max(int(max_iters * END_FRACTION),
+                                  start + interval)
             self.schedule = PruneSchedule(settings.target, **args)
         return self.reachable
 

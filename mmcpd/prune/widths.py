@@ -27,9 +27,12 @@ the group's root channels it keeps:
   ``round_to`` (a group narrower than that is free: there is nothing to
   align);
 * a member that is a grouped (not depthwise) convolution's input or output
-  whose original per-group width is a multiple of ``round_to`` keeps a
-  multiple of ``round_to`` channels per group (the unit count that gives
-  it); a per-group width that was not aligned (ResNeXt's 4) adds nothing;
+  whose original per-group width is a multiple of the block
+  ``max(round_to, ROUND_TO)`` keeps a multiple of that block per group
+  (the unit count that gives it): onnxruntime runs a grouped convolution
+  in NCHWc only with whole blocks of 8 per group, so ``round_to=4`` would
+  let RegNet's 16 per group fall to 12 and out of the blocked layout; a
+  per-group width that was not aligned (ResNeXt's 4) adds nothing;
 * a unit that owns several channels (an attention head) counts with all
   of them: heads of 64 channels are free to go one by one.
 
@@ -127,6 +130,7 @@ def group_quantum(group: CoupledGroup,
     if len(set(counts)) != 1:  # units of mixed widths: root channels only
         return quantum
     per_unit = counts[0]
+    block = max(round_to, ROUND_TO)  # a grouped conv's NCHWc block
     units = 1  # kept units are a multiple of this
     for member in group.members:
         conv = grouped.get(member.name)
@@ -137,9 +141,9 @@ def group_quantum(group: CoupledGroup,
         parts = conv.groups if member.role == 'out' or \
             member.groups > 1 else 1
         width = full // parts
-        if (member.size != full or width < round_to or width % round_to):
+        if (member.size != full or width < block or width % block):
             continue  # not aligned to begin with: nothing to keep
-        need = parts * round_to  # kept channels of this member
+        need = parts * block  # kept channels of this member
         step = need // math.gcd(need, member.counts[0])
         units = units * step // math.gcd(units, step)
     return math.lcm(quantum, units * per_unit)

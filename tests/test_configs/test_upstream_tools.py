@@ -118,7 +118,7 @@ def test_mmcpd_scope_needs_no_import(env):
         'from mmengine.config import Config\n'
         f'cfg = Config.fromfile({config!r})\n'
         "print(cfg.cpd.target, cfg.cpd.round_to, 'mmcpd' in sys.modules)\n")
-    assert proc.stdout.split() == ['0.7', '8', 'False']
+    assert proc.stdout.split() == ['0.7', '4', 'False']
 
 
 def _write(env, name: str, text: str) -> str:

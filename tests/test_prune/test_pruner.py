@@ -114,5 +114,7 @@ def test_session_schedule_needs_an_end():
     session.start(model, CombResult(toy_groups(model)))
     with pytest.raises(ValueError, match='neither `end` nor `num_steps`'):
         session.begin()
-    session.begin(max_iters=10)
+    session.begin(max_iters=20)  # END_FRACTION: a quarter of them
     assert (session.schedule.start, session.schedule.end) == (0, 4)
+    session.begin(max_iters=4)  # at least one step
+    assert (session.schedule.start, session.schedule.end) == (0, 2)

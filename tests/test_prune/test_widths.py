@@ -58,6 +58,22 @@ def test_quanta_align_wide_groups_and_each_conv_group(combed):
     assert set(width_quanta(model, result.prunable, 1).values()) == {1}
 
 
+def test_grouped_convs_keep_whole_blocks_of_8_at_round_to_4(combed):
+    """onnxruntime runs a grouped conv blocked only with whole blocks of 8
+    per group: ``round_to=4`` keeps 4s elsewhere, 8s per conv group."""
+    model, result = combed
+    quanta = width_quanta(model, result.prunable, 4)
+    assert quanta[_group_of(result, 'stem.0').id] == 4
+    assert quanta[_group_of(result, 'squeeze').id] == 4  # 6 channels
+    grouped_in = _group_of(result, 'expand')  # 4 conv groups of 16 inputs
+    assert quanta[grouped_in.id] == 4 * 8  # 8 per conv group, 4 groups
+    pruned = copy.deepcopy(model)
+    mmcpd.prune_model(pruned, X, ratio=0.6, round_to=4, result=result)
+    grouped = pruned.grouped
+    assert grouped.in_channels // grouped.groups == 8  # 16 -> 8, not 4
+    assert pruned.stem[0].out_channels % 4 == 0
+
+
 def test_prune_model_default_keeps_aligned_widths(combed):
     model, result = combed
     pruned = copy.deepcopy(model)

@@ -15,9 +15,11 @@ cpd = dict(
     metric='flops',
     importance='hessian',
     schedule='linear',
-    round_to=8,
-    rank_by='latency_proxy',
-    min_channels=8,
+    # widths, ranking and floor by the transfer benchmark's worst case
+    # (docs/quality/transfer.md)
+    round_to=4,
+    rank_by=None,
+    min_channels=1,
     max_ratio=0.9,
     input_shape=None,
     deploy_file='pruned_deploy.pth',

@@ -105,7 +105,8 @@ class CPDHook(Hook):
         end (int, optional): Iteration of the last prune step.
         num_steps (int, optional): Number of prune steps. When neither
             ``end`` nor ``num_steps`` is given, the target is reached at
-            half of the training iterations.
+            a quarter of the training iterations (``mmcpd.prune.schedule.
+            END_FRACTION``).
         min_channels (int): Channels every group keeps at least. Defaults
             to 1.
         max_ratio (float): Largest fraction of a group's channels removed,
