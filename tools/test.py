@@ -19,7 +19,7 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, Runner, load_state_dict
 
-import mmcpd  # registers mmcpd's modules and its config scope
+import mmcpd  # noqa: F401  (registers its modules and config scope)
 from mmcpd.models import unwrap_student
 from mmcpd.prune.convert import deploy_from_training, is_training_checkpoint
 from mmcpd.prune.spec import CHECKPOINT_KEY, PrunedSpec, apply_spec

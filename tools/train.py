@@ -17,7 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmcpd  # registers mmcpd's modules and its config scope
+import mmcpd  # noqa: F401  (registers its modules and config scope)
 from mmcpd.utils import add_mmengine_safe_globals
 from mmcpd.utils.cli import add_launcher_options, parse_launched
 from mmcpd.utils.config import load_config
