@@ -13,14 +13,19 @@ fine-tuning budget (the task's ``cpd_*`` config: its iterations, learning
 rate and schedule):
 
 * ``control``: fine-tuning only;
-* mmcpd through CPDHook / CPDRunner: ``cpd_kd`` (the shipped defaults:
-  ``min_channels=8, round_to=8, rank_by='latency_proxy'``, KD on
-  classification as ``cpd_kd.py``, CWD on segmentation as ``cpd_cwd.py``);
+* mmcpd through CPDHook / CPDRunner: ``r4_kd_early`` (the CPD bases'
+  defaults since issue 23: ``min_channels=1, round_to=4, rank_by=None``,
+  the target at a quarter of the iterations, KD on classification as
+  ``cpd_kd.py``, CWD on segmentation as ``cpd_cwd.py``); ``cpd_kd`` (the
+  defaults before: ``min_channels=8, round_to=8,
+  rank_by='latency_proxy'``, the target at half);
   ``flops1`` (``min_channels=1, round_to=1, rank_by=None`` -- FLOPs --,
   no distillation: the old class defaults); ``flops1_kd`` (the same with
-  the task's distillation); ``mc1_r8`` (the shipped defaults with
-  ``min_channels=1``); ``r8_rankflops_kd`` (the shipped defaults with
-  ``rank_by=None``);
+  the task's distillation); ``mc1_r8`` (the old defaults with
+  ``min_channels=1``); ``r8_rankflops_kd`` (the old defaults with
+  ``rank_by=None``); the ``*_early`` arms reach the target at a quarter
+  of the iterations; ``measured_*`` decide widths and floors from this
+  machine's latency table (``round_to='measured'``);
 * anchors (``anchors.py``), pruned one-shot before fine-tuning without
   distillation: ``tp_magnitude``, ``tp_taylor`` (Torch-Pruning 1.6.1),
   ``fastnas`` (ModelOpt 0.47, divisors 8).
@@ -66,6 +71,12 @@ TASKS = dict(
         cpd_config='cpd_shapes16_cls.py', metric='accuracy/top1',
         baseline_iters=2000, cpd_iters=200, shape=(1, 3, 16, 16),
         desc='shapes on 1/f clutter 16 px colour, 16 classes, 80/class'),
+    shapes32_mbv2=dict(
+        kind='cls', config='shapes32_mbv2_cls.py',
+        cpd_config='cpd_shapes32_mbv2_cls.py', metric='accuracy/top1',
+        baseline_iters=2000, cpd_iters=200, shape=(1, 3, 32, 32),
+        desc='zoo MobileNetV2 (width 1.0, from scratch) on shapes 32 px '
+             'colour, 16 classes, 80/class'),
     shapes_seg=dict(
         kind='seg', config='shapes_seg.py', cpd_config='cpd_shapes_seg.py',
         metric='mIoU', baseline_iters=1500, cpd_iters=200,
@@ -80,6 +91,10 @@ TASKS = dict(
 
 _CURRENT = dict(min_channels=8, round_to=8, rank_by='latency_proxy')
 _FLOPS1 = dict(min_channels=1, round_to=1, rank_by=None)
+#: the target at a quarter of the fine-tuning iterations, 10 steps (the
+#: other arms: at half, by ``scale_schedule``)
+_EARLY = dict(prune_until=0.25)
+_MEASURED = dict(min_channels='measured', round_to='measured')
 #: arm -> (kind, CPDHook settings, distillation on)
 ARMS = dict(
     control=('control', None, False),
@@ -90,18 +105,32 @@ ARMS = dict(
     tp_taylor=('anchor', None, False),
     flops1_kd=('mmcpd', _FLOPS1, True),
     mc1_r8=('mmcpd', dict(_CURRENT, min_channels=1), True),
-    # the shipped defaults ranked by importance alone (rank_by=None): does
+    # the old defaults ranked by importance alone (rank_by=None): does
     # the latency-proxy ranking or the rounding narrow the trunk?
     r8_rankflops_kd=('mmcpd', dict(_CURRENT, rank_by=None), True),
-    # the shipped defaults with the target reached at a quarter of the
+    # the old defaults with the target reached at a quarter of the
     # iterations instead of half: a longer fine-tune of the pruned model
     # (the anchors prune one-shot at iteration 0 and fine-tune it all)
-    cpd_kd_early=('mmcpd', dict(_CURRENT, end=50, num_steps=None,
-                                interval=5), True),
+    cpd_kd_early=('mmcpd', dict(_CURRENT, **_EARLY), True),
+    # free widths, FLOPs ranking, KD, target at a quarter of the iterations
+    flops1_kd_early=('mmcpd', dict(_FLOPS1, **_EARLY), True),
+    # multiples of 4 (onnxruntime's NCHWc input / depthwise blocks), FLOPs
+    # ranking, KD, target at a quarter: the CPD bases' defaults since
+    # issue 23 (configs/_base_/cpd_hook.py)
+    r4_kd_early=('mmcpd', dict(_FLOPS1, round_to=4, **_EARLY), True),
+    # the same ranked by the latency proxy (segmentation at higher
+    # resolution: memory-bound maps)
+    r4_proxy_kd_early=('mmcpd', dict(_FLOPS1, round_to=4,
+                                     rank_by='latency_proxy', **_EARLY),
+                       True),
+    # widths and floors decided per group from this machine's latency
+    # table (mmcpd.prune.widths.measured_rule), target at a quarter
+    measured_kd_early=('mmcpd', dict(_CURRENT, **_MEASURED, **_EARLY), True),
+    measured_flops_kd_early=('mmcpd', dict(_CURRENT, **_MEASURED, **_EARLY,
+                                           rank_by=None), True),
 )
 ANCHORS = ('tp_magnitude', 'tp_taylor', 'fastnas')
-MMCPD = ('cpd_kd', 'flops1', 'flops1_kd', 'mc1_r8', 'r8_rankflops_kd',
-         'cpd_kd_early')
+MMCPD = tuple(arm for arm, (kind, _, _) in ARMS.items() if kind == 'mmcpd')
 
 
 def distill_losses(kind: str):
@@ -194,6 +223,17 @@ def train_baseline(task: str, work_dir: str) -> dict:
     return result
 
 
+def _schedule(settings: dict, iters: int) -> dict:
+    """The arm's hook settings, ``prune_until`` (a fraction of the
+    iterations) made the last step's iteration, 10 steps."""
+    settings = dict(settings)
+    until = settings.pop('prune_until', None)
+    if until is not None:
+        end = int(iters * until)
+        settings.update(end=end, num_steps=None, interval=max(1, end // 10))
+    return settings
+
+
 def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
     _setup()
     import torch
@@ -213,7 +253,7 @@ def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
         hook = find_cpd_hook(cfg)
         if kind == 'mmcpd':
             hook['target'] = SPEEDUPS[run['speedup']]
-            hook.update(settings)
+            hook.update(_schedule(settings, iters))
         else:
             cfg.cpd = None
         cfg.distill = None
