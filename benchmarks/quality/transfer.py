@@ -91,8 +91,8 @@ TASKS = dict(
 
 _CURRENT = dict(min_channels=8, round_to=8, rank_by='latency_proxy')
 _FLOPS1 = dict(min_channels=1, round_to=1, rank_by=None)
-#: the target at a quarter of the fine-tuning iterations, 10 steps (the
-#: other arms: at half, by ``scale_schedule``)
+#: the target at a quarter of the fine-tuning iterations, 10 steps
+#: (``prune_over``; the other arms: at half, by ``scale_schedule``)
 _EARLY = dict(prune_until=0.25)
 _MEASURED = dict(min_channels='measured', round_to='measured')
 #: arm -> (kind, CPDHook settings, distillation on)
@@ -223,22 +223,11 @@ def train_baseline(task: str, work_dir: str) -> dict:
     return result
 
 
-def _schedule(settings: dict, iters: int) -> dict:
-    """The arm's hook settings, ``prune_until`` (a fraction of the
-    iterations) made the last step's iteration, 10 steps."""
-    settings = dict(settings)
-    until = settings.pop('prune_until', None)
-    if until is not None:
-        end = int(iters * until)
-        settings.update(end=end, num_steps=None, interval=max(1, end // 10))
-    return settings
-
-
 def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
     _setup()
     import torch
     from mmcpd.apis import init_model
-    from mmcpd.apis.experiment import evaluate, find_cpd_hook
+    from mmcpd.apis.experiment import evaluate, find_cpd_hook, prune_over
     from mmcpd.engine.progress import warnings_to_log
     t = TASKS[run['task']]
     kind, settings, distill = ARMS[run['arm']]
@@ -253,7 +242,10 @@ def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
         hook = find_cpd_hook(cfg)
         if kind == 'mmcpd':
             hook['target'] = SPEEDUPS[run['speedup']]
-            hook.update(_schedule(settings, iters))
+            hook.update({k: v for k, v in settings.items()
+                         if k != 'prune_until'})
+            if 'prune_until' in settings:  # else scale_schedule's half
+                prune_over(hook, iters, settings['prune_until'])
         else:
             cfg.cpd = None
         cfg.distill = None

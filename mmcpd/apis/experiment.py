@@ -53,8 +53,8 @@ def scale_schedule(cfg: Config,
     The LR schedulers' ``begin``/``end``/``T_max`` scale by
     ``iters / max_iters``; validation runs once, after training (by the
     caller); one checkpoint is saved at the end; a CPDHook prunes over the
-    first half of the run (at most its ``num_steps`` steps, default 10)
-    and the second half fine-tunes.
+    first half of the run (:func:`prune_over`) and the second half
+    fine-tunes.
 
     Args:
         cfg (Config): An iteration-based training config.
@@ -82,10 +82,28 @@ def scale_schedule(cfg: Config,
             sched.T_max = max(1, int(round(sched.T_max * factor)))
     hook = find_cpd_hook(cfg)
     if hook is not None:
-        steps = min(int(hook.get('num_steps') or 10), max(1, iters // 2))
-        hook['num_steps'] = steps
-        hook['interval'] = max(1, (iters // 2) // steps)
+        prune_over(hook, iters)
     return cfg
+
+
+def prune_over(hook: dict, iters: int, fraction: float = 0.5) -> dict:
+    """Make a CPDHook config prune over the first ``fraction`` of ``iters``
+    iterations, in at most its ``num_steps`` steps (default 10); changed in
+    place.
+
+    Args:
+        hook (dict): The CPDHook config (``cfg.cpd`` or a custom hook).
+        iters (int): Training iterations.
+        fraction (float): Fraction of them that prunes. Defaults to 0.5.
+
+    Returns:
+        dict: ``hook``.
+    """
+    window = max(1, int(iters * fraction))
+    steps = min(int(hook.get('num_steps') or 10), window)
+    hook['num_steps'] = steps
+    hook['interval'] = max(1, window // steps)
+    return hook
 
 
 def prepare_config(path: str,
