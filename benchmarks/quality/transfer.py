@@ -77,6 +77,12 @@ TASKS = dict(
         baseline_iters=2000, cpd_iters=200, shape=(1, 3, 32, 32),
         desc='zoo MobileNetV2 (width 1.0, from scratch) on shapes 32 px '
              'colour, 16 classes, 80/class'),
+    shapes32_r50=dict(
+        kind='cls', config='shapes32_r50_cls.py',
+        cpd_config='cpd_shapes32_r50_cls.py', metric='accuracy/top1',
+        baseline_iters=2000, cpd_iters=200, shape=(1, 3, 32, 32),
+        desc='zoo ResNet-50 (from scratch) on shapes 32 px colour, 16 '
+             'classes, 80/class'),
     shapes_seg=dict(
         kind='seg', config='shapes_seg.py', cpd_config='cpd_shapes_seg.py',
         metric='mIoU', baseline_iters=1500, cpd_iters=200,

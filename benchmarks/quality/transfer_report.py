@@ -29,22 +29,31 @@ if HERE not in sys.path:
 
 from transfer import ANCHORS, ARMS, MMCPD, TASKS  # noqa: E402
 
-LABELS = dict(
-    control='control (fine-tune only)',
-    cpd_kd='mmcpd old defaults (mc8, r8, latency_proxy, KD/CWD)',
-    flops1='mmcpd mc1 r1 FLOPs, no distill',
-    flops1_kd='mmcpd mc1 r1 FLOPs + KD/CWD',
-    mc1_r8='mmcpd mc1 r8 latency_proxy + KD/CWD',
-    r8_rankflops_kd='mmcpd mc8 r8 rank_by=None (FLOPs) + KD/CWD',
-    cpd_kd_early='mmcpd old defaults, target at 1/4',
-    flops1_kd_early='mmcpd mc1 r1 FLOPs + KD/CWD, target at 1/4',
-    r4_kd_early='**mmcpd defaults (mc1, r4, FLOPs, KD/CWD, target at 1/4)**',
-    r4_proxy_kd_early='mmcpd mc1 r4 latency_proxy + KD/CWD, target at 1/4',
-    measured_kd_early='mmcpd measured widths, latency_proxy + KD/CWD, 1/4',
-    measured_flops_kd_early='mmcpd measured widths, FLOPs + KD/CWD, 1/4',
-    tp_magnitude='Torch-Pruning 1.6.1 magnitude',
-    tp_taylor='Torch-Pruning 1.6.1 Taylor',
-    fastnas='ModelOpt 0.47 FastNAS (div 8)')
+#: arm -> (label in the tables, marker in the plot); the control has a line
+STYLE = dict(
+    control=('control (fine-tune only)', None),
+    cpd_kd=('mmcpd old defaults (mc8, r8, latency_proxy, KD/CWD)', 'o'),
+    flops1=('mmcpd mc1 r1 FLOPs, no distill', 's'),
+    flops1_kd=('mmcpd mc1 r1 FLOPs + KD/CWD', 'D'),
+    mc1_r8=('mmcpd mc1 r8 latency_proxy + KD/CWD', '^'),
+    r8_rankflops_kd=('mmcpd mc8 r8 rank_by=None (FLOPs) + KD/CWD', 'v'),
+    cpd_kd_early=('mmcpd old defaults, target at 1/4', 'p'),
+    flops1_kd_early=('mmcpd mc1 r1 FLOPs + KD/CWD, target at 1/4', 'd'),
+    r4_kd_early=('**mmcpd defaults (mc1, r4, FLOPs, KD/CWD, target at '
+                 '1/4)**', '<'),
+    r4_proxy_kd_early=('mmcpd mc1 r4 latency_proxy + KD/CWD, target at 1/4',
+                       '>'),
+    measured_kd_early=('mmcpd measured widths, latency_proxy + KD/CWD, 1/4',
+                       'h'),
+    measured_flops_kd_early=('mmcpd measured widths, FLOPs + KD/CWD, 1/4',
+                             'H'),
+    tp_magnitude=('Torch-Pruning 1.6.1 magnitude', 'x'),
+    tp_taylor=('Torch-Pruning 1.6.1 Taylor', '+'),
+    fastnas=('ModelOpt 0.47 FastNAS (div 8)', '*'))
+if set(STYLE) != set(ARMS):
+    raise KeyError('transfer_report.STYLE needs a label and a marker for '
+                   f'the arms {sorted(set(ARMS) ^ set(STYLE))}')
+LABELS = {arm: label for arm, (label, _) in STYLE.items()}
 
 
 def load(work_dir):
@@ -292,12 +301,7 @@ def plot(bases, runs, lat, path):
         return
     fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7),
                              squeeze=False)
-    markers = dict(cpd_kd='o', flops1='s', flops1_kd='D', mc1_r8='^',
-                   r8_rankflops_kd='v', cpd_kd_early='p',
-                   flops1_kd_early='d', measured_kd_early='h',
-                   r4_kd_early='<', r4_proxy_kd_early='>',
-                   measured_flops_kd_early='H',
-                   tp_magnitude='x', tp_taylor='+', fastnas='*')
+    markers = {arm: m for arm, (_, m) in STYLE.items() if m}
     for j, task in enumerate(tasks):
         control, rows = task_rows(runs, lat, task)
         for i, key in enumerate(('flops_x', 'lat_x')):

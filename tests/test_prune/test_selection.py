@@ -72,3 +72,45 @@ def test_max_removable_matches_guards():
     reach = max_removable(groups, cost, Guards(max_ratio=0.5))
     expected = 1 - cost.total({0: range(5), 1: range(5)}) / cost.total()
     assert abs(reach - expected) < 1e-9
+
+
+def test_last_move_gives_back_what_the_target_does_not_need():
+    # group 1's two cheapest units go first, then group 0's block of 8
+    # closes the gap with room to spare: the two small moves are undone
+    groups, cost = _setup(16, 16)
+    scores = {0: torch.ones(16).double(),
+              1: torch.tensor([0.1, 0.1] + [100.] * 14).double()}
+    guards = Guards(round_to={0: 8, 1: 1})
+    new = select_units(groups, scores, cost, {}, 0.45, guards)
+    assert new == {0: list(range(8))}
+    assert cost.total(new) <= 0.55 * cost.total()
+
+
+def test_zoo_resnet_lands_nearest_its_target(monkeypatch):
+    """CIFAR ResNet-18/4 (16-channel trunk), FLOPs, blocks of 4, 8x: the
+    greedy alone overshoots by whole trunk blocks; the result stays under
+    the goal and nearer to it."""
+    import mmcpd
+    from mmcpd.prune import selection
+    from .test_widths_measured import X, narrow_resnet18
+    model = narrow_resnet18()
+    result = mmcpd.comb_model(model, X)
+    cost = mmcpd.prune.cost.model_cost(model, result, 'flops')
+    full, goal = cost.total(), cost.total() / 8
+    landed = {}
+    for trim in (True, False):
+        if not trim:
+            monkeypatch.setattr(selection, '_return_slack',
+                                lambda *args: None)
+        overs = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            scores = {g.id: torch.rand(g.num_units).double()
+                      for g in result.prunable}
+            new = select_units(result.prunable, scores, cost, {}, 0.875,
+                               Guards(round_to=4))
+            assert cost.total(new) <= goal * (1 + 1e-9)
+            overs.append((goal - cost.total(new)) / full)
+        landed[trim] = overs
+    assert max(landed[True]) < 0.005
+    assert sum(landed[True]) < sum(landed[False])
