@@ -41,6 +41,7 @@ STYLE = dict(
     flops1_kd_early=('mmcpd mc1 r1 FLOPs + KD/CWD, target at 1/4', 'd'),
     r4_kd_early=('**mmcpd defaults (mc1, r4, FLOPs, KD/CWD, target at '
                  '1/4)**', '<'),
+    r4_early=('mmcpd defaults without distillation', '1'),
     r4_proxy_kd_early=('mmcpd mc1 r4 latency_proxy + KD/CWD, target at 1/4',
                        '>'),
     measured_kd_early=('mmcpd measured widths, latency_proxy + KD/CWD, 1/4',
@@ -140,13 +141,18 @@ def interp(points, x):
     return y0 + (y1 - y0) * (lx - l0) / (l1 - l0)
 
 
-def best_anchor_at(rows, key, x):
+def best_anchor_at(rows, key, x, control=None):
     """The best anchor's metric interpolated at reduction ``x`` (``key``
-    'flops_x' or 'lat_x') over the task's targets: (anchor, value)."""
+    'flops_x' or 'lat_x') over the task's targets: (anchor, value). With
+    the ``control`` cell, every anchor's curve starts there (1x: nothing
+    pruned, the same fine-tuning), so a reduction below an anchor's
+    smallest is interpolated towards the control, not extrapolated along
+    its 4x-8x segment (which can rise above the control)."""
     best = (None, None)
+    start = [] if control is None else [(1.0, control['mean'])]
     for a in ANCHORS:
-        pts = [(row[a][key], row[a]['mean']) for row in rows.values()
-               if a in row]
+        pts = start + [(row[a][key], row[a]['mean'])
+                       for row in rows.values() if a in row]
         v = interp(pts, x)
         if v is not None and (best[1] is None or v > best[1]):
             best = (a, v)
@@ -174,8 +180,10 @@ def summary(bases, runs, lat):
                 drop = None if control is None else control['mean'] - c['mean']
                 bdrop = None if control is None else (control['mean'] -
                                                       bc['mean'])
-                _, at_f = best_anchor_at(trows, 'flops_x', c['flops_x'])
-                _, at_l = best_anchor_at(trows, 'lat_x', c['lat_x'])
+                _, at_f = best_anchor_at(trows, 'flops_x', c['flops_x'],
+                                         control)
+                _, at_l = best_anchor_at(trows, 'lat_x', c['lat_x'],
+                                         control)
                 rows.append(dict(
                     margin_eq_flops=None if at_f is None else
                     c['mean'] - at_f,
@@ -239,8 +247,10 @@ def markdown(bases, runs, lat) -> str:
                         control['mean'] - c['mean'])
                 eqf = eql = ''
                 if arm not in ANCHORS:
-                    _, vf = best_anchor_at(rows, 'flops_x', c['flops_x'])
-                    _, vl = best_anchor_at(rows, 'lat_x', c['lat_x'])
+                    _, vf = best_anchor_at(rows, 'flops_x', c['flops_x'],
+                                           control)
+                    _, vl = best_anchor_at(rows, 'lat_x', c['lat_x'],
+                                           control)
                     eqf = _f(None if vf is None else c['mean'] - vf,
                              '{:+.2f}')
                     eql = _f(None if vl is None else c['mean'] - vl,
@@ -269,9 +279,10 @@ def markdown(bases, runs, lat) -> str:
             'Margin: the arm\'s mean minus the best anchor\'s mean at the '
             'same FLOPs target (positive: mmcpd ahead). At equal FLOPs / '
             'latency: minus the best anchor\'s metric interpolated (linear '
-            'in log2 of the reduction, through its 4x and 8x runs, '
-            'extrapolated by at most 15% of the reduction; anchors out of '
-            'that range are not compared, - where none is in range) at the '
+            'in log2 of the reduction, through the control at 1x and its '
+            '4x and 8x runs, extrapolated beyond its largest reduction by at '
+            'most 15%; anchors out of that range are not compared, - where '
+            'none is in range) at the '
             'arm\'s own reduction. Drop: control minus arm '
             '(positive: lower than the control). The 8x rule: drop at '
             'most half the best anchor\'s drop.', '',
