@@ -101,6 +101,9 @@ _FLOPS1 = dict(min_channels=1, round_to=1, rank_by=None)
 #: (``prune_over``; the other arms: at half, by ``scale_schedule``)
 _EARLY = dict(prune_until=0.25)
 _MEASURED = dict(min_channels='measured', round_to='measured')
+#: the CPD bases' defaults since issue 23 (configs/_base_/cpd_hook.py):
+#: multiples of 4, FLOPs ranking, the target at a quarter
+_R4 = dict(_FLOPS1, round_to=4, **_EARLY)
 #: arm -> (kind, CPDHook settings, distillation on)
 ARMS = dict(
     control=('control', None, False),
@@ -123,15 +126,13 @@ ARMS = dict(
     # multiples of 4 (onnxruntime's NCHWc input / depthwise blocks), FLOPs
     # ranking, KD, target at a quarter: the CPD bases' defaults since
     # issue 23 (configs/_base_/cpd_hook.py)
-    r4_kd_early=('mmcpd', dict(_FLOPS1, round_to=4, **_EARLY), True),
+    r4_kd_early=('mmcpd', _R4, True),
     # the defaults without distillation (a teacher that is not converged:
     # several baselines are below their fine-tuned control)
-    r4_early=('mmcpd', dict(_FLOPS1, round_to=4, **_EARLY), False),
+    r4_early=('mmcpd', _R4, False),
     # the defaults ranked by the latency proxy (segmentation at higher
     # resolution: memory-bound maps)
-    r4_proxy_kd_early=('mmcpd', dict(_FLOPS1, round_to=4,
-                                     rank_by='latency_proxy', **_EARLY),
-                       True),
+    r4_proxy_kd_early=('mmcpd', dict(_R4, rank_by='latency_proxy'), True),
     # widths and floors decided per group from this machine's latency
     # table (mmcpd.prune.widths.measured_rule), target at a quarter
     measured_kd_early=('mmcpd', dict(_CURRENT, **_MEASURED, **_EARLY), True),

@@ -159,6 +159,17 @@ def best_anchor_at(rows, key, x, control=None):
     return best
 
 
+def equal_margins(rows, cell, control):
+    """``cell``'s margins against the best anchor's curve at its own FLOPs
+    and latency reduction (:func:`best_anchor_at`): (flops, latency), each
+    None where no anchor is in range."""
+    out = []
+    for key in ('flops_x', 'lat_x'):
+        _, v = best_anchor_at(rows, key, cell[key], control)
+        out.append(None if v is None else cell['mean'] - v)
+    return tuple(out)
+
+
 def _f(x, fmt='{:.2f}'):
     return '-' if x is None else fmt.format(x)
 
@@ -180,14 +191,9 @@ def summary(bases, runs, lat):
                 drop = None if control is None else control['mean'] - c['mean']
                 bdrop = None if control is None else (control['mean'] -
                                                       bc['mean'])
-                _, at_f = best_anchor_at(trows, 'flops_x', c['flops_x'],
-                                         control)
-                _, at_l = best_anchor_at(trows, 'lat_x', c['lat_x'],
-                                         control)
+                eq_flops, eq_lat = equal_margins(trows, c, control)
                 rows.append(dict(
-                    margin_eq_flops=None if at_f is None else
-                    c['mean'] - at_f,
-                    margin_eq_lat=None if at_l is None else c['mean'] - at_l,
+                    margin_eq_flops=eq_flops, margin_eq_lat=eq_lat,
                     task=task, speedup=s, margin=c['mean'] - bc['mean'],
                     anchor=ba, flops_ok=c['flops_x'] >= bc['flops_x'],
                     lat_ok=(None if c['lat_x'] is None or bc['lat_x'] is None
@@ -247,14 +253,8 @@ def markdown(bases, runs, lat) -> str:
                         control['mean'] - c['mean'])
                 eqf = eql = ''
                 if arm not in ANCHORS:
-                    _, vf = best_anchor_at(rows, 'flops_x', c['flops_x'],
-                                           control)
-                    _, vl = best_anchor_at(rows, 'lat_x', c['lat_x'],
-                                           control)
-                    eqf = _f(None if vf is None else c['mean'] - vf,
-                             '{:+.2f}')
-                    eql = _f(None if vl is None else c['mean'] - vl,
-                             '{:+.2f}')
+                    eqf, eql = (_f(m, '{:+.2f}')
+                                for m in equal_margins(rows, c, control))
                 if arm in ANCHORS:
                     margin = '(anchor' + (', best)' if arm == ba else ')')
                     small = ''
