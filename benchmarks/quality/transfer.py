@@ -25,7 +25,13 @@ rate and schedule):
   ``min_channels=1``); ``r8_rankflops_kd`` (the old defaults with
   ``rank_by=None``); the ``*_early`` arms reach the target at a quarter
   of the iterations; ``measured_*`` decide widths and floors from this
-  machine's latency table (``round_to='measured'``);
+  machine's latency table (``round_to='measured'``); ``r4_kd_early_matched``
+  the defaults pruned to the best anchor's own FLOPs reduction of the row
+  (equal FLOPs measured); session 13's levers, each the defaults with one
+  change: the schedule (``r4_kd_e10``, ``r4_kd_e10s5``, ``r4_kd_s5``,
+  ``r4_kd_cubic``), the distillation weight by phase (``r4_kd_fade``,
+  ``r4_kd_prune``), the importance (``r4_taylor_kd``) and the ranking
+  (``r4_rankparams_kd``);
 * anchors (``anchors.py``), pruned one-shot before fine-tuning without
   distillation: ``tp_magnitude``, ``tp_taylor`` (Torch-Pruning 1.6.1),
   ``fastnas`` (ModelOpt 0.47, divisors 8).
@@ -104,7 +110,9 @@ _MEASURED = dict(min_channels='measured', round_to='measured')
 #: the CPD bases' defaults since issue 23 (configs/_base_/cpd_hook.py):
 #: multiples of 4, FLOPs ranking, the target at a quarter
 _R4 = dict(_FLOPS1, round_to=4, **_EARLY)
-#: arm -> (kind, CPDHook settings, distillation on)
+#: arm -> (kind, CPDHook settings, distillation: on / off, or the phase
+#: it counts in: ``dict(until=fraction of the iterations, ramp=...)``, the
+#: distillation terms' ``weight_schedule``)
 ARMS = dict(
     control=('control', None, False),
     cpd_kd=('mmcpd', _CURRENT, True),
@@ -130,6 +138,31 @@ ARMS = dict(
     # the defaults without distillation (a teacher that is not converged:
     # several baselines are below their fine-tuned control)
     r4_early=('mmcpd', _R4, False),
+    # the defaults with the target at a tenth of the iterations (10 steps
+    # of 2 iterations, or 5 of 4): nearer the anchors' one-shot cut and a
+    # longer fine-tune of the final architecture
+    r4_kd_e10=('mmcpd', dict(_R4, prune_until=0.1), True),
+    r4_kd_e10s5=('mmcpd', dict(_R4, prune_until=0.1, num_steps=5), True),
+    # the defaults with the distillation weight by phase: full while the
+    # model is pruned, then down to 0 by the end (linear) or off once the
+    # target is reached (step at the quarter)
+    r4_kd_fade=('mmcpd', _R4, dict(until=1.0, ramp='linear')),
+    r4_kd_prune=('mmcpd', _R4, dict(until=0.25, ramp='step')),
+    # the defaults ranked per parameter (late, cheap-per-FLOP channels go
+    # first), or scored by first-order Taylor instead of the Hessian
+    r4_rankparams_kd=('mmcpd', dict(_R4, rank_by='params'), True),
+    r4_taylor_kd=('mmcpd', dict(_R4, importance='taylor'), True),
+    # the defaults pruned to the best anchor's own FLOPs reduction of the
+    # row (its mean over seeds): equal FLOPs measured, not interpolated
+    r4_kd_early_matched=('mmcpd', dict(_R4, match_anchor=True), True),
+    # the target at a quarter in 5 steps of 10 iterations (the Hessian
+    # gathered over twice the batches of each step)
+    r4_kd_s5=('mmcpd', dict(_R4, num_steps=5), True),
+    # the target at a quarter, most of it early (Zhu & Gupta's cubic)
+    r4_kd_cubic=('mmcpd', dict(_R4, schedule='cubic'), True),
+    # the target at a tenth in 5 steps with KD fading to 0
+    r4_kd_e10s5_fade=('mmcpd', dict(_R4, prune_until=0.1, num_steps=5),
+                      dict(until=1.0, ramp='linear')),
     # the defaults ranked by the latency proxy (segmentation at higher
     # resolution: memory-bound maps)
     r4_proxy_kd_early=('mmcpd', dict(_R4, rank_by='latency_proxy'), True),
@@ -143,12 +176,18 @@ ANCHORS = ('tp_magnitude', 'tp_taylor', 'fastnas')
 MMCPD = tuple(arm for arm, (kind, _, _) in ARMS.items() if kind == 'mmcpd')
 
 
-def distill_losses(kind: str):
+def distill_losses(kind: str, phase=None, iters: int = 0):
     """The product's distillation for the task kind (cpd_kd.py /
-    cpd_cwd.py)."""
+    cpd_cwd.py), with the weight schedule of an arm's ``phase`` (a dict
+    of ``until``, a fraction of ``iters``, and ``ramp``) if it has one."""
     if kind == 'cls':
-        return [dict(type='KDLoss', tau=1.0, loss_weight=1.0)]
-    return [dict(type='CWDLoss', tau=4.0, loss_weight=3.0)]
+        loss = dict(type='KDLoss', tau=1.0, loss_weight=1.0)
+    else:
+        loss = dict(type='CWDLoss', tau=4.0, loss_weight=3.0)
+    if isinstance(phase, dict):
+        loss['weight_schedule'] = dict(
+            end=max(1, int(iters * phase['until'])), ramp=phase['ramp'])
+    return [loss]
 
 
 def run_name(run: dict) -> str:
@@ -233,6 +272,32 @@ def train_baseline(task: str, work_dir: str) -> dict:
     return result
 
 
+def best_anchor_reduction(work_dir: str, task: str, speedup: int):
+    """The best anchor of a row (highest mean metric over its cached
+    seeds) and its mean achieved FLOPs reduction: ``(arm, x)``.
+
+    Raises:
+        FileNotFoundError: If no anchor of the row has run yet.
+    """
+    import glob
+    import statistics
+    got = {}
+    for arm in ANCHORS:
+        pattern = osp.join(work_dir, 'runs',
+                           f'{task}_{arm}_x{speedup}_seed*.json')
+        for path in glob.glob(pattern):
+            with open(path) as f:
+                r = json.load(f)
+            got.setdefault(arm, []).append((r['metric'],
+                                            r['speedup_flops']))
+    if not got:
+        raise FileNotFoundError(
+            f'no anchor run of {task} at {speedup}x in {work_dir}/runs: run '
+            f'the anchors ({", ".join(ANCHORS)}) before a matched arm')
+    arm = max(got, key=lambda a: statistics.fmean(m for m, _ in got[a]))
+    return arm, statistics.fmean(x for _, x in got[arm])
+
+
 def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
     _setup()
     import torch
@@ -252,15 +317,21 @@ def run_one(run: dict, baseline: dict, work_dir: str) -> dict:
         hook = find_cpd_hook(cfg)
         if kind == 'mmcpd':
             hook['target'] = SPEEDUPS[run['speedup']]
+            if settings.get('match_anchor'):  # at least the anchor's
+                arm, x = best_anchor_reduction(work_dir, run['task'],
+                                               run['speedup'])
+                hook['target'] = 1.0 - 1.0 / x
+                extra.update(matched_anchor=arm, matched_x=x)
             hook.update({k: v for k, v in settings.items()
-                         if k != 'prune_until'})
+                         if k not in ('prune_until', 'match_anchor')})
             if 'prune_until' in settings:  # else scale_schedule's half
                 prune_over(hook, iters, settings['prune_until'])
         else:
             cfg.cpd = None
         cfg.distill = None
         if distill:
-            cfg.distill = dict(distill_losses=distill_losses(t['kind']),
+            cfg.distill = dict(distill_losses=distill_losses(
+                t['kind'], distill, iters),
                                keep_task_loss=True,
                                probe_shape=t['shape'][1:])
         if kind == 'anchor':

@@ -29,7 +29,8 @@ if HERE not in sys.path:
 
 from transfer import ANCHORS, ARMS, MMCPD, TASKS  # noqa: E402
 
-#: arm -> (label in the tables, marker in the plot); the control has a line
+#: arm -> (label in the tables, marker in the plot or None: in the tables
+#: only); the control has a line
 STYLE = dict(
     control=('control (fine-tune only)', None),
     cpd_kd=('mmcpd old defaults (mc8, r8, latency_proxy, KD/CWD)', 'o'),
@@ -41,7 +42,18 @@ STYLE = dict(
     flops1_kd_early=('mmcpd mc1 r1 FLOPs + KD/CWD, target at 1/4', 'd'),
     r4_kd_early=('**mmcpd defaults (mc1, r4, FLOPs, KD/CWD, target at '
                  '1/4)**', '<'),
-    r4_early=('mmcpd defaults without distillation', '1'),
+    r4_early=('mmcpd defaults without distillation', None),
+    r4_kd_e10=('mmcpd defaults, target at 1/10 (10 steps)', None),
+    r4_kd_e10s5=('mmcpd defaults, target at 1/10 (5 steps)', None),
+    r4_kd_fade=('mmcpd defaults, KD/CWD fading to 0 by the end', None),
+    r4_kd_prune=('mmcpd defaults, KD/CWD while pruning only', None),
+    r4_rankparams_kd=('mmcpd defaults ranked per parameter', None),
+    r4_taylor_kd=('mmcpd defaults with Taylor importance', None),
+    r4_kd_s5=('mmcpd defaults in 5 steps', None),
+    r4_kd_early_matched=('mmcpd defaults at the best anchor\'s FLOPs', 'P'),
+    r4_kd_cubic=('mmcpd defaults, cubic schedule', None),
+    r4_kd_e10s5_fade=('mmcpd defaults, target at 1/10 (5 steps), KD/CWD '
+                      'fading', None),
     r4_proxy_kd_early=('mmcpd mc1 r4 latency_proxy + KD/CWD, target at 1/4',
                        '>'),
     measured_kd_early=('mmcpd measured widths, latency_proxy + KD/CWD, 1/4',
@@ -174,14 +186,26 @@ def _f(x, fmt='{:.2f}'):
     return '-' if x is None else fmt.format(x)
 
 
+def paired_rows(runs, lat, task, arm, speedup):
+    """:func:`task_rows` over the seeds ``arm`` has at ``speedup`` only:
+    the arm, the control and the anchors compared seed for seed (the
+    arms do not all have the same seeds)."""
+    seeds = {r['seed'] for r in runs if r['task'] == task
+             and r['arm'] == arm and r['speedup'] == speedup}
+    return task_rows([r for r in runs if r['task'] == task
+                      and r['seed'] in seeds], lat, task)
+
+
 def summary(bases, runs, lat):
-    """Per mmcpd arm: margins vs the best anchor over every row."""
+    """Per mmcpd arm: margins vs the best anchor over every row, on the
+    arm's own seeds (:func:`paired_rows`)."""
     out = {}
     for arm in MMCPD:
         rows = []
         for task in TASKS:
-            control, trows = task_rows(runs, lat, task)
-            for s, row in trows.items():
+            for s in task_rows(runs, lat, task)[1]:
+                control, trows = paired_rows(runs, lat, task, arm, s)
+                row = trows.get(s, {})
                 if arm not in row:
                     continue
                 ba, bc = best_anchor(row)
@@ -198,7 +222,7 @@ def summary(bases, runs, lat):
                     anchor=ba, flops_ok=c['flops_x'] >= bc['flops_x'],
                     lat_ok=(None if c['lat_x'] is None or bc['lat_x'] is None
                             else c['lat_x'] >= bc['lat_x']),
-                    drop=drop, anchor_drop=bdrop, n=c['n']))
+                    drop=drop, anchor_drop=bdrop, n=c['n'], cell=c))
         if rows:
             ef = [r['margin_eq_flops'] for r in rows
                   if r['margin_eq_flops'] is not None]
@@ -247,14 +271,17 @@ def markdown(bases, runs, lat) -> str:
             'as small (FLOPs / latency) | margin at equal FLOPs | margin at '
             'equal latency |', '| --- ' * 10 + '|']
         for s, row in rows.items():
-            ba, bc = best_anchor(row)
             for arm, c in row.items():
                 drop = (None if control is None else
                         control['mean'] - c['mean'])
                 eqf = eql = ''
-                if arm not in ANCHORS:
+                ba, bc = best_anchor(row)
+                if arm not in ANCHORS:  # on the arm's seeds
+                    pc, prows = paired_rows(runs, lat, task, arm, s)
+                    ba, bc = best_anchor(prows[s])
                     eqf, eql = (_f(m, '{:+.2f}')
-                                for m in equal_margins(rows, c, control))
+                                for m in equal_margins(prows, c, pc))
+                    drop = None if pc is None else pc['mean'] - c['mean']
                 if arm in ANCHORS:
                     margin = '(anchor' + (', best)' if arm == ba else ')')
                     small = ''
@@ -277,7 +304,9 @@ def markdown(bases, runs, lat) -> str:
         lines += [
             '### Candidate defaults against the best anchor of each row', '',
             'Margin: the arm\'s mean minus the best anchor\'s mean at the '
-            'same FLOPs target (positive: mmcpd ahead). At equal FLOPs / '
+            'same FLOPs target (positive: mmcpd ahead), seed for seed: over '
+            'the seeds the arm has (the anchors\' and the control\'s runs '
+            'of those seeds; drops too). At equal FLOPs / '
             'latency: minus the best anchor\'s metric interpolated (linear '
             'in log2 of the reduction, through the control at 1x and its '
             '4x and 8x runs, extrapolated beyond its largest reduction by at '
@@ -300,7 +329,34 @@ def markdown(bases, runs, lat) -> str:
                 f"{_f(sm['worst_eq_flops'], '{:+.2f}')} | "
                 f"{_f(sm['worst_eq_lat'], '{:+.2f}')} | {ok8} of {len(r8)} |")
         lines.append('')
+        if DEFAULTS in summ:
+            lines += defaults_table(summ[DEFAULTS])
     return '\n'.join(lines)
+
+
+#: The arm of the CPD bases' defaults (configs/_base_/cpd_hook.py)
+DEFAULTS = 'r4_kd_early'
+
+
+def defaults_table(sm) -> list:
+    """Markdown lines: the defaults row by row against the best anchor
+    (seed for seed), as README and docs/distill.md quote them."""
+    lines = [
+        f'### {LABELS[DEFAULTS]}, row by row', '',
+        '| task | target | defaults: metric (n; FLOPs x, latency x) | drop '
+        'vs control | best anchor: drop | margin, same target | at equal '
+        'FLOPs | at equal latency |', '| --- ' * 8 + '|']
+    for r in sm['rows']:
+        c = r['cell']
+        lines.append(
+            f"| {r['task']} | {r['speedup']}x | {c['mean']:.2f} ± "
+            f"{c['std']:.2f} (n={c['n']}; {c['flops_x']:.2f}x, "
+            f"{_f(c['lat_x'])}x) | {_f(r['drop'])} | "
+            f"{_f(r['anchor_drop'])} ({LABELS[r['anchor']]}) | "
+            f"{r['margin']:+.2f} | {_f(r['margin_eq_flops'], '{:+.2f}')} | "
+            f"{_f(r['margin_eq_lat'], '{:+.2f}')} |")
+    lines.append('')
+    return lines
 
 
 def plot(bases, runs, lat, path):
