@@ -196,33 +196,42 @@ def paired_rows(runs, lat, task, arm, speedup):
                       and r['seed'] in seeds], lat, task)
 
 
+def paired_row(runs, lat, task, arm, speedup):
+    """``arm``'s cell at ``speedup`` against the best anchor, seed for seed
+    (:func:`paired_rows`): its margins, drops and whether it is as small;
+    ``anchor`` and ``margin`` None where no anchor ran those seeds; None
+    where the arm did not run there."""
+    control, trows = paired_rows(runs, lat, task, arm, speedup)
+    row = trows.get(speedup, {})
+    if arm not in row:
+        return None
+    ba, bc = best_anchor(row)
+    c = row[arm]
+    drop = None if control is None else control['mean'] - c['mean']
+    eq_flops, eq_lat = equal_margins(trows, c, control)
+    out = dict(margin_eq_flops=eq_flops, margin_eq_lat=eq_lat, task=task,
+               speedup=speedup, margin=None, anchor=ba, flops_ok=None,
+               lat_ok=None, drop=drop, anchor_drop=None, n=c['n'], cell=c)
+    if bc is not None:
+        out.update(
+            margin=c['mean'] - bc['mean'],
+            flops_ok=c['flops_x'] >= bc['flops_x'],
+            lat_ok=(None if c['lat_x'] is None or bc['lat_x'] is None
+                    else c['lat_x'] >= bc['lat_x']),
+            anchor_drop=(None if control is None else
+                         control['mean'] - bc['mean']))
+    return out
+
+
 def summary(bases, runs, lat):
-    """Per mmcpd arm: margins vs the best anchor over every row, on the
-    arm's own seeds (:func:`paired_rows`)."""
+    """Per mmcpd arm: margins vs the best anchor over every row that has
+    one, on the arm's own seeds (:func:`paired_row`)."""
     out = {}
     for arm in MMCPD:
-        rows = []
-        for task in TASKS:
-            for s in task_rows(runs, lat, task)[1]:
-                control, trows = paired_rows(runs, lat, task, arm, s)
-                row = trows.get(s, {})
-                if arm not in row:
-                    continue
-                ba, bc = best_anchor(row)
-                if bc is None:
-                    continue
-                c = row[arm]
-                drop = None if control is None else control['mean'] - c['mean']
-                bdrop = None if control is None else (control['mean'] -
-                                                      bc['mean'])
-                eq_flops, eq_lat = equal_margins(trows, c, control)
-                rows.append(dict(
-                    margin_eq_flops=eq_flops, margin_eq_lat=eq_lat,
-                    task=task, speedup=s, margin=c['mean'] - bc['mean'],
-                    anchor=ba, flops_ok=c['flops_x'] >= bc['flops_x'],
-                    lat_ok=(None if c['lat_x'] is None or bc['lat_x'] is None
-                            else c['lat_x'] >= bc['lat_x']),
-                    drop=drop, anchor_drop=bdrop, n=c['n'], cell=c))
+        rows = [r for task in TASKS
+                for s in task_rows(runs, lat, task)[1]
+                for r in [paired_row(runs, lat, task, arm, s)]
+                if r is not None and r['margin'] is not None]
         if rows:
             ef = [r['margin_eq_flops'] for r in rows
                   if r['margin_eq_flops'] is not None]
@@ -237,8 +246,12 @@ def summary(bases, runs, lat):
     return out
 
 
-def markdown(bases, runs, lat) -> str:
+def markdown(bases, runs, lat, summ) -> str:
+    """The report: per task every arm's cells, then ``summ``
+    (:func:`summary`) and the defaults row by row."""
     lines = []
+    paired = {(arm, r['task'], r['speedup']): r
+              for arm, sm in summ.items() for r in sm['rows']}
     for task, t in TASKS.items():
         if task not in bases:
             continue
@@ -271,35 +284,29 @@ def markdown(bases, runs, lat) -> str:
             'as small (FLOPs / latency) | margin at equal FLOPs | margin at '
             'equal latency |', '| --- ' * 10 + '|']
         for s, row in rows.items():
+            best, _ = best_anchor(row)
             for arm, c in row.items():
-                drop = (None if control is None else
-                        control['mean'] - c['mean'])
-                eqf = eql = ''
-                ba, bc = best_anchor(row)
-                if arm not in ANCHORS:  # on the arm's seeds
-                    pc, prows = paired_rows(runs, lat, task, arm, s)
-                    ba, bc = best_anchor(prows[s])
-                    eqf, eql = (_f(m, '{:+.2f}')
-                                for m in equal_margins(prows, c, pc))
-                    drop = None if pc is None else pc['mean'] - c['mean']
                 if arm in ANCHORS:
-                    margin = '(anchor' + (', best)' if arm == ba else ')')
-                    small = ''
-                elif bc is None:
-                    margin, small = '-', ''
-                else:
-                    margin = f"{c['mean'] - bc['mean']:+.2f}"
-                    small = ('yes' if c['flops_x'] >= bc['flops_x'] else
-                             'NO') + ' / ' + (
-                        '-' if c['lat_x'] is None or bc['lat_x'] is None
-                        else 'yes' if c['lat_x'] >= bc['lat_x'] else 'NO')
+                    drop = (None if control is None else
+                            control['mean'] - c['mean'])
+                    margin = '(anchor' + (', best)' if arm == best else ')')
+                    small = eqf = eql = ''
+                else:  # on the arm's seeds
+                    p = paired.get((arm, task, s)) or paired_row(
+                        runs, lat, task, arm, s)
+                    drop = p['drop']
+                    eqf, eql = (_f(p[k], '{:+.2f}')
+                                for k in ('margin_eq_flops', 'margin_eq_lat'))
+                    margin = _f(p['margin'], '{:+.2f}')
+                    small = '' if p['margin'] is None else (
+                        ('yes' if p['flops_ok'] else 'NO') + ' / ' +
+                        {None: '-', True: 'yes', False: 'NO'}[p['lat_ok']])
                 lines.append(
                     f"| {s}x | {LABELS[arm]} | {c['flops_x']:.2f} | "
                     f"{_f(c['lat_x'])} | {c['mean']:.2f} ± {c['std']:.2f} "
                     f"(n={c['n']}) | {_f(drop, '{:.2f}')} | {margin} | "
                     f'{small} | {eqf} | {eql} |')
         lines.append('')
-    summ = summary(bases, runs, lat)
     if summ:
         lines += [
             '### Candidate defaults against the best anchor of each row', '',
@@ -407,7 +414,8 @@ def main(argv=None) -> int:
                    help='also write transfer_tables.md / .json / .png here')
     args = p.parse_args(argv)
     bases, runs, lat = load(args.work_dir)
-    md = markdown(bases, runs, lat)
+    summ = summary(bases, runs, lat)
+    md = markdown(bases, runs, lat, summ)
     outs = [args.work_dir] + ([args.out] if args.out else [])
     for d in outs:
         os.makedirs(d, exist_ok=True)
@@ -418,7 +426,7 @@ def main(argv=None) -> int:
                     'speedup_flops', 'wall_s')
             data = dict(
                 baselines=bases, latency=lat,
-                summary=summary(bases, runs, lat),
+                summary=summ,
                 runs=[{k: r[k] for k in keys} for r in runs])
             json.dump(data, f, indent=1)
         plot(bases, runs, lat, osp.join(d, 'transfer.png'))
